@@ -1,0 +1,210 @@
+"""The ``smx`` command line: one typer app, one sub-command per job.
+
+User mistakes (a bad config, a missing file) end with one clear sentence and a non-zero
+exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from smx import __version__
+from smx.yamlio import ConfigError
+
+app = typer.Typer(
+    name="smx",
+    help="Cheap self-supervised speech pre-training with SummaryMixing.\n\n"
+    "Example: smx config validate params.yaml configs/*.yaml",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(
+    help="Validate, show and compare config files.\n\nExample: smx config show params.yaml",
+    no_args_is_help=True,
+)
+app.add_typer(config_app, name="config")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_CONFIG = 2
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"smx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Cheap self-supervised speech pre-training with SummaryMixing."""
+
+
+def _load_or_exit(path: Path) -> Any:
+    from smx.config import load
+
+    try:
+        return load(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            err.print(str(issue), markup=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        if not data and prefix:
+            flat[prefix[:-1]] = {}
+        return flat
+    return {prefix[:-1]: data}
+
+
+@config_app.command("validate")
+def config_validate(
+    files: Annotated[list[Path], typer.Argument(help="YAML config files to check.")],
+) -> None:
+    """Check config files: prints OK per file, or every problem as FILE:LINE: path: message.
+
+    Exit code 2 when any file has a problem.
+
+    Example: smx config validate params.yaml configs/*.yaml
+    """
+    from smx.config import load
+
+    failed = False
+    for path in files:
+        try:
+            load(path)
+        except ConfigError as exc:
+            failed = True
+            for issue in exc.issues:
+                err.print(str(issue), markup=False)
+        else:
+            out.print(f"{path}: OK", markup=False)
+    if failed:
+        raise typer.Exit(EXIT_CONFIG)
+
+
+@config_app.command("show")
+def config_show(
+    file: Annotated[Path, typer.Argument(help="YAML config file.")],
+    variant: Annotated[
+        str | None, typer.Option(help="Show this variant of the file's `variants`.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False,
+) -> None:
+    """Print the resolved config: the file's values plus every default.
+
+    Example: smx config show params.yaml --variant mhsa
+    """
+    params = _load_or_exit(file)
+    if variant is not None:
+        try:
+            params = params.variant(variant)
+        except KeyError as exc:
+            err.print(f"{file}: {exc.args[0]}", markup=False)
+            raise typer.Exit(EXIT_CONFIG) from None
+    data = params.model_dump(mode="json")
+    if as_json:
+        out.print(json.dumps(data, indent=2), markup=False)
+        return
+    import io
+
+    from ruamel.yaml import YAML
+
+    buf = io.StringIO()
+    yaml = YAML()
+    yaml.default_flow_style = False
+    yaml.dump(data, buf)
+    out.print(buf.getvalue().rstrip(), markup=False)
+
+
+@config_app.command("diff")
+def config_diff(
+    a: Annotated[Path, typer.Argument(help="First config file.")],
+    b: Annotated[Path, typer.Argument(help="Second config file.")],
+) -> None:
+    """Print the resolved values that differ between two configs (defaults included).
+
+    Exit code 0 when they are equal, 1 when they differ, 2 when a file is invalid.
+
+    Example: smx config diff configs/w2v2_155m_summarymixing.yaml configs/w2v2_155m_mhsa.yaml
+    """
+    left = _flatten(_load_or_exit(a).model_dump(mode="json"))
+    right = _flatten(_load_or_exit(b).model_dump(mode="json"))
+    keys = sorted(set(left) | set(right))
+    missing = "(absent)"
+    changed = [
+        (k, left.get(k, missing), right.get(k, missing))
+        for k in keys
+        if left.get(k, missing) != right.get(k, missing)
+    ]
+    if not changed:
+        out.print(f"{a} and {b}: no differences", markup=False)
+        return
+    table = Table(title=f"{a} -> {b}", show_lines=False)
+    table.add_column("parameter")
+    table.add_column(str(a))
+    table.add_column(str(b))
+    for key, x, y in changed:
+        table.add_row(key, json.dumps(x), json.dumps(y))
+    out.print(table)
+    raise typer.Exit(1)
+
+
+@app.command("doctor")
+def doctor(
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Config whose tracking URI is probed (default: $MLFLOW_TRACKING_URI)."),
+    ] = None,
+) -> None:
+    """Check torch, torchaudio, CUDA, espeak-ng, Ray, MLflow, DVC and disk; say how to fix problems.
+
+    Exit code 1 when any component has a problem.
+
+    Example: smx doctor --config params.yaml
+    """
+    from smx.doctor import run_checks
+
+    tracking = _load_or_exit(config).tracking if config else None
+    checks = run_checks(tracking)
+    table = Table(title="smx doctor")
+    for col in ("component", "status", "detail", "fix"):
+        table.add_column(col, overflow="fold")
+    for c in checks:
+        status = "[green]ok[/green]" if c.ok else "[red]problem[/red]"
+        table.add_row(c.component, status, c.detail, c.fix)
+    out.print(table)
+    bad = [c.component for c in checks if not c.ok]
+    if bad:
+        err.print(f"problems: {', '.join(bad)}", markup=False)
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

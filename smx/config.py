@@ -1,0 +1,673 @@
+"""The configuration schema of smx: every parameter, its type, range and default.
+
+This module is the only place defaults live. YAML files (``params.yaml``, ``configs/*.yaml``)
+are data; :func:`load` reads one, validates it against :class:`Params` and returns a frozen,
+typed object. Unknown keys are errors, the mixer and the SSL objective are discriminated
+unions selected by ``kind``, and cross-field checks catch inconsistent sizes before any
+compute is spent.
+
+Defaults follow the reference recipes (algorithm.md): the wav2vec 2.0 SummaryMixing recipe
+for the model, masking and optimisation, BEST-RQ's published values for its objective, and
+MP3S for the downstream probes. ``params.yaml`` overrides them with the tiny demo values.
+
+Example
+-------
+>>> p = Params.model_validate({"model": {"mixer": {"kind": "mhsa", "heads": 4}}})
+>>> p.model.mixer.kind, p.model.encoder.d_model, p.ssl.kind
+('mhsa', 768, 'wav2vec2')
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from smx.yamlio import ConfigError, FieldProblem, load_yaml, validation_errors
+
+# ----------------------------------------------------------------------------------------
+# base
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+Activation = Literal["swish", "gelu", "relu"]
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _check_heads(field: str, size: int, heads: int) -> None:
+    if size % heads:
+        raise FieldProblem(field, f"{size} is not divisible by heads={heads}")
+
+
+# ----------------------------------------------------------------------------------------
+# data
+
+
+class SynthCfg(Section):
+    """The embedded espeak-ng corpus (see smx.data)."""
+
+    hours: PositiveFloat = 1.0
+    num_speakers: Annotated[int, Field(ge=4)] = 60
+    heldout_speakers: Annotated[int, Field(ge=2)] = 8
+    dev_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1
+    test_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1
+    free_reading_fraction: Probability = 0.3
+    snr_db: list[float] = Field(default_factory=lambda: [30.0, 20.0, 10.0, 5.0])
+    noise_prob: Probability = 0.5
+    styles: list[str] = Field(
+        default_factory=lambda: ["neutral", "fast", "slow", "high", "low", "whisper"]
+    )
+    workers: NonNegInt = 0  # 0 = all cores
+
+    @model_validator(mode="after")
+    def _check(self) -> SynthCfg:
+        if self.heldout_speakers >= self.num_speakers:
+            raise FieldProblem(
+                "heldout_speakers",
+                f"{self.heldout_speakers} must be smaller than num_speakers={self.num_speakers}",
+            )
+        if self.dev_fraction + self.test_fraction >= 0.5:
+            raise FieldProblem(
+                "test_fraction",
+                "dev_fraction + test_fraction must be below 0.5 so training keeps most data",
+            )
+        if len(self.styles) < 2 or len(set(self.styles)) != len(self.styles):
+            raise FieldProblem("styles", "must list at least 2 distinct speaking styles")
+        if not self.snr_db:
+            raise FieldProblem("snr_db", "must list at least one signal-to-noise ratio")
+        return self
+
+
+class DataCfg(Section):
+    """Corpus, utterance filters and dynamic batching."""
+
+    corpus: Literal["synth", "librispeech", "librilight", "folder"] = "synth"
+    corpus_dir: str | None = None
+    root: str = "data"
+    sample_rate: Literal[8000, 16000, 22050, 24000, 44100, 48000] = 16000
+    min_duration: PositiveFloat = 1.0
+    max_duration: PositiveFloat = 20.2
+    max_batch_duration: PositiveFloat = 360.0
+    num_buckets: PositiveInt = 30
+    max_skip_fraction: Probability = 0.05
+    num_loader_workers: NonNegInt = 0
+    synth: SynthCfg = SynthCfg()
+
+    @model_validator(mode="after")
+    def _check(self) -> DataCfg:
+        if self.min_duration >= self.max_duration:
+            raise FieldProblem(
+                "min_duration",
+                f"{self.min_duration} must be smaller than max_duration={self.max_duration}",
+            )
+        if self.max_batch_duration < self.max_duration:
+            raise FieldProblem(
+                "max_batch_duration",
+                f"{self.max_batch_duration} s cannot hold one utterance of "
+                f"max_duration={self.max_duration} s",
+            )
+        if self.corpus != "synth" and self.corpus_dir is None:
+            raise FieldProblem(
+                "corpus", f"'{self.corpus}' needs corpus_dir, the local path of the corpus"
+            )
+        return self
+
+
+# ----------------------------------------------------------------------------------------
+# model
+
+
+class FrontendCfg(Section):
+    """Log-mel features computed on the device, then a subsampling network."""
+
+    kind: Literal["mel_cnn", "conv2d"] = "mel_cnn"
+    n_mels: PositiveInt = 80
+    n_fft: PositiveInt = 400
+    win_ms: PositiveFloat = 25.0
+    hop_ms: PositiveFloat = 10.0
+    # mel_cnn: the wav2vec 2.0 latent extractor (Conv1d over time), 20 ms frames
+    cnn_channels: list[PositiveInt] = Field(default_factory=lambda: [512, 512])
+    cnn_kernels: list[PositiveInt] = Field(default_factory=lambda: [3, 3])
+    cnn_strides: list[PositiveInt] = Field(default_factory=lambda: [2, 1])
+    # conv2d: 2 x Conv2d stride 2 in time and frequency, 40 ms frames
+    conv2d_channels: list[PositiveInt] = Field(default_factory=lambda: [64, 32])
+
+    @model_validator(mode="after")
+    def _check(self) -> FrontendCfg:
+        if not (len(self.cnn_channels) == len(self.cnn_kernels) == len(self.cnn_strides)):
+            raise FieldProblem(
+                "cnn_kernels", "cnn_channels, cnn_kernels and cnn_strides must have the same length"
+            )
+        if len(self.conv2d_channels) != 2:
+            raise FieldProblem(
+                "conv2d_channels", "must list exactly 2 channel counts (two stride-2 blocks)"
+            )
+        if self.win_ms < self.hop_ms:
+            raise FieldProblem("win_ms", f"{self.win_ms} must be at least hop_ms={self.hop_ms}")
+        return self
+
+    def hop_samples(self, sample_rate: int) -> int:
+        """Samples between feature frames."""
+        return round(sample_rate * self.hop_ms / 1000)
+
+    def feature_frames(self, samples: int, sample_rate: int) -> int:
+        """Log-mel frames for an utterance of ``samples`` samples (centred STFT)."""
+        return samples // self.hop_samples(sample_rate) + 1
+
+    def encoder_frames(self, feature_frames: int) -> int:
+        """Encoder frames produced from ``feature_frames`` log-mel frames."""
+        t = feature_frames
+        if self.kind == "mel_cnn":
+            for k, s in zip(self.cnn_kernels, self.cnn_strides, strict=True):
+                t = (t - k) // s + 1
+            return max(t, 0)
+        for _ in range(2):
+            t = (t - 1) // 2 + 1
+        return t
+
+    @property
+    def subsampling(self) -> int:
+        """Time subsampling factor from feature frames to encoder frames."""
+        return math.prod(self.cnn_strides) if self.kind == "mel_cnn" else 4
+
+
+class SummaryMixingCfg(Section):
+    """SummaryMixing: per-frame local MLP, a mean summary over real frames, a combiner."""
+
+    kind: Literal["summarymixing"] = "summarymixing"
+    mode: Literal["full", "lite", "fast", "expdecay"] = "full"
+    local_hidden: list[PositiveInt] = Field(default_factory=lambda: [768])
+    local_out: PositiveInt = 768
+    summary_hidden: list[PositiveInt] = Field(default_factory=lambda: [768])
+    heads: PositiveInt = 8
+    use_layernorm: bool = True
+    dropout: DropoutRate = 0.1
+    decay: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.995
+
+    @model_validator(mode="after")
+    def _check(self) -> SummaryMixingCfg:
+        if self.mode == "fast":
+            if self.heads != 1:
+                raise FieldProblem(
+                    "heads", "mode 'fast' uses one fused projection without heads; set heads: 1"
+                )
+            return self
+        for i, h in enumerate(self.summary_hidden):
+            _check_heads(f"summary_hidden.{i}", h, self.heads)
+        if self.mode != "lite":
+            for i, h in enumerate(self.local_hidden):
+                _check_heads(f"local_hidden.{i}", h, self.heads)
+            _check_heads("local_out", self.local_out, self.heads)
+        return self
+
+
+class MHSACfg(Section):
+    """Multi-head self-attention through scaled_dot_product_attention (the baseline)."""
+
+    kind: Literal["mhsa"] = "mhsa"
+    heads: PositiveInt = 8
+    dropout: DropoutRate = 0.1
+    pos: Literal["abs", "relpos"] = "abs"
+
+
+class FastformerCfg(Section):
+    """Fastformer additive attention."""
+
+    kind: Literal["fastformer"] = "fastformer"
+    heads: PositiveInt = 8
+    dropout: DropoutRate = 0.1
+
+
+class HyperMixingCfg(Section):
+    """HyperMixing: token mixing with hypernetwork-generated weights."""
+
+    kind: Literal["hypermixing"] = "hypermixing"
+    heads: PositiveInt = 8
+    hypernet_size: PositiveInt = 2048
+    dropout: DropoutRate = 0.0
+
+    @model_validator(mode="after")
+    def _check(self) -> HyperMixingCfg:
+        _check_heads("hypernet_size", self.hypernet_size, self.heads)
+        return self
+
+
+class MambaCfg(Section):
+    """Bidirectional Mamba (selective state space)."""
+
+    kind: Literal["mamba"] = "mamba"
+    d_state: PositiveInt = 16
+    d_conv: PositiveInt = 4
+    expand: PositiveInt = 2
+    dt_rank: PositiveInt | None = None
+
+
+MixerCfg = Annotated[
+    SummaryMixingCfg | MHSACfg | FastformerCfg | HyperMixingCfg | MambaCfg,
+    Field(discriminator="kind"),
+]
+MIXER_KINDS = ("summarymixing", "mhsa", "fastformer", "hypermixing", "mamba")
+STREAMABLE_MIXERS = ("summarymixing", "mhsa")
+
+
+class EncoderCfg(Section):
+    """The stack of blocks that host the mixer."""
+
+    block: Literal["conformer", "transformer", "branchformer"] = "conformer"
+    num_layers: PositiveInt = 12
+    d_model: PositiveInt = 768
+    d_ffn: PositiveInt = 3072
+    kernel_size: PositiveInt = 31
+    csgu_units: PositiveInt = 3072
+    dropout: DropoutRate = 0.1
+    input_dropout: DropoutRate = 0.1
+    layerdrop: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    activation: Activation = "swish"
+    pos_enc: Literal["abs", "none"] = "abs"
+
+    @model_validator(mode="after")
+    def _check(self) -> EncoderCfg:
+        if self.kernel_size % 2 == 0:
+            raise FieldProblem(
+                "kernel_size", f"{self.kernel_size} must be odd ('same' depthwise convolution)"
+            )
+        if self.csgu_units % 2:
+            raise FieldProblem(
+                "csgu_units", f"{self.csgu_units} must be even (the CSGU splits it in halves)"
+            )
+        return self
+
+
+class StreamingCfg(Section):
+    """Dynamic chunk training: a random chunk size and left context per batch."""
+
+    enabled: bool = False
+    chunkwise_prob: Probability = 0.6
+    chunk_min: PositiveInt = 8
+    chunk_max: PositiveInt = 32
+    limited_left_prob: Probability = 0.75
+    left_min: NonNegInt = 2
+    left_max: NonNegInt = 32
+    eval_chunk: PositiveInt = 32
+    eval_left: NonNegInt | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> StreamingCfg:
+        if self.chunk_min > self.chunk_max:
+            raise FieldProblem(
+                "chunk_min", f"{self.chunk_min} must not exceed chunk_max={self.chunk_max}"
+            )
+        if self.left_min > self.left_max:
+            raise FieldProblem(
+                "left_min", f"{self.left_min} must not exceed left_max={self.left_max}"
+            )
+        return self
+
+
+class ModelCfg(Section):
+    """Front-end, encoder blocks and mixer."""
+
+    frontend: FrontendCfg = FrontendCfg()
+    encoder: EncoderCfg = EncoderCfg()
+    mixer: MixerCfg = SummaryMixingCfg()
+    streaming: StreamingCfg = StreamingCfg()
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelCfg:
+        d_model, mixer = self.encoder.d_model, self.mixer
+        heads = getattr(mixer, "heads", 1)
+        if d_model % heads:
+            raise FieldProblem("mixer.heads", f"{heads} does not divide encoder.d_model={d_model}")
+        if mixer.kind == "mhsa" and mixer.pos == "relpos" and self.encoder.pos_enc == "abs":
+            raise FieldProblem(
+                "encoder.pos_enc", "mixer.pos 'relpos' already encodes positions; set pos_enc: none"
+            )
+        if (
+            mixer.kind == "summarymixing"
+            and mixer.mode == "lite"
+            and self.encoder.block != "branchformer"
+        ):
+            raise FieldProblem(
+                "mixer.mode",
+                "'lite' gives every frame the same vector; it needs encoder.block 'branchformer', "
+                "whose cgMLP branch supplies the local information",
+            )
+        if self.streaming.enabled:
+            if mixer.kind not in STREAMABLE_MIXERS:
+                raise FieldProblem(
+                    "streaming.enabled",
+                    f"needs a mixer with a streaming mode ({', '.join(STREAMABLE_MIXERS)}), "
+                    f"not '{mixer.kind}'",
+                )
+            if mixer.kind == "summarymixing" and mixer.mode == "expdecay":
+                raise FieldProblem(
+                    "streaming.enabled", "is not available with mixer.mode 'expdecay'"
+                )
+        return self
+
+
+# ----------------------------------------------------------------------------------------
+# self-supervised objectives
+
+
+class Wav2Vec2Cfg(Section):
+    """wav2vec 2.0: span masking, Gumbel quantiser on CNN latents, contrastive loss."""
+
+    kind: Literal["wav2vec2"] = "wav2vec2"
+    mask_prob: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.65
+    mask_length: PositiveInt = 10
+    num_negatives: PositiveInt = 100
+    logit_temp: PositiveFloat = 0.1
+    codebook_groups: PositiveInt = 2
+    codebook_entries: PositiveInt = 320
+    code_dim: PositiveInt = 256
+    proj_dim: PositiveInt = 256
+    gumbel_temp_start: PositiveFloat = 2.0
+    gumbel_temp_decay: Annotated[float, Field(gt=0.0, le=1.0)] = 0.999995
+    gumbel_temp_min: PositiveFloat = 0.25
+    diversity_weight: Annotated[float, Field(ge=0.0)] = 0.1
+    feature_penalty_weight: Annotated[float, Field(ge=0.0)] = 0.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Wav2Vec2Cfg:
+        if self.code_dim % self.codebook_groups:
+            raise FieldProblem(
+                "code_dim",
+                f"{self.code_dim} is not divisible by codebook_groups={self.codebook_groups}",
+            )
+        if self.gumbel_temp_min > self.gumbel_temp_start:
+            raise FieldProblem("gumbel_temp_min", "must not exceed gumbel_temp_start")
+        return self
+
+
+class BestRQCfg(Section):
+    """BEST-RQ: frozen random-projection targets, masked prediction with cross-entropy."""
+
+    kind: Literal["bestrq"] = "bestrq"
+    stack_frames: PositiveInt = 4
+    code_dim: PositiveInt = 16
+    codebook_size: Annotated[int, Field(ge=2)] = 8192
+    num_codebooks: PositiveInt = 1
+    mask_prob: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.15
+    mask_length: PositiveInt = 4
+    noise_std: Annotated[float, Field(ge=0.0)] = 0.1
+
+
+SSLCfg = Annotated[Wav2Vec2Cfg | BestRQCfg, Field(discriminator="kind")]
+
+
+# ----------------------------------------------------------------------------------------
+# training, downstream, tracking, cluster
+
+
+class TrainCfg(Section):
+    """Optimiser, schedule, precision, checkpoints (reference wav2vec 2.0 recipe values)."""
+
+    max_steps: PositiveInt = 300_000
+    lr: PositiveFloat = 5e-4
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.05
+    betas: Annotated[list[float], Field(min_length=2, max_length=2)] = Field(
+        default_factory=lambda: [0.9, 0.999]
+    )
+    eps: PositiveFloat = 1e-6
+    schedule: Literal["warmcool", "noam", "tristage", "constant"] = "warmcool"
+    warmup_steps: NonNegInt = 30_000
+    grad_clip: PositiveFloat = 100.0
+    grad_accum: PositiveInt = 4
+    precision: Literal["fp32", "bf16"] = "bf16"
+    checkpoint_every: PositiveInt = 1000
+    keep_checkpoints: PositiveInt = 5
+    log_every: PositiveInt = 50
+    max_nan_steps: PositiveInt = 10
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainCfg:
+        if self.warmup_steps > self.max_steps:
+            raise FieldProblem(
+                "warmup_steps", f"{self.warmup_steps} exceeds max_steps={self.max_steps}"
+            )
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise FieldProblem("betas", f"must lie in [0, 1), got {list(self.betas)}")
+        return self
+
+
+TASKS = ("asr", "speaker", "intent", "style")
+PROBES: dict[str, tuple[str, str]] = {
+    "asr": ("bilstm", "conv"),
+    "speaker": ("xvector", "ecapa"),
+    "intent": ("linear", "bilstm_linear"),
+    "style": ("linear", "ecapa"),
+}
+
+
+class FinetuneCfg(Section):
+    """CTC fine-tuning of the whole encoder (tri-stage LR, frozen first steps, SpecAugment)."""
+
+    max_steps: PositiveInt = 20_000
+    freeze_steps: NonNegInt = 10_000
+    lr: PositiveFloat = 5e-5
+    tristage: Annotated[list[float], Field(min_length=3, max_length=3)] = Field(
+        default_factory=lambda: [0.1, 0.4, 0.5]
+    )
+    specaugment: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> FinetuneCfg:
+        if self.freeze_steps >= self.max_steps:
+            raise FieldProblem(
+                "freeze_steps", f"{self.freeze_steps} must be below max_steps={self.max_steps}"
+            )
+        if abs(sum(self.tristage) - 1.0) > 1e-6 or min(self.tristage) < 0:
+            raise FieldProblem(
+                "tristage", f"shares must be non-negative and sum to 1, got {list(self.tristage)}"
+            )
+        return self
+
+
+class DownstreamCfg(Section):
+    """MP3S-style probing of frozen encoders and CTC fine-tuning."""
+
+    tasks: list[Literal["asr", "speaker", "intent", "style"]] = Field(
+        default_factory=lambda: list(TASKS)
+    )
+    seeds: PositiveInt = 3
+    epochs: PositiveInt = 20
+    lr: PositiveFloat = 2e-4
+    lr_weights: PositiveFloat = 1e-2
+    max_batch_duration: PositiveFloat = 120.0
+    newbob_threshold: Annotated[float, Field(ge=0.0)] = 0.0025
+    newbob_factor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
+    finetune: FinetuneCfg = FinetuneCfg()
+
+    @model_validator(mode="after")
+    def _check(self) -> DownstreamCfg:
+        if len(set(self.tasks)) != len(self.tasks):
+            raise FieldProblem("tasks", "must not repeat a task")
+        return self
+
+
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "databricks")
+
+
+class TrackingCfg(Section):
+    """MLflow tracking. ``uri: null`` = $MLFLOW_TRACKING_URI or a SQLite store in the project."""
+
+    uri: str | None = None
+    experiment: str = "smx"
+    log_system_metrics: bool = True
+    register_model: str | None = "smx-encoder"
+
+    @model_validator(mode="after")
+    def _check(self) -> TrackingCfg:
+        if self.uri is not None:
+            scheme = self.uri.split(":", 1)[0].split("+", 1)[0]
+            if ":" not in self.uri or scheme not in TRACKING_SCHEMES:
+                raise FieldProblem(
+                    "uri",
+                    f"'{self.uri}' must start with one of "
+                    f"{', '.join(s + ':' for s in TRACKING_SCHEMES)} "
+                    "(MLflow's file store is no longer supported)",
+                )
+        return self
+
+
+class ClusterCfg(Section):
+    """Ray Train workers and storage. Storage URIs may be local paths, s3:// or gs://."""
+
+    num_workers: PositiveInt = 1
+    use_gpu: bool = False
+    cpus_per_worker: PositiveFloat = 1.0
+    gpus_per_worker: Annotated[float, Field(ge=0.0)] = 0.0
+    storage_path: str = "ray_results"
+    max_failures: NonNegInt = 2
+
+    @model_validator(mode="after")
+    def _check(self) -> ClusterCfg:
+        if self.use_gpu and self.gpus_per_worker == 0:
+            raise FieldProblem(
+                "use_gpu", "is true but gpus_per_worker is 0; set gpus_per_worker: 1"
+            )
+        if not self.use_gpu and self.gpus_per_worker > 0:
+            raise FieldProblem("gpus_per_worker", f"{self.gpus_per_worker} needs use_gpu: true")
+        return self
+
+
+# ----------------------------------------------------------------------------------------
+# the whole configuration
+
+
+class Params(Section):
+    """Every parameter of an smx run. ``variants`` patch ``model`` for pipeline comparisons."""
+
+    seed: NonNegInt = 0
+    data: DataCfg = DataCfg()
+    model: ModelCfg = ModelCfg()
+    ssl: SSLCfg = Wav2Vec2Cfg()
+    train: TrainCfg = TrainCfg()
+    downstream: DownstreamCfg = DownstreamCfg()
+    tracking: TrackingCfg = TrackingCfg()
+    cluster: ClusterCfg = ClusterCfg()
+    #: name -> partial ``model`` mapping merged over ``model`` (e.g. ``{mixer: {kind: mhsa}}``)
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Params:
+        self._check_masks()
+        for name, patch in self.variants.items():
+            problem = variant_problems(name, patch)
+            if problem:
+                raise ValueError(f"variants.{name}: {problem}")
+            try:
+                ModelCfg.model_validate(deep_merge(self.model.model_dump(), patch))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"variants.{name}.{where}: {first['msg']}") from None
+        return self
+
+    def _check_masks(self) -> None:
+        """The masked span must fit in the shortest utterance the data filter lets through."""
+        fe = self.model.frontend
+        shortest = fe.feature_frames(
+            int(self.data.min_duration * self.data.sample_rate), self.data.sample_rate
+        )
+        if self.ssl.kind == "wav2vec2":
+            frames = fe.encoder_frames(shortest)
+            if self.ssl.mask_length >= frames:
+                raise FieldProblem(
+                    "ssl.mask_length",
+                    f"{self.ssl.mask_length} encoder frames is not shorter than the shortest "
+                    "utterance "
+                    f"(data.min_duration={self.data.min_duration} s = {frames} frames)",
+                )
+        else:
+            if self.ssl.stack_frames != fe.subsampling:
+                raise FieldProblem(
+                    "ssl.stack_frames",
+                    f"{self.ssl.stack_frames} must equal the front-end's time subsampling "
+                    f"({fe.subsampling}) so that every encoder frame has one target",
+                )
+            if self.ssl.mask_length >= shortest:
+                raise FieldProblem(
+                    "ssl.mask_length",
+                    f"{self.ssl.mask_length} feature frames is not shorter than the shortest "
+                    "utterance "
+                    f"(data.min_duration={self.data.min_duration} s = {shortest} frames)",
+                )
+
+    def variant(self, name: str) -> Params:
+        """The full configuration of one variant (``model`` patched by ``variants[name]``)."""
+        if name not in self.variants:
+            known = ", ".join(sorted(self.variants)) or "none"
+            raise KeyError(f"variant '{name}' is not defined in variants (defined: {known})")
+        data = self.model_dump()
+        data["model"] = deep_merge(data["model"], self.variants[name])
+        data["variants"] = {}
+        return Params.model_validate(data)
+
+
+def variant_problems(name: str, patch: Any) -> str | None:
+    """Why a variant entry is unusable before its model is validated, or None."""
+    if not NAME_RE.match(str(name)):
+        return (
+            f"variant name '{name}' must be lower-case letters, digits and '_' "
+            "(it names files and stages)"
+        )
+    if not isinstance(patch, dict):
+        return "a variant must be a mapping that patches `model` (e.g. {mixer: {kind: mhsa}})"
+    return None
+
+
+def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``patch`` into a copy of ``base``; a changed ``kind`` replaces the section.
+
+    Example
+    -------
+    >>> deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}})
+    {'a': {'b': 1, 'c': 3}}
+    >>> deep_merge({"m": {"kind": "x", "p": 1}}, {"m": {"kind": "y"}})
+    {'m': {'kind': 'y'}}
+    """
+    out = dict(base)
+    for key, value in patch.items():
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            if "kind" in value and value["kind"] != old.get("kind"):
+                out[key] = dict(value)  # another union member: its own defaults apply
+            else:
+                out[key] = deep_merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def load(path: str | Path) -> Params:
+    """Read and validate a YAML config; raise :class:`ConfigError` listing every problem.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+    ...     _ = f.write("seed: 3\\n")
+    >>> load(f.name).seed
+    3
+    >>> os.unlink(f.name)
+    """
+    data, doc = load_yaml(path)
+    errors = validation_errors(Params, data, doc, path)
+    if errors:
+        raise ConfigError(errors)
+    return Params.model_validate(data)

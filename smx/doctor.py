@@ -1,0 +1,198 @@
+"""``smx doctor``: check every component smx relies on and say how to fix what is wrong."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import urlparse
+
+from smx.config import TrackingCfg
+from smx.project import project_root
+
+MIN_FREE_GB = 5.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report."""
+
+    component: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _pinned(name: str) -> str | None:
+    """The version smx pins for ``name`` (read from the installed package metadata)."""
+    try:
+        requires = metadata.requires("smx") or []
+    except metadata.PackageNotFoundError:
+        return None
+    for line in requires:
+        head = line.split(";")[0].strip()
+        if head.startswith(f"{name}=="):
+            return head.split("==", 1)[1]
+    return None
+
+
+def check_python() -> Check:
+    v = sys.version_info
+    ok = v >= (3, 11)
+    return Check(
+        "python",
+        ok,
+        f"{v.major}.{v.minor}.{v.micro} ({sys.executable})",
+        "" if ok else "use Python >= 3.11",
+    )
+
+
+def check_package(name: str) -> Check:
+    """A pinned package is installed at its pinned version and imports."""
+    pinned = _pinned(name)
+    fix = "run 'make setup' (pip install -c requirements.lock -e '.[dev]')"
+    try:
+        module = __import__(name)
+        version = getattr(module, "__version__", metadata.version(name))
+    except Exception as exc:
+        return Check(name, False, f"does not import: {exc}", fix)
+    base = str(version).split("+")[0]
+    if pinned and base != pinned:
+        return Check(name, False, f"{version} installed, smx pins {pinned}", fix)
+    return Check(name, True, str(version))
+
+
+def check_cuda() -> Check:
+    import torch
+
+    if not torch.cuda.is_available():
+        return Check("cuda", True, "no CUDA device: training and benchmarks run on the CPU")
+    names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return Check("cuda", True, f"{len(names)} device(s): {', '.join(names)}")
+
+
+def check_espeak() -> Check:
+    exe = shutil.which("espeak-ng")
+    fix = "apt-get install -y espeak-ng (or run 'make setup')"
+    if exe is None:
+        return Check(
+            "espeak-ng", False, "not found on PATH (needed to synthesise the embedded corpus)", fix
+        )
+    try:
+        out = subprocess.run(
+            [exe, "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (subprocess.SubprocessError, OSError) as exc:
+        return Check("espeak-ng", False, f"{exe} does not run: {exc}", fix)
+    return Check("espeak-ng", True, out.strip().splitlines()[0] if out.strip() else exe)
+
+
+def _http_ok(url: str, timeout: float = 3.0) -> tuple[bool, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= resp.status < 300, f"HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        return False, f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return False, str(getattr(exc, "reason", exc))
+
+
+def check_ray() -> Check:
+    try:
+        import ray
+    except Exception as exc:
+        return Check("ray", False, f"does not import: {exc}", "run 'make setup'")
+    address = os.environ.get("RAY_ADDRESS", "")
+    if address in ("", "auto", "local"):
+        return Check(
+            "ray", True, f"{ray.__version__}; no RAY_ADDRESS: a local Ray instance starts on demand"
+        )
+    if address.startswith(("http://", "https://")):
+        ok, why = _http_ok(address.rstrip("/") + "/api/version")
+        fix = "" if ok else f"start the head node (ray start --head) or fix RAY_ADDRESS={address}"
+        return Check("ray", ok, f"{ray.__version__}; dashboard {address}: {why}", fix)
+    parsed = urlparse(address if "://" in address else f"ray://{address}")
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 10001
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            pass
+    except OSError as exc:
+        return Check(
+            "ray",
+            False,
+            f"{ray.__version__}; {address}: {exc}",
+            f"start Ray at {address} or unset RAY_ADDRESS",
+        )
+    return Check("ray", True, f"{ray.__version__}; {address} answers")
+
+
+def check_mlflow(cfg: TrackingCfg | None = None) -> Check:
+    from smx.train.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(cfg or TrackingCfg())
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if folder.is_dir() and os.access(folder, os.W_OK):
+            return Check("mlflow", True, f"{uri} (local SQLite store, writable)")
+        return Check(
+            "mlflow", False, f"{uri}: folder {folder} is not writable", "set MLFLOW_TRACKING_URI"
+        )
+    if uri.startswith(("http://", "https://")):
+        ok, why = _http_ok(uri.rstrip("/") + "/health")
+        fix = (
+            ""
+            if ok
+            else "start the server (mlflow server --host 127.0.0.1) or fix MLFLOW_TRACKING_URI"
+        )
+        return Check("mlflow", ok, f"{uri}: {why}", fix)
+    return Check("mlflow", True, f"{uri} (not probed)")
+
+
+def check_disk(root: Path) -> Check:
+    free_gb = shutil.disk_usage(root).free / 1e9
+    ok = free_gb >= MIN_FREE_GB
+    fix = (
+        ""
+        if ok
+        else f"free at least {MIN_FREE_GB:.0f} GB for corpora, checkpoints and the DVC cache"
+    )
+    return Check("disk", ok, f"{free_gb:.1f} GB free at {root}", fix)
+
+
+def check_tool(name: str, fix: str) -> Check:
+    exe = shutil.which(name)
+    if exe is None:
+        return Check(name, False, "not found on PATH", fix)
+    try:
+        out = subprocess.run(
+            [exe, "--version"], capture_output=True, text=True, timeout=60
+        ).stdout.strip()
+    except (subprocess.SubprocessError, OSError) as exc:
+        return Check(name, False, f"{exe} does not run: {exc}", fix)
+    return Check(name, True, out.splitlines()[0] if out else exe)
+
+
+def run_checks(tracking: TrackingCfg | None = None) -> list[Check]:
+    """Every check, in the order the report shows them."""
+    root = project_root()
+    bin_dir = Path(sys.executable).parent
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    return [
+        check_python(),
+        check_package("torch"),
+        check_package("torchaudio"),
+        check_cuda(),
+        check_espeak(),
+        check_ray(),
+        check_mlflow(tracking),
+        check_tool("dvc", "run 'make setup'"),
+        check_tool("git", "apt-get install -y git"),
+        check_disk(root),
+    ]

@@ -1,0 +1,1 @@
+"""Neural network components: mixers, blocks, encoders, front-ends (no Ray, MLflow or DVC here)."""

@@ -1,0 +1,1 @@
+"""Training recipes: the Ray Train worker loop, checkpoints and MLflow tracking."""
