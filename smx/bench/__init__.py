@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks (each point measured in a fresh process)."""

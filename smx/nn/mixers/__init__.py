@@ -1,0 +1,1 @@
+"""Context mixers: SummaryMixing and the baselines it is compared with (one file each)."""
