@@ -1,0 +1,188 @@
+"""Tests of the front-ends: log-mel fbank, wav2vec 2.0 CNN latent extractor, Conv2d subsampling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchaudio
+
+from smx.nn.frontend import CnnLatentExtractor, Conv2dSubsampling, FbankFrontend
+
+
+def pad_with_garbage(x: torch.Tensor, lengths: torch.Tensor, extra: int) -> torch.Tensor:
+    """Append ``extra`` steps on axis 1 and fill everything past each length with noise."""
+    x = torch.cat([x, torch.zeros(x.shape[0], extra, *x.shape[2:])], dim=1)
+    past_end = torch.arange(x.shape[1])[None, :] >= lengths[:, None]  # [B, T]
+    past_end = past_end.reshape(*past_end.shape, *([1] * (x.dim() - 2)))
+    return torch.where(past_end, torch.randn_like(x) * 100, x)
+
+
+# ----------------------------------------------------------------------------------------
+# fbank
+
+
+def test_fbank_frame_count() -> None:
+    fbank = FbankFrontend()
+    lengths = torch.tensor([16000, 15999, 16001, 3210, 401])
+    feats, frames = fbank(torch.randn(5, 16001), lengths)
+    assert frames.tolist() == [101, 100, 101, 21, 3]  # samples // 160 + 1
+    assert feats.shape == (5, 16001 // 160 + 1, 80)
+    assert fbank.output_lengths(torch.tensor([160000])).tolist() == [1001]
+    assert fbank.output_dim == 80
+
+
+def test_fbank_matches_torchaudio_melspectrogram() -> None:
+    wav = torch.randn(1, 4000)
+    feats, _ = FbankFrontend(normalize="none")(wav, torch.tensor([4000]))
+    mel = torchaudio.transforms.MelSpectrogram(
+        16000, n_fft=400, win_length=400, hop_length=160, n_mels=80
+    )(wav)  # [1, 80, T]
+    expected = mel.clamp(min=1e-10).log().transpose(1, 2)
+    torch.testing.assert_close(feats, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_fbank_utterance_normalisation() -> None:
+    torch.manual_seed(0)
+    lengths = torch.tensor([8000, 5000])
+    wav = torch.randn(2, 8000) * torch.tensor([[1.0], [0.01]])
+    feats, frames = FbankFrontend()(wav, lengths)
+    for i, n in enumerate(frames.tolist()):
+        real = feats[i, :n]  # [n, 80]
+        torch.testing.assert_close(real.mean(0), torch.zeros(80), atol=1e-4, rtol=0)
+        torch.testing.assert_close(real.std(0, unbiased=False), torch.ones(80), atol=1e-3, rtol=0)
+        assert bool((feats[i, n:] == 0).all())
+    assert frames.tolist() == [51, 32]
+
+
+def test_fbank_padded_row_equals_utterance_alone() -> None:
+    torch.manual_seed(1)
+    fbank = FbankFrontend()
+    long, short = torch.randn(12000), torch.randn(7333)
+    lengths = torch.tensor([12000, 7333])
+    wav = torch.stack([long, torch.cat([short, torch.zeros(12000 - 7333)])])
+    wav = pad_with_garbage(wav, lengths, 0)  # noise after the short row's end
+    feats, frames = fbank(wav, lengths)
+    alone, alone_frames = fbank(short[None], torch.tensor([7333]))
+    assert frames[1] == alone_frames[0] == 46
+    torch.testing.assert_close(feats[1, :46], alone[0], atol=1e-4, rtol=1e-4)
+    alone_long, _ = fbank(long[None], torch.tensor([12000]))
+    torch.testing.assert_close(feats[0], alone_long[0], atol=1e-4, rtol=1e-4)
+
+
+def test_fbank_no_grad_and_errors() -> None:
+    fbank = FbankFrontend()
+    wav = torch.randn(2, 1000, requires_grad=True)
+    feats, _ = fbank(wav, torch.tensor([1000, 900]))
+    assert not feats.requires_grad
+    assert list(fbank.state_dict()) == []  # derived constants are not checkpointed
+    with pytest.raises(ValueError, match=r"waveforms must have shape \[B, S\]"):
+        fbank(torch.randn(2, 1, 1000), torch.tensor([1000, 1000]))
+    with pytest.raises(ValueError, match="lengths must have shape"):
+        fbank(torch.randn(2, 1000), torch.tensor([1000]))
+    with pytest.raises(ValueError, match="lengths must lie in"):
+        fbank(torch.randn(2, 1000), torch.tensor([1001, 10]))
+    with pytest.raises(ValueError, match="integer"):
+        fbank(torch.randn(2, 1000), torch.tensor([1000.0, 10.0]))
+    with pytest.raises(ValueError, match="normalize"):
+        FbankFrontend(normalize="global")  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------
+# CNN latent extractor
+
+
+def test_cnn_output_lengths() -> None:
+    cnn = CnnLatentExtractor(channels=(16, 16))
+    assert cnn.output_lengths(torch.tensor([1001])).tolist() == [498]  # 10 s -> 498 latents
+    t = torch.arange(7, 60)
+    t1 = (t - 3) // 2 + 1
+    assert torch.equal(cnn.output_lengths(t), t1 - 2)
+    assert cnn.output_lengths(torch.tensor([0, 1, 4])).tolist() == [0, 0, 0]
+    assert cnn.output_lengths(torch.tensor([7])).tolist() == [1]
+    assert cnn.min_frames == 7
+
+
+def test_cnn_shapes_padding_and_invariance() -> None:
+    torch.manual_seed(0)
+    cnn = CnnLatentExtractor(in_dim=20, channels=(16, 12)).eval()
+    lengths = torch.tensor([30, 17])
+    feats = torch.randn(2, 30, 20)
+    out, out_lengths = cnn(feats, lengths)
+    assert out.shape == (2, 12, 12) and cnn.output_dim == 12
+    assert out_lengths.tolist() == [12, 6]
+    assert bool((out[1, 6:] == 0).all())
+    garbage = pad_with_garbage(feats, lengths, 9)
+    out_g, _ = cnn(garbage, lengths)
+    torch.testing.assert_close(out_g[1, :6], out[1, :6], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out_g[0, :12], out[0], atol=1e-5, rtol=1e-5)
+    alone, _ = cnn(feats[1:, :17], lengths[1:])
+    torch.testing.assert_close(alone[0], out[1, :6], atol=1e-5, rtol=1e-5)
+    # the per-utterance normalisation of the whole input removes a gain and an offset
+    scaled, _ = cnn(feats * 3.0 + 5.0, lengths)
+    torch.testing.assert_close(scaled, out, atol=1e-4, rtol=1e-4)
+
+
+def test_cnn_gradients_and_init() -> None:
+    cnn = CnnLatentExtractor(in_dim=8, channels=(8, 8))
+    assert all(conv.bias is None for conv in cnn.convs)
+    out, _ = cnn(torch.randn(2, 15, 8), torch.tensor([15, 11]))
+    out.square().sum().backward()
+    for name, p in cnn.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_cnn_errors() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        CnnLatentExtractor(channels=(8, 8), kernels=(3,), strides=(2, 1))
+    cnn = CnnLatentExtractor(in_dim=8, channels=(8, 8))
+    with pytest.raises(ValueError, match="at least 7 frames"):
+        cnn(torch.randn(1, 6, 8), torch.tensor([6]))
+    with pytest.raises(ValueError, match="feature size must be 8"):
+        cnn(torch.randn(1, 10, 9), torch.tensor([10]))
+    with pytest.raises(ValueError, match=r"feats must have shape \[B, T, F\]"):
+        cnn(torch.randn(10, 8), torch.tensor([10]))
+
+
+# ----------------------------------------------------------------------------------------
+# Conv2d subsampling
+
+
+def test_conv2d_lengths_and_dims() -> None:
+    sub = Conv2dSubsampling(80, channels=(64, 32))
+    assert sub.output_dim == 32 * 20 == 640  # 80 mel bins -> 40 -> 20
+    t = torch.arange(0, 50)
+    expected = torch.tensor([math.ceil(math.ceil(n / 2) / 2) for n in t.tolist()])
+    assert torch.equal(sub.output_lengths(t), expected)
+    assert Conv2dSubsampling(81, channels=(4, 4)).output_dim == 4 * 21
+    assert Conv2dSubsampling(80, channels=(4, 4), out_dim=24).output_dim == 24
+
+
+def test_conv2d_padding_invariance() -> None:
+    torch.manual_seed(0)
+    sub = Conv2dSubsampling(12, channels=(6, 4), out_dim=10).eval()
+    lengths = torch.tensor([23, 9, 14, 5, 1])  # none of the short ones a multiple of 4 but one
+    feats = torch.randn(5, 23, 12)
+    out, out_lengths = sub(pad_with_garbage(feats, lengths, 6), lengths)
+    assert out.shape == (5, math.ceil(29 / 4), 10)
+    assert out_lengths.tolist() == [6, 3, 4, 2, 1]
+    for i, n in enumerate(lengths.tolist()):
+        alone, alone_lengths = sub(feats[i : i + 1, :n], lengths[i : i + 1])
+        assert alone.shape[1] == alone_lengths[0] == out_lengths[i]
+        torch.testing.assert_close(out[i, : out_lengths[i]], alone[0], atol=1e-5, rtol=1e-5)
+        assert bool((out[i, out_lengths[i] :] == 0).all())
+
+
+def test_conv2d_gradients_and_errors() -> None:
+    sub = Conv2dSubsampling(12, channels=(4, 4), out_dim=8)
+    out, _ = sub(torch.randn(2, 16, 12), torch.tensor([16, 9]))
+    out.square().sum().backward()
+    for name, p in sub.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    with pytest.raises(ValueError, match="odd"):
+        Conv2dSubsampling(12, kernel_size=4)
+    with pytest.raises(ValueError, match="lengths must lie in"):
+        sub(torch.randn(2, 16, 12), torch.tensor([17, 9]))
+    with pytest.raises(ValueError, match="feature size must be 12"):
+        sub(torch.randn(2, 16, 13), torch.tensor([16, 9]))
