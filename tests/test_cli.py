@@ -89,7 +89,16 @@ def test_diff(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["config"], ["config", "validate"], ["config", "show"], ["config", "diff"], ["doctor"]],
+    [
+        [],
+        ["config"],
+        ["config", "validate"],
+        ["config", "show"],
+        ["config", "diff"],
+        ["doctor"],
+        ["bench"],
+        ["bench", "mixers"],
+    ],
 )
 def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     res = smx(*command, "--help")

@@ -1,14 +1,18 @@
 """Honest time and peak-memory measurement, one fresh process per point.
 
-CPU peak memory is the process's peak resident set size (``ru_maxrss``) above its
-resident size just before the first timed call, so what earlier points allocated cannot
-hide or inflate a later one; on CUDA it is ``torch.cuda.max_memory_allocated`` above the
-allocation before the first call. Times are wall-clock medians of repeated calls after
-warm-up (CUDA-synchronised).
+CPU peak memory is the process's peak resident set size above its resident size just
+before the timed calls. Warm-up runs first (it loads code pages and thread pools, which are
+not the model's memory); then the kernel's peak counter is reset (``/proc/self/clear_refs``)
+and the timed calls run. Each point runs in a fresh process whose allocator returns large
+blocks to the system on free (``MALLOC_MMAP_THRESHOLD_``), so memory freed after warm-up
+is not silently reused and the peak is the point's own. On CUDA it is
+``torch.cuda.max_memory_allocated`` above the allocation before the timed calls. Times are
+wall-clock medians of repeated calls after warm-up (CUDA-synchronised).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -21,6 +25,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+
+#: Allocations from this size up are mmapped and returned to the system when freed.
+MMAP_THRESHOLD = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,11 +51,30 @@ def current_rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (ru_maxrss is in KiB on Linux)."""
+    """Peak resident set size since the last :func:`reset_peak_rss` (VmHWM; else ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def measure(step: Callable[[], Any], device: torch.device, repeats: int = 3, warmup: int = 1) -> Measurement:
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter to the current RSS; False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure(
+    step: Callable[[], Any], device: torch.device, repeats: int = 3, warmup: int = 1
+) -> Measurement:
     """Time ``step`` ``repeats`` times after ``warmup`` calls; peak memory above the baseline.
 
     Call this once per process for an honest CPU peak (the RSS peak is process-wide).
@@ -60,14 +86,16 @@ def measure(step: Callable[[], Any], device: torch.device, repeats: int = 3, war
     (2, True)
     """
     cuda = device.type == "cuda"
+    for _ in range(warmup):
+        step()
+    gc.collect()
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
     else:
+        reset_peak_rss()
         base = current_rss_bytes()
-    for _ in range(warmup):
-        step()
     times = []
     for _ in range(repeats):
         if cuda:
@@ -95,6 +123,7 @@ def run_point(module: str, spec: dict[str, Any], timeout_s: float = 1800.0) -> d
             capture_output=True,
             text=True,
             timeout=timeout_s,
+            env={**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)},
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout_s:.0f} s"}

@@ -1,0 +1,144 @@
+"""Build smx.nn modules from the validated config (:mod:`smx.config`).
+
+The only place where config sections turn into modules: mixers, blocks, the encoder and
+the front-end parts. Everything else takes modules, not configs.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from smx.config import EncoderCfg, FrontendCfg, MixerCfg, ModelCfg
+from smx.nn.base import Mixer
+from smx.nn.blocks import BranchformerBlock, ConformerBlock, TransformerBlock
+from smx.nn.encoder import Encoder
+from smx.nn.frontend import CnnLatentExtractor, Conv2dSubsampling, FbankFrontend
+
+
+def build_mixer(cfg: MixerCfg, encoder: EncoderCfg) -> Mixer:
+    """The mixer of ``cfg`` at the encoder's width (SummaryMixing uses its activation).
+
+    Example
+    -------
+    >>> from smx.config import MHSACfg
+    >>> type(build_mixer(MHSACfg(heads=2), EncoderCfg(d_model=16))).__name__
+    'MultiHeadSelfAttention'
+    """
+    d_model = encoder.d_model
+    if cfg.kind == "summarymixing":
+        from smx.nn.mixers.summary_mixing import SummaryMixing
+
+        return SummaryMixing(
+            d_model,
+            mode=cfg.mode,
+            local_hidden=cfg.local_hidden,
+            local_out=cfg.local_out,
+            summary_hidden=cfg.summary_hidden,
+            heads=cfg.heads,
+            use_layernorm=cfg.use_layernorm,
+            dropout=cfg.dropout,
+            activation=encoder.activation,
+            decay=cfg.decay,
+        )
+    if cfg.kind == "mhsa":
+        from smx.nn.mixers.mhsa import MultiHeadSelfAttention
+
+        return MultiHeadSelfAttention(d_model, cfg.heads, dropout=cfg.dropout, pos=cfg.pos)
+    if cfg.kind == "fastformer":
+        from smx.nn.mixers.fastformer import Fastformer
+
+        return Fastformer(d_model, cfg.heads, dropout=cfg.dropout)
+    if cfg.kind == "hypermixing":
+        from smx.nn.mixers.hypermixing import HyperMixing
+
+        return HyperMixing(d_model, cfg.heads, cfg.hypernet_size, dropout=cfg.dropout)
+    from smx.nn.mixers.mamba import BiMamba
+
+    return BiMamba(
+        d_model, d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand, dt_rank=cfg.dt_rank
+    )
+
+
+def build_block(encoder: EncoderCfg, mixer: MixerCfg) -> nn.Module:
+    """One encoder layer of the configured type hosting a fresh mixer."""
+    m = build_mixer(mixer, encoder)
+    if encoder.block == "conformer":
+        return ConformerBlock(
+            encoder.d_model,
+            m,
+            d_ffn=encoder.d_ffn,
+            kernel_size=encoder.kernel_size,
+            dropout=encoder.dropout,
+            activation=encoder.activation,
+        )
+    if encoder.block == "transformer":
+        return TransformerBlock(
+            encoder.d_model,
+            m,
+            d_ffn=encoder.d_ffn,
+            dropout=encoder.dropout,
+            activation=encoder.activation,
+        )
+    # The reference SummaryMixing Branchformer merges with an MLP (hidden = summary_hidden[0]).
+    merge_hidden = mixer.summary_hidden[0] if mixer.kind == "summarymixing" else None
+    return BranchformerBlock(
+        encoder.d_model,
+        m,
+        csgu_units=encoder.csgu_units,
+        kernel_size=encoder.kernel_size,
+        dropout=encoder.dropout,
+        activation=encoder.activation,
+        merge_hidden=merge_hidden,
+    )
+
+
+def build_encoder(model: ModelCfg, input_dim: int, mask_embedding: bool = False) -> Encoder:
+    """The encoder stack of ``model`` over ``input_dim`` features per frame.
+
+    Example
+    -------
+    >>> from smx.config import ModelCfg
+    >>> cfg = ModelCfg.model_validate({"encoder": {"num_layers": 2, "d_model": 32, "d_ffn": 64},
+    ...     "mixer": {"kind": "summarymixing", "local_hidden": [32], "local_out": 32,
+    ...               "summary_hidden": [32], "heads": 4}})
+    >>> enc = build_encoder(cfg, input_dim=80)
+    >>> len(enc.blocks), enc.d_model
+    (2, 32)
+    """
+    enc = model.encoder
+    return Encoder(
+        input_dim,
+        enc.d_model,
+        [build_block(enc, model.mixer) for _ in range(enc.num_layers)],
+        input_dropout=enc.input_dropout,
+        layerdrop=enc.layerdrop,
+        pos_enc=enc.pos_enc,
+        mask_embedding=mask_embedding,
+    )
+
+
+def build_fbank(frontend: FrontendCfg, sample_rate: int) -> FbankFrontend:
+    """Log-mel features of the front-end config (on the device, normalised per utterance)."""
+    ms = sample_rate / 1000
+    return FbankFrontend(
+        sample_rate=sample_rate,
+        n_mels=frontend.n_mels,
+        n_fft=frontend.n_fft,
+        win_length=round(frontend.win_ms * ms),
+        hop_length=frontend.hop_samples(sample_rate),
+    )
+
+
+def build_subsampling(frontend: FrontendCfg) -> CnnLatentExtractor | Conv2dSubsampling:
+    """The network between log-mel frames and encoder frames.
+
+    Example
+    -------
+    >>> build_subsampling(FrontendCfg(kind="conv2d")).output_dim
+    640
+    """
+    if frontend.kind == "mel_cnn":
+        return CnnLatentExtractor(
+            frontend.n_mels, frontend.cnn_channels, frontend.cnn_kernels, frontend.cnn_strides
+        )
+    return Conv2dSubsampling(frontend.n_mels, frontend.conv2d_channels)
