@@ -16,6 +16,7 @@ from rich.table import Table
 
 from smx import __version__
 from smx.bench.cli import bench_app
+from smx.data.cli import prepare_app
 from smx.yamlio import ConfigError
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ config_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(config_app, name="config")
+app.add_typer(prepare_app, name="prepare")
 app.add_typer(bench_app, name="bench")
 
 out = Console(highlight=False, soft_wrap=True)

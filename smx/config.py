@@ -56,18 +56,27 @@ def _check_heads(field: str, size: int, heads: int) -> None:
 # data
 
 
+SynthStyle = Literal["neutral", "fast", "slow", "high", "low", "whisper", "excited", "tired"]
+NoiseKind = Literal["white", "pink", "brown", "babble"]
+
+
 class SynthCfg(Section):
-    """The embedded espeak-ng corpus (see smx.data)."""
+    """The embedded espeak-ng corpus (see smx.data.synth)."""
 
     hours: PositiveFloat = 1.0
+    seed: NonNegInt = 0  # the corpus' own seed: changing the training seed keeps the data
     num_speakers: Annotated[int, Field(ge=4)] = 60
     heldout_speakers: Annotated[int, Field(ge=2)] = 8
     dev_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1
     test_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1
     free_reading_fraction: Probability = 0.3
+    free_sentences: Annotated[int, Field(ge=10, le=20000)] = 2000  # the free-reading list
     snr_db: list[float] = Field(default_factory=lambda: [30.0, 20.0, 10.0, 5.0])
     noise_prob: Probability = 0.5
-    styles: list[str] = Field(
+    noise_kinds: list[NoiseKind] = Field(
+        default_factory=lambda: ["white", "pink", "brown", "babble"]
+    )
+    styles: list[SynthStyle] = Field(
         default_factory=lambda: ["neutral", "fast", "slow", "high", "low", "whisper"]
     )
     workers: NonNegInt = 0  # 0 = all cores
@@ -88,6 +97,8 @@ class SynthCfg(Section):
             raise FieldProblem("styles", "must list at least 2 distinct speaking styles")
         if not self.snr_db:
             raise FieldProblem("snr_db", "must list at least one signal-to-noise ratio")
+        if not self.noise_kinds or len(set(self.noise_kinds)) != len(self.noise_kinds):
+            raise FieldProblem("noise_kinds", "must list at least one noise kind, each once")
         return self
 
 
@@ -98,12 +109,14 @@ class DataCfg(Section):
     corpus_dir: str | None = None
     root: str = "data"
     sample_rate: Literal[8000, 16000, 22050, 24000, 44100, 48000] = 16000
+    alphabet: str = "abcdefghijklmnopqrstuvwxyz' "  # transcripts are normalised to these
     min_duration: PositiveFloat = 1.0
     max_duration: PositiveFloat = 20.2
     max_batch_duration: PositiveFloat = 360.0
     num_buckets: PositiveInt = 30
     max_skip_fraction: Probability = 0.05
     num_loader_workers: NonNegInt = 0
+    shar_shard_size: PositiveInt = 1000
     synth: SynthCfg = SynthCfg()
 
     @model_validator(mode="after")
@@ -122,6 +135,10 @@ class DataCfg(Section):
         if self.corpus != "synth" and self.corpus_dir is None:
             raise FieldProblem(
                 "corpus", f"'{self.corpus}' needs corpus_dir, the local path of the corpus"
+            )
+        if not self.alphabet.strip() or len(set(self.alphabet)) != len(self.alphabet):
+            raise FieldProblem(
+                "alphabet", "must hold at least one letter and no repeated character"
             )
         return self
 

@@ -46,7 +46,7 @@ def ran_stages(output: str) -> list[str]:
 
 def test_repro_then_nothing_then_only_the_changed_variant(repo: Path) -> None:
     first = run(["dvc", "repro"], repo)
-    assert ran_stages(first.stdout) == ["resolve@mhsa", "resolve@summarymixing"]
+    assert ran_stages(first.stdout) == ["prepare", "resolve@mhsa", "resolve@summarymixing"]
     resolved = json.loads((repo / "build" / "mhsa" / "params.json").read_text())
     assert resolved["model"]["mixer"]["kind"] == "mhsa"
     assert resolved["ssl"]["mask_prob"] == 0.65  # defaults are written out

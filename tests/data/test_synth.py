@@ -1,0 +1,305 @@
+"""The embedded espeak-ng corpus: speakers, styles, splits, trials, determinism, resume."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import soundfile as sf
+from data_helpers import tiny_data_cfg
+from lhotse import load_manifest
+from lhotse.qa import validate_recordings_and_supervisions
+
+from smx.config import DataCfg, SynthCfg
+from smx.data import manifests
+from smx.data.manifests import MARKER, load_cuts
+from smx.data.report import PrepareError
+from smx.data.synth import (
+    ACCENTS,
+    STYLES,
+    VARIANTS,
+    WHISPER,
+    available_variants,
+    espeak_args,
+    espeak_version,
+    make_plan,
+    make_speakers,
+    prepare_synth,
+)
+
+SPLITS = ("train", "dev", "test", "heldout")
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------
+# plan (no audio)
+
+
+def test_default_config_has_60_distinct_speakers_and_at_least_4_styles() -> None:
+    cfg = SynthCfg()
+    speakers = make_speakers(cfg.num_speakers, cfg.seed)
+    assert len(speakers) >= 60
+    assert len({(s.accent, s.variant, s.pitch, s.rate) for s in speakers}) == len(speakers)
+    assert len({(s.accent, s.variant) for s in speakers}) == len(speakers)
+    assert len({s.accent for s in speakers}) >= 4
+    assert {s.gender for s in speakers} == {"m", "f"}
+    assert len(cfg.styles) >= 4 and set(cfg.styles) <= set(STYLES)
+
+
+def test_config_style_names_are_exactly_the_known_styles() -> None:
+    from typing import get_args
+
+    from smx.config import SynthStyle
+
+    assert set(get_args(SynthStyle)) == set(STYLES)
+
+
+def test_every_listed_voice_and_variant_exists_in_espeak_ng() -> None:
+    have = available_variants()
+    assert set(VARIANTS) | set(WHISPER.values()) <= have
+    import subprocess
+
+    voices = subprocess.run(["espeak-ng", "--voices=en"], capture_output=True, text=True).stdout
+    names = {line.split()[1] for line in voices.splitlines()[1:]}
+    assert set(ACCENTS) <= names
+
+
+def test_style_offsets_change_espeak_rate_pitch_and_variant() -> None:
+    spk = make_speakers(1, seed=0)[0]
+
+    def args(style: str) -> list[str]:
+        return espeak_args(spk, STYLES[style], "hi")
+
+    assert args("neutral")[2:7] == [
+        f"{spk.accent}+{spk.variant}",
+        "-p",
+        str(spk.pitch),
+        "-s",
+        str(spk.rate),
+    ]
+    assert args("fast")[6] == str(round(spk.rate * 1.4))
+    assert args("slow")[6] == str(round(spk.rate * 0.7))
+    assert args("high")[4] == str(min(99, spk.pitch + 22))
+    assert args("low")[4] == str(max(0, spk.pitch - 22))
+    assert args("whisper")[2] == f"{spk.accent}+{WHISPER[spk.gender]}"
+    assert args("neutral")[-2:] == ["--stdout", "hi"]
+
+
+def test_the_plan_is_a_pure_function_of_seed_and_index() -> None:
+    cfg = SynthCfg(num_speakers=10, heldout_speakers=3)
+    a, b = make_plan(cfg), make_plan(cfg)
+    utts = [a.utterance(i) for i in range(200)]
+    assert utts == [b.utterance(i) for i in range(200)]
+    assert utts[57] == a.utterance(57)  # independent of what was asked before
+    other = make_plan(SynthCfg(num_speakers=10, heldout_speakers=3, seed=1))
+    assert [u.text for u in utts] != [other.utterance(i).text for i in range(200)]
+    counts = Counter(u.speaker.id for u in utts)
+    assert set(counts.values()) == {20}  # speakers take turns in shuffled blocks
+    heldout = {u.speaker.id for u in utts if u.split == "heldout"}
+    assert heldout == set(a.heldout) and len(heldout) == 3
+    assert all((u.split == "heldout") == (u.speaker.id in heldout) for u in utts)
+    assert {u.split for u in utts} == set(SPLITS)
+    assert {u.subset for u in utts} == {"intent", "free"}
+    assert all((u.noise == "none") == (u.snr_db is None) for u in utts)
+    assert {u.snr_db for u in utts} - {None} == set(cfg.snr_db)
+
+
+# ----------------------------------------------------------------------------------------
+# the corpus (synthesised once per session)
+
+
+def test_corpus_files_manifests_and_lhotse_validation(synth_corpus: Any) -> None:
+    out: Path = synth_corpus.out_dir
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["splits"] == list(SPLITS)
+    for name, digest in marker["files"].items():
+        assert sha(out / name) == digest, name
+    for split in SPLITS:
+        recs = load_manifest(out / f"recordings_{split}.jsonl.gz")
+        sups = load_manifest(out / f"supervisions_{split}.jsonl.gz")
+        validate_recordings_and_supervisions(recs, sups)
+        for rec in recs:
+            source = rec.sources[0].source
+            assert not Path(source).is_absolute() and source.startswith("audio/")
+            info = sf.info(str(out / source))
+            assert (info.samplerate, info.channels, info.format) == (16000, 1, "FLAC")
+            assert info.frames == rec.num_samples
+        for sup in sups:
+            assert sup.text and sup.speaker and sup.custom["style"] in STYLES
+            assert sup.custom["intent"] == "none" or sup.custom["subset"] == "intent"
+    with gzip.open(out / "cuts_train.jsonl.gz", "rt") as fh:
+        assert len(fh.readlines()) == synth_corpus.summary["splits"]["train"]["utterances"]
+
+
+def test_corpus_size_follows_the_config(synth_corpus: Any, synth_cfg: DataCfg) -> None:
+    target = synth_cfg.synth.hours * 3600
+    seconds = [frames / 16000 for _, frames in synth_corpus.run.utterances]
+    assert sum(seconds) >= target > sum(seconds) - seconds[-1]  # cut at the first that reaches it
+    indices = [u.index for u, _ in synth_corpus.run.utterances]
+    assert indices == list(range(len(indices)))  # utterances 0..K-1, none skipped
+    on_disk = sorted(p.stem for p in (synth_corpus.out_dir / "audio").rglob("*.flac"))
+    assert on_disk == sorted(u.id for u, _ in synth_corpus.run.utterances)
+
+
+def test_summary_matches_the_cuts(synth_corpus: Any) -> None:
+    out = synth_corpus.out_dir
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == synth_corpus.summary
+    total_utts = 0
+    for split in SPLITS:
+        cuts = list(load_cuts(out, split))
+        entry = summary["splits"][split]
+        assert entry["utterances"] == len(cuts)
+        assert entry["hours"] == round(sum(c.duration for c in cuts) / 3600, 4)
+        assert entry["speakers"] == len({c.supervisions[0].speaker for c in cuts})
+        styles = Counter(c.supervisions[0].custom["style"] for c in cuts)
+        assert entry["style"] == dict(sorted(styles.items()))
+        intents = Counter(c.supervisions[0].custom["intent"] for c in cuts)
+        assert entry["intent"] == dict(sorted(intents.items()))
+        total_utts += len(cuts)
+    assert summary["total"]["utterances"] == total_utts
+    assert summary["total"]["speakers"] == 6 and summary["splits"]["heldout"]["speakers"] == 2
+    assert summary["skipped"] == 0
+
+
+def test_heldout_speakers_appear_nowhere_else_and_trials_are_labelled(synth_corpus: Any) -> None:
+    out = synth_corpus.out_dir
+    speaker_of = {}
+    for split in SPLITS:
+        for cut in load_cuts(out, split):
+            speaker_of[cut.id] = (split, cut.supervisions[0].speaker)
+    heldout = {spk for split, spk in speaker_of.values() if split == "heldout"}
+    seen = {spk for split, spk in speaker_of.values() if split != "heldout"}
+    assert heldout and not heldout & seen
+    trials = [line.split() for line in (out / "trials.txt").read_text().splitlines()]
+    n_heldout = sum(1 for split, _ in speaker_of.values() if split == "heldout")
+    assert len(trials) == 2 * n_heldout
+    labels = Counter(t[0] for t in trials)
+    assert labels["1"] == labels["0"] == n_heldout
+    for label, enrol, test in trials:
+        assert speaker_of[enrol][0] == speaker_of[test][0] == "heldout"
+        assert enrol != test
+        same = speaker_of[enrol][1] == speaker_of[test][1]
+        assert same == (label == "1")
+    speakers = json.loads((out / "speakers.json").read_text())
+    assert {s["id"] for s in speakers if s["heldout"]} == heldout
+
+
+def test_vocab_is_built_from_training_text(synth_corpus: Any) -> None:
+    out = synth_corpus.out_dir
+    vocab = json.loads((out / "vocab.json").read_text())["tokens"]
+    train_chars = {ch for c in load_cuts(out, "train") for ch in c.supervisions[0].text}
+    assert vocab[:2] == ["<blank>", "<unk>"] and set(vocab[2:]) == train_chars
+    for split, chars in synth_corpus.summary["chars_outside_vocab"].items():
+        text = "".join(c.supervisions[0].text for c in load_cuts(out, split))
+        assert chars == {ch: text.count(ch) for ch in sorted(set(text) - train_chars)}
+
+
+def test_audio_is_the_same_for_any_number_of_workers(synth_corpus: Any, tmp_path: Path) -> None:
+    small = tiny_data_cfg(hours=0.006, workers=1)  # the first utterances of the same plan
+    result = prepare_synth(tmp_path / "one_worker", small)
+    assert result.run.workers == 1
+    files = sorted((tmp_path / "one_worker" / "audio").rglob("*.flac"))
+    assert len(files) >= 3
+    for path in files:
+        rel = path.relative_to(tmp_path / "one_worker")
+        assert sha(path) == sha(synth_corpus.out_dir / rel), rel
+
+
+def test_noise_changes_the_audio_at_the_planned_snr(synth_corpus: Any) -> None:
+    noisy = [(u, n) for u, n in synth_corpus.run.utterances if u.noise != "none"]
+    assert noisy and {u.noise for u, _ in noisy} <= {"white", "pink", "brown", "babble"}
+
+
+@pytest.fixture
+def corpus_copy(synth_corpus: Any, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(synth_corpus.out_dir, copy)
+    return copy
+
+
+def test_rerun_after_interruption_finishes_the_job(
+    synth_corpus: Any, synth_cfg: DataCfg, corpus_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = {p.name: sha(p) for p in synth_corpus.out_dir.glob("*.jsonl.gz")}
+    audio = sorted((corpus_copy / "audio").rglob("*.flac"))
+    lost, kept = audio[:3], audio[3:]
+    stamps = {p: p.stat().st_mtime_ns for p in kept}
+    for path in lost:
+        path.unlink()
+    (corpus_copy / "audio" / "spk000" / ".spk000-x.tmp.flac").write_bytes(b"partial")
+
+    calls = []
+    real_write = manifests.write_manifest
+
+    def interrupted(items: Any, path: Any) -> None:
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_write(items, path)
+
+    monkeypatch.setattr(manifests, "write_manifest", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_synth(corpus_copy, synth_cfg)
+    assert not (corpus_copy / MARKER).exists()
+    with pytest.raises(PrepareError, match="not a finished corpus"):
+        load_cuts(corpus_copy, "train")
+    assert all(p.exists() for p in lost)  # audio came back before the manifests
+
+    monkeypatch.setattr(manifests, "write_manifest", real_write)
+    result = prepare_synth(corpus_copy, synth_cfg)
+    assert result.run.new_seconds == 0.0  # the interrupted run had remade the lost audio
+    assert {p: p.stat().st_mtime_ns for p in kept} == stamps  # and nothing else
+    assert (corpus_copy / MARKER).exists()
+    assert not list((corpus_copy / "audio").rglob(".*"))  # the killed run's temporary is gone
+    assert {p.name: sha(p) for p in corpus_copy.glob("*.jsonl.gz")} == original
+    for path in lost:
+        assert sha(path) == sha(synth_corpus.out_dir / path.relative_to(corpus_copy))
+
+
+def test_changed_settings_start_the_folder_over(corpus_copy: Path) -> None:
+    cfg = tiny_data_cfg(hours=0.003, seed=5)
+    result = prepare_synth(corpus_copy, cfg)
+    names = {p.stem for p in (corpus_copy / "audio").rglob("*.flac")}
+    assert names == {u.id for u, _ in result.run.utterances}
+    assert result.run.new_seconds == pytest.approx(sum(n for _, n in result.run.utterances) / 16000)
+
+
+def test_a_foreign_non_empty_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "thesis.tex").write_text("precious")
+    with pytest.raises(PrepareError, match="not written by smx prepare"):
+        prepare_synth(tmp_path, tiny_data_cfg(hours=0.003))
+    assert (tmp_path / "thesis.tex").read_text() == "precious"
+
+
+def test_missing_espeak_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(PrepareError, match="apt-get install espeak-ng"):
+        espeak_version()
+    with pytest.raises(PrepareError, match="espeak-ng was not found"):
+        prepare_synth(tmp_path / "out", tiny_data_cfg(hours=0.003))
+    assert not (tmp_path / "out").exists()
+
+
+def test_too_many_skipped_utterances_fail_the_stage(tmp_path: Path) -> None:
+    cfg = tiny_data_cfg(
+        {"alphabet": "abcdfghijklmnopqrstuvwxyz' ", "max_skip_fraction": 0.5},  # no 'e'
+        hours=0.004,
+    )
+    with pytest.raises(PrepareError, match=r"were skipped, more than data.max_skip_fraction=0.5"):
+        prepare_synth(tmp_path / "c", cfg)
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert report["skipped"] > report["kept"] and not (tmp_path / "c" / MARKER).exists()
+    for item in report["skipped_items"]:
+        assert item["reason"].startswith("characters outside data.alphabet")
