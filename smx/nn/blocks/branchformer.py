@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from smx.nn.activations import ActivationName
 from smx.nn.activations import activation as make_activation
-from smx.nn.base import Mixer, check_chunking, check_mixer_input
-from smx.nn.blocks.common import BlockState, check_mixer_width, check_streamable
+from smx.nn.base import Mixer
+from smx.nn.blocks.common import Branch, MixerBlock, check_mixer_width
 from smx.nn.convolution import CSGU
 
-Branch = Callable[[torch.Tensor], torch.Tensor]
 
-
-class BranchformerBlock(nn.Module):
+class BranchformerBlock(MixerBlock):
     """Branchformer layer with a pluggable mixer (reference §1.7; no feed-forward).
 
     * mixer branch: ``x1 = Dropout(mixer(LN_a(x)))``;
@@ -57,6 +53,8 @@ class BranchformerBlock(nn.Module):
     torch.Size([2, 7, 16])
     """
 
+    conv_module = "csgu"
+
     def __init__(
         self,
         d_model: int,
@@ -89,55 +87,9 @@ class BranchformerBlock(nn.Module):
             )
         self.merge_dropout = nn.Dropout(dropout)
 
-    def _layer(self, x: torch.Tensor, mix: Branch, gate: Branch) -> torch.Tensor:
+    def _layer(self, x: torch.Tensor, mix: Branch, gate: Branch | None) -> torch.Tensor:
         """The block equations, with the mixer and the CSGU passed as functions."""
         x1 = self.branch_dropout(mix(self.mixer_norm(x)))  # [B, T, D]
         u = self.mlp_act(self.mlp_in(self.mlp_norm(x)))  # [B, T, U]
         x2 = self.branch_dropout(self.mlp_out(gate(u)))  # [B, T, D]
         return x + self.merge_dropout(self.merge(torch.cat([x1, x2], dim=-1)))  # [B, T, D]
-
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
-        """Offline: ``x [B, T, D]``, ``pad_mask [B, T]`` (True = real) -> ``[B, T, D]``."""
-        check_mixer_input(x, pad_mask, self.d_model, type(self).__name__)
-        return self._layer(x, lambda h: self.mixer(h, pad_mask), lambda u: self.csgu(u, pad_mask))
-
-    def forward_chunked(
-        self, x: torch.Tensor, pad_mask: torch.Tensor, chunk_size: int, left_chunks: int | None
-    ) -> torch.Tensor:
-        """Chunked: the mixer sees its chunk + ``left_chunks`` chunks, the CSGU is chunked."""
-        name = type(self).__name__
-        check_streamable(self.mixer, name)
-        check_mixer_input(x, pad_mask, self.d_model, name)
-        check_chunking(chunk_size, left_chunks, name)
-        return self._layer(
-            x,
-            lambda h: self.mixer.forward_chunked(h, pad_mask, chunk_size, left_chunks),
-            lambda u: self.csgu.forward_chunked(u, pad_mask, chunk_size),
-        )
-
-    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> BlockState:
-        """Empty streaming state: the mixer's state and the CSGU convolution cache."""
-        check_streamable(self.mixer, type(self).__name__)
-        return {
-            "mixer": self.mixer.init_state(batch_size, device, dtype),
-            "conv": self.csgu.init_state(batch_size, device, dtype),
-        }
-
-    def forward_step(
-        self, x: torch.Tensor, pad_mask: torch.Tensor, state: BlockState, left_chunks: int | None
-    ) -> tuple[torch.Tensor, BlockState]:
-        """One chunk ``x [B, C, D]`` -> ``(y [B, C, D], state)``; equals ``forward_chunked``."""
-        name = type(self).__name__
-        check_streamable(self.mixer, name)
-        check_mixer_input(x, pad_mask, self.d_model, name)
-        new: BlockState = {}
-
-        def mix(h: torch.Tensor) -> torch.Tensor:
-            y, new["mixer"] = self.mixer.forward_step(h, pad_mask, state["mixer"], left_chunks)
-            return y
-
-        def gate(u: torch.Tensor) -> torch.Tensor:
-            y, new["conv"] = self.csgu.forward_step(u, pad_mask, state["conv"])
-            return y
-
-        return self._layer(x, mix, gate), new

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from smx.nn.activations import ActivationName
-from smx.nn.base import Mixer, check_chunking, check_mixer_input
-from smx.nn.blocks.common import BlockState, check_mixer_width, check_streamable
+from smx.nn.base import Mixer
+from smx.nn.blocks.common import Branch, MixerBlock, check_mixer_width
 from smx.nn.convolution import ConvModule
 from smx.nn.feedforward import FeedForward
 
-Branch = Callable[[torch.Tensor], torch.Tensor]
 
-
-class ConformerBlock(nn.Module):
+class ConformerBlock(MixerBlock):
     """Conformer layer with a pluggable mixer in place of self-attention (reference §1.7).
 
     ``x <- x + ½·FFN1(x)``; ``x <- x + Dropout(mixer(LN1(x)))``; ``x <- x + Conv(x)``;
@@ -55,6 +51,8 @@ class ConformerBlock(nn.Module):
     True
     """
 
+    conv_module = "conv"
+
     def __init__(
         self,
         d_model: int,
@@ -76,55 +74,9 @@ class ConformerBlock(nn.Module):
         self.ffn2 = FeedForward(d_model, d_ffn, dropout, activation)
         self.out_norm = nn.LayerNorm(d_model)
 
-    def _layer(self, x: torch.Tensor, mix: Branch, conv: Branch) -> torch.Tensor:
+    def _layer(self, x: torch.Tensor, mix: Branch, conv: Branch | None) -> torch.Tensor:
         """The block equations, with the mixer and convolution passed as functions."""
         x = x + 0.5 * self.ffn1(x)  # [B, T, D]
         x = x + self.mixer_dropout(mix(self.mixer_norm(x)))  # [B, T, D]
         x = x + conv(x)  # [B, T, D]
         return self.out_norm(x + 0.5 * self.ffn2(x))  # [B, T, D]
-
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
-        """Offline: ``x [B, T, D]``, ``pad_mask [B, T]`` (True = real) -> ``[B, T, D]``."""
-        check_mixer_input(x, pad_mask, self.d_model, type(self).__name__)
-        return self._layer(x, lambda h: self.mixer(h, pad_mask), lambda h: self.conv(h, pad_mask))
-
-    def forward_chunked(
-        self, x: torch.Tensor, pad_mask: torch.Tensor, chunk_size: int, left_chunks: int | None
-    ) -> torch.Tensor:
-        """Chunked: the mixer sees its chunk + ``left_chunks`` chunks, the conv is chunked."""
-        name = type(self).__name__
-        check_streamable(self.mixer, name)
-        check_mixer_input(x, pad_mask, self.d_model, name)
-        check_chunking(chunk_size, left_chunks, name)
-        return self._layer(
-            x,
-            lambda h: self.mixer.forward_chunked(h, pad_mask, chunk_size, left_chunks),
-            lambda h: self.conv.forward_chunked(h, pad_mask, chunk_size),
-        )
-
-    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> BlockState:
-        """Empty streaming state: the mixer's state and the convolution cache."""
-        check_streamable(self.mixer, type(self).__name__)
-        return {
-            "mixer": self.mixer.init_state(batch_size, device, dtype),
-            "conv": self.conv.init_state(batch_size, device, dtype),
-        }
-
-    def forward_step(
-        self, x: torch.Tensor, pad_mask: torch.Tensor, state: BlockState, left_chunks: int | None
-    ) -> tuple[torch.Tensor, BlockState]:
-        """One chunk ``x [B, C, D]`` -> ``(y [B, C, D], state)``; equals ``forward_chunked``."""
-        name = type(self).__name__
-        check_streamable(self.mixer, name)
-        check_mixer_input(x, pad_mask, self.d_model, name)
-        new: BlockState = {}
-
-        def mix(h: torch.Tensor) -> torch.Tensor:
-            y, new["mixer"] = self.mixer.forward_step(h, pad_mask, state["mixer"], left_chunks)
-            return y
-
-        def conv(h: torch.Tensor) -> torch.Tensor:
-            y, new["conv"] = self.conv.forward_step(h, pad_mask, state["conv"])
-            return y
-
-        return self._layer(x, mix, conv), new

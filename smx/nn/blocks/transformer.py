@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from smx.nn.activations import ActivationName
-from smx.nn.base import Mixer, check_chunking, check_mixer_input
-from smx.nn.blocks.common import BlockState, check_mixer_width, check_streamable
+from smx.nn.base import Mixer
+from smx.nn.blocks.common import Branch, MixerBlock, check_mixer_width
 from smx.nn.feedforward import FeedForward
 
-Branch = Callable[[torch.Tensor], torch.Tensor]
 
-
-class TransformerBlock(nn.Module):
+class TransformerBlock(MixerBlock):
     """Transformer encoder layer with a pluggable mixer (reference §1.7).
 
     Pre-norm (default): ``x <- x + Dropout(mixer(LN1(x)))``; ``x <- x + FFN(LN2(x))``, where
@@ -67,47 +63,10 @@ class TransformerBlock(nn.Module):
         self.ffn = FeedForward(d_model, d_ffn, dropout, activation, norm=pre_norm)
         self.ffn_norm = nn.Identity() if pre_norm else nn.LayerNorm(d_model)
 
-    def _layer(self, x: torch.Tensor, mix: Branch) -> torch.Tensor:
+    def _layer(self, x: torch.Tensor, mix: Branch, conv: Branch | None = None) -> torch.Tensor:
         """The block equations, with the mixer passed as a function."""
         if self.pre_norm:
             x = x + self.mixer_dropout(mix(self.mixer_norm(x)))  # [B, T, D]
             return x + self.ffn(x)  # [B, T, D]
         x = self.mixer_norm(x + self.mixer_dropout(mix(x)))  # [B, T, D]
         return self.ffn_norm(x + self.ffn(x))  # [B, T, D]
-
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
-        """Offline: ``x [B, T, D]``, ``pad_mask [B, T]`` (True = real) -> ``[B, T, D]``."""
-        check_mixer_input(x, pad_mask, self.d_model, type(self).__name__)
-        return self._layer(x, lambda h: self.mixer(h, pad_mask))
-
-    def forward_chunked(
-        self, x: torch.Tensor, pad_mask: torch.Tensor, chunk_size: int, left_chunks: int | None
-    ) -> torch.Tensor:
-        """Chunked: the mixer sees its chunk and ``left_chunks`` chunks before it."""
-        name = type(self).__name__
-        check_streamable(self.mixer, name)
-        check_mixer_input(x, pad_mask, self.d_model, name)
-        check_chunking(chunk_size, left_chunks, name)
-        return self._layer(
-            x, lambda h: self.mixer.forward_chunked(h, pad_mask, chunk_size, left_chunks)
-        )
-
-    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> BlockState:
-        """Empty streaming state (only the mixer's: the rest is frame-wise)."""
-        check_streamable(self.mixer, type(self).__name__)
-        return {"mixer": self.mixer.init_state(batch_size, device, dtype)}
-
-    def forward_step(
-        self, x: torch.Tensor, pad_mask: torch.Tensor, state: BlockState, left_chunks: int | None
-    ) -> tuple[torch.Tensor, BlockState]:
-        """One chunk ``x [B, C, D]`` -> ``(y [B, C, D], state)``; equals ``forward_chunked``."""
-        name = type(self).__name__
-        check_streamable(self.mixer, name)
-        check_mixer_input(x, pad_mask, self.d_model, name)
-        new: BlockState = {}
-
-        def mix(h: torch.Tensor) -> torch.Tensor:
-            y, new["mixer"] = self.mixer.forward_step(h, pad_mask, state["mixer"], left_chunks)
-            return y
-
-        return self._layer(x, mix), new
