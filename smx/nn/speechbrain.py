@@ -1,0 +1,649 @@
+"""Import weights trained with the SpeechBrain SummaryMixing recipes into smx modules.
+
+Two converters turn a SpeechBrain ``state_dict`` (a plain mapping of names to tensors, as
+stored in the recipes' ``*.ckpt`` files) into a state dict that loads with ``strict=True``:
+
+* :func:`convert_speechbrain_encoder`: a Conformer or Branchformer encoder with a
+  SummaryMixing (modes ``full``, ``fast``, ``lite``, ``expdecay``) or MHSA mixer, into
+  ``build_encoder(model, input_dim)`` (``mask_embedding=True`` when the checkpoint holds a
+  mask embedding, as the wav2vec 2.0 ``latent_encoder.ckpt`` does);
+* :func:`convert_speechbrain_cnn`: the wav2vec 2.0 latent extractor (``CNN.ckpt``), into
+  ``build_subsampling(frontend)`` (``kind: mel_cnn``).
+
+:func:`speechbrain_encoder_keys` lists the SpeechBrain keys and shapes a config needs.
+
+Every tensor is placed by an explicit rule, and the conversion fails with a one-sentence
+ValueError naming the SpeechBrain key when a key is missing, has the wrong shape, or is left
+unused (never a silent partial load). The sizes come from the smx config; the state dict
+must agree with it: the number of heads and the hidden widths of the SummaryMixing MLPs
+(some reference versions did not forward the recipe's widths to the encoder, so read them
+from the tensors, not from the recipe).
+
+Encoder wrappers (detected from the keys under ``prefix``)
+---------------------------------------------------------
+- wav2vec 2.0 ``EncoderWrapper`` (``latent_encoder.ckpt``): the stack under
+  ``latent_encoder.``, ``input_projector.{weight,bias}`` -> ``input_proj``, ``mask_emb`` ->
+  ``mask_embedding``;
+- ``TransformerASR``: the stack under ``encoder.``, ``custom_src_module.layers.0.w.*`` ->
+  ``input_proj``, no mask embedding.
+
+For an ASR ``model.ckpt`` (a ModuleList ``[CNN, TransformerASR, ...]``) pass
+``prefix="1."`` and ``ignore=("decoder.*", "custom_tgt_module.*")`` when it has a decoder.
+Keys outside ``prefix`` are not looked at.
+
+Key and layout mapping (SpeechBrain -> smx, per layer ``layers.<i>.`` -> ``blocks.<i>.``)
+-----------------------------------------------------------------------------------------
+Conformer: ``ffn_moduleN.0`` -> ``ffnN.norm``, ``ffn_moduleN.1.ffn.{0,3}`` ->
+``ffnN.net.{0,3}``, ``norm1.norm`` -> ``mixer_norm``, ``norm2.norm`` -> ``out_norm``,
+``convolution_module.``: ``layer_norm`` -> ``conv.norm``, ``bottleneck.0`` (Conv1d kernel 1,
+weight ``[2D, D, 1]``) -> ``conv.pointwise`` (Linear ``[2D, D]``), ``conv`` ->
+``conv.depthwise.conv``, ``after_conv.0`` -> ``conv.conv_norm``, ``after_conv.2`` ->
+``conv.out``. Encoder ``norm.norm`` -> ``norm``.
+
+Branchformer: ``norm_mhsa.norm`` -> ``mixer_norm``, ``norm_conv.norm`` -> ``mlp_norm``,
+``convolution_branch.``: ``pre_channel_proj`` -> ``mlp_in``, ``csgu.norm.norm`` ->
+``csgu.norm``, ``csgu.conv.conv`` -> ``csgu.conv.conv``, ``post_channel_proj`` ->
+``mlp_out``; ``merge_proj`` -> ``merge`` (MHSA: one Linear; SummaryMixing: the MLP
+``merge_proj.linear.w``, ``merge_proj.linear_0.w`` -> ``merge.0``, ``merge.2``).
+
+SummaryMixing (``mha_layer.`` -> ``mixer.``): the MLPs ``local_proj`` / ``summary_proj`` ->
+``local_mlp`` / ``summary_mlp``, layer ``linear``, ``linear_0``, ``linear_1``, ... ->
+``0``, ``2``, ``4``, ... (the activations sit in between). One head: SpeechBrain
+``Linear`` ``.w.weight [out, in]`` -> BlockLinear weight ``[1, in, out]`` (transposed).
+``h > 1`` heads: ``ParallelLinear`` ``.weights [h, in/h, out/h]`` -> the same tensor (both
+apply ``x_head @ weight[head]`` on contiguous input slices and concatenate the outputs head
+by head), ``.biases [h, out/h]`` -> bias ``[out]`` (flattened head by head).
+``summary_local_merging.linear.w`` -> ``combiner``; ``local_norm`` / ``summary_norm`` ->
+the same names. Fast: ``global_proj.linear.w [2L, D]`` -> ``projection.0`` (first half =
+local, second half = summary in both). Expdecay: ``decay_constant`` is not a parameter in
+smx; it must equal ``model.mixer.decay`` (ValueError otherwise).
+
+MHSA (``mixer.kind: mhsa``): ``pos: abs`` takes the regular ``torch.nn.MultiheadAttention``
+(``mha_layer.att.in_proj_weight [3D, D]`` with rows ``[q; k; v]``, ``in_proj_bias``,
+``out_proj``) -> ``qkv``, ``out`` unchanged. ``pos: relpos`` takes ``RelPosMHAXL``:
+
+- its ``in_proj_weight`` rows are interleaved per head ``[q_0, k_0, v_0, q_1, ...]`` and
+  are reordered to smx's ``[q; k; v]``; it has no input bias, so ``qkv.bias`` is zero;
+- ``pos_bias_u`` / ``pos_bias_v`` are stored ``[d_h, H]`` but used as the same memory
+  viewed ``[H, d_h]``: they are reshaped, not transposed;
+- the reference scales scores by ``1/sqrt(D)``, smx by ``1/sqrt(d_h)``. Both terms of the
+  score, ``(q + u)·k`` and ``(q + v)·W_pos e``, are linear in the keys and in ``W_pos``, so
+  multiplying the key rows of ``qkv`` and ``pos_proj.weight`` (``linear_pos``) by
+  ``sqrt(d_h / D) = 1/sqrt(H)`` gives exactly the reference scores (up to rounding);
+- assumption (not covered by the facts this importer was written from): the reference's
+  relative encoding ``e`` is the same function of the distance ``i - j`` as
+  :func:`smx.nn.positional.relative_sinusoidal_positions` (Transformer-XL style, standard
+  frequencies, sine and cosine interleaved). Check a relpos import on real data.
+
+Known dead keys (accepted and dropped)
+--------------------------------------
+- ``positional_encoding.pe`` (absolute sinusoid buffer; smx computes it on the fly: set
+  ``encoder.pos_enc`` to how the checkpoint was trained, ``abs`` for the wav2vec 2.0
+  recipe) and ``positional_encoding.inv_freq`` (RelPosEncXL buffer);
+- ``mha_layer.local_norm.{weight,bias}`` and ``mha_layer.summary_norm.{weight,bias}`` in
+  modes ``fast`` and ``lite``: one reference version creates them in every mode while the
+  fast and lite cells never apply a LayerNorm.
+
+Everything else must be used. Parameter-free modules (activations, dropouts, GLU) have no
+keys. Cannot be imported (ValueError): Transformer blocks, other mixers, a Branchformer
+SummaryMixing merge MLP with more than one hidden layer (smx's has one), the CSGU
+``linear`` after the convolution (``use_linear_after_conv``), the Conv2d ASR front-end
+(its LayerNorm normalises ``[F', C]`` jointly, smx's over ``C``). Not visible in a state
+dict, hence not checked: the number of MHSA heads, the activation (Swish in the
+Conformer, GELU in the Branchformer recipes), causal convolutions (smx is non-causal), and
+whether ``local_norm`` / ``summary_norm`` of a ``full`` cell were applied: they are
+imported when ``use_layernorm`` is true and rejected otherwise, as the IS24 and June 2024
+code apply them (reference §1.6 lists the streaming main branch as LayerNorm-free; if such a
+checkpoint holds unused norms, skip them with ``ignore=("*.local_norm.*",
+"*.summary_norm.*")``). A Branchformer SummaryMixing needs ``local_out == d_model``: the
+reference merge MLP declares ``local_out + D`` inputs for a ``2D``-wide concatenation.
+
+Remaining behaviour differences (not weights): padded frames never reach real ones in
+smx, and ``expdecay`` divides by the weighted count of real frames only (the reference
+counts padded frames in its denominator), so only padded batches differ.
+
+Mask polarity caveat (reference §1.4)
+-------------------------------------
+The weights are imported exactly, but a checkpoint only behaves as in training if it was
+trained with a consistent padding mask. In the IS24 wav2vec 2.0 code the encoder wrapper
+passes ``True = padding`` to a SummaryMixing cell (and convolution module) that
+multiplies by it as if ``1 = keep``: real frames are zeroed, padded frames averaged, and
+utterances without padding get a 0/0 summary. smx always uses ``pad_mask`` True = real
+frame, so a checkpoint trained with that inverted mask sees, in smx, inputs unlike those
+of its training; the June 2024 SSL code (``144eee0``) was self-consistent. Nothing in the
+state dict tells the two apart: validate an imported model (e.g. a downstream probe)
+before trusting it. SpeechBrain's padded output frames (LayerNorm biases) are zero in smx;
+real frames are what the reference gives for each utterance alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Literal
+
+import torch
+from torch import nn
+
+from smx.config import FrontendCfg, MHSACfg, ModelCfg, SummaryMixingCfg
+from smx.nn.build import build_encoder, build_subsampling
+
+Shape = tuple[int, ...]
+Layout = Literal["wav2vec2", "asr"]
+
+
+# --------------------------------------------------------------------------- tensor layouts
+
+
+@dataclass(frozen=True)
+class _Transform:
+    """How a SpeechBrain tensor becomes an smx tensor of shape ``t`` (smx's own shape)."""
+
+    sb_shape: Callable[[Shape], Shape]  # the SpeechBrain shape that gives smx shape t
+    convert: Callable[[torch.Tensor, Shape], torch.Tensor]
+
+
+_COPY = _Transform(lambda t: t, lambda x, t: x)
+#: SpeechBrain Linear ``[out, in]`` -> one-head BlockLinear ``[1, in, out]``.
+_LINEAR_TO_BLOCK = _Transform(lambda t: (t[2], t[1]), lambda x, t: x.t().reshape(t))
+#: Conv1d with kernel 1 ``[out, in, 1]`` -> Linear ``[out, in]``.
+_POINTWISE = _Transform(lambda t: (*t, 1), lambda x, t: x.reshape(t))
+#: RelPosMHAXL position bias stored ``[d_h, H]``, used as the same memory viewed ``[H, d_h]``.
+_POS_BIAS = _Transform(lambda t: (t[1], t[0]), lambda x, t: x.reshape(t))
+
+
+def _head_bias(heads: int) -> _Transform:
+    """ParallelLinear biases ``[h, out/h]`` -> BlockLinear bias ``[out]`` (head by head)."""
+    return _Transform(lambda t: (heads, t[0] // heads), lambda x, t: x.reshape(t))
+
+
+def _scaled(scale: float) -> _Transform:
+    return _Transform(lambda t: t, lambda x, t: x * scale)
+
+
+def _relpos_qkv(heads: int) -> _Transform:
+    """RelPosMHAXL rows ``[q_0, k_0, v_0, q_1, ...]`` -> ``[q; k; v]``, keys times 1/sqrt(H)."""
+
+    def convert(x: torch.Tensor, t: Shape) -> torch.Tensor:
+        d_model = x.shape[1]
+        q, k, v = x.reshape(heads, 3, d_model // heads, d_model).unbind(1)  # [H, d_h, D] each
+        k = k / math.sqrt(heads)  # 1/sqrt(D) = 1/sqrt(H) * 1/sqrt(d_h)
+        return torch.cat([q, k, v]).reshape(t)  # [3D, D]
+
+    return _Transform(lambda t: t, convert)
+
+
+def _zero_bias(d_model: int) -> _Transform:
+    """A zero bias ``[3D]`` for a projection without bias (read from its weight ``[3D, D]``)."""
+    return _Transform(lambda t: (t[0], d_model), lambda x, t: x.new_zeros(t))
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """smx tensor <- SpeechBrain key (relative to the prefix) through a transform."""
+
+    source: str
+    transform: _Transform = _COPY
+
+
+Rules = dict[str, _Rule]
+
+
+def _copy(rules: Rules, smx: str, sb: str, names: Sequence[str] = ("weight", "bias")) -> None:
+    for name in names:
+        rules[f"{smx}.{name}"] = _Rule(f"{sb}.{name}")
+
+
+def _sb_linear_name(index: int) -> str:
+    """Child names of a SpeechBrain Sequential: ``linear``, ``linear_0``, ``linear_1``, ..."""
+    return "linear" if index == 0 else f"linear_{index - 1}"
+
+
+def _mlp(rules: Rules, smx: str, sb: str, layers: int, heads: int) -> None:
+    """An smx MLP (``smx.0``, ``smx.2``, ...) from a VanillaNN (``sb.linear``, ``sb.linear_0``)."""
+    for index in range(layers):
+        source, target = f"{sb}.{_sb_linear_name(index)}", f"{smx}.{2 * index}"
+        if heads == 1:
+            rules[f"{target}.weight"] = _Rule(f"{source}.w.weight", _LINEAR_TO_BLOCK)
+            rules[f"{target}.bias"] = _Rule(f"{source}.w.bias")
+        else:
+            rules[f"{target}.weight"] = _Rule(f"{source}.weights")
+            rules[f"{target}.bias"] = _Rule(f"{source}.biases", _head_bias(heads))
+
+
+# --------------------------------------------------------------------------- per module rules
+
+
+@dataclass
+class _Plan:
+    """Everything a conversion needs: rules, accepted dead keys, value checks."""
+
+    rules: Rules
+    dead: set[str]
+    decay_keys: list[str]
+
+
+def _summary_mixing(plan: _Plan, cfg: SummaryMixingCfg, smx: str, sb: str) -> None:
+    rules = plan.rules
+    norms = [f"{sb}.{n}.{p}" for n in ("local_norm", "summary_norm") for p in ("weight", "bias")]
+    if cfg.mode in ("full", "expdecay"):
+        _mlp(rules, f"{smx}.local_mlp", f"{sb}.local_proj", len(cfg.local_hidden) + 1, cfg.heads)
+        _mlp(
+            rules,
+            f"{smx}.summary_mlp",
+            f"{sb}.summary_proj",
+            len(cfg.summary_hidden) + 1,
+            cfg.heads,
+        )
+        if cfg.use_layernorm:
+            _copy(rules, f"{smx}.local_norm", f"{sb}.local_norm")
+            _copy(rules, f"{smx}.summary_norm", f"{sb}.summary_norm")
+        _copy(rules, f"{smx}.combiner", f"{sb}.summary_local_merging.linear.w")
+        if cfg.mode == "expdecay":
+            plan.decay_keys.append(f"{sb}.decay_constant")
+    elif cfg.mode == "lite":
+        _mlp(
+            rules,
+            f"{smx}.summary_mlp",
+            f"{sb}.summary_proj",
+            len(cfg.summary_hidden) + 1,
+            cfg.heads,
+        )
+        plan.dead.update(norms)
+    else:  # fast: one fused one-head projection
+        _mlp(rules, f"{smx}.projection", f"{sb}.global_proj", 1, 1)
+        _copy(rules, f"{smx}.combiner", f"{sb}.summary_local_merging.linear.w")
+        plan.dead.update(norms)
+
+
+def _mhsa(plan: _Plan, cfg: MHSACfg, d_model: int, smx: str, sb: str) -> None:
+    rules = plan.rules
+    if cfg.pos == "abs":
+        rules[f"{smx}.qkv.weight"] = _Rule(f"{sb}.att.in_proj_weight")
+        rules[f"{smx}.qkv.bias"] = _Rule(f"{sb}.att.in_proj_bias")
+        _copy(rules, f"{smx}.out", f"{sb}.att.out_proj")
+        return
+    heads = cfg.heads
+    rules[f"{smx}.qkv.weight"] = _Rule(f"{sb}.in_proj_weight", _relpos_qkv(heads))
+    rules[f"{smx}.qkv.bias"] = _Rule(f"{sb}.in_proj_weight", _zero_bias(d_model))
+    _copy(rules, f"{smx}.out", f"{sb}.out_proj")
+    rules[f"{smx}.pos_proj.weight"] = _Rule(f"{sb}.linear_pos.weight", _scaled(heads**-0.5))
+    rules[f"{smx}.pos_bias_u"] = _Rule(f"{sb}.pos_bias_u", _POS_BIAS)
+    rules[f"{smx}.pos_bias_v"] = _Rule(f"{sb}.pos_bias_v", _POS_BIAS)
+
+
+def _mixer(plan: _Plan, model: ModelCfg, smx: str, sb: str) -> None:
+    if isinstance(model.mixer, SummaryMixingCfg):
+        _summary_mixing(plan, model.mixer, smx, sb)
+    elif isinstance(model.mixer, MHSACfg):
+        _mhsa(plan, model.mixer, model.encoder.d_model, smx, sb)
+
+
+def _conformer(plan: _Plan, model: ModelCfg, smx: str, sb: str) -> None:
+    rules = plan.rules
+    for n in (1, 2):
+        _copy(rules, f"{smx}.ffn{n}.norm", f"{sb}.ffn_module{n}.0")
+        _copy(rules, f"{smx}.ffn{n}.net.0", f"{sb}.ffn_module{n}.1.ffn.0")
+        _copy(rules, f"{smx}.ffn{n}.net.3", f"{sb}.ffn_module{n}.1.ffn.3")
+    _copy(rules, f"{smx}.mixer_norm", f"{sb}.norm1.norm")
+    _mixer(plan, model, f"{smx}.mixer", f"{sb}.mha_layer")
+    conv, sb_conv = f"{smx}.conv", f"{sb}.convolution_module"
+    _copy(rules, f"{conv}.norm", f"{sb_conv}.layer_norm")
+    rules[f"{conv}.pointwise.weight"] = _Rule(f"{sb_conv}.bottleneck.0.weight", _POINTWISE)
+    rules[f"{conv}.pointwise.bias"] = _Rule(f"{sb_conv}.bottleneck.0.bias")
+    _copy(rules, f"{conv}.depthwise.conv", f"{sb_conv}.conv")
+    _copy(rules, f"{conv}.conv_norm", f"{sb_conv}.after_conv.0")
+    _copy(rules, f"{conv}.out", f"{sb_conv}.after_conv.2")
+    _copy(rules, f"{smx}.out_norm", f"{sb}.norm2.norm")
+
+
+def _branchformer(plan: _Plan, model: ModelCfg, smx: str, sb: str) -> None:
+    rules = plan.rules
+    _copy(rules, f"{smx}.mixer_norm", f"{sb}.norm_mhsa.norm")
+    _mixer(plan, model, f"{smx}.mixer", f"{sb}.mha_layer")
+    _copy(rules, f"{smx}.mlp_norm", f"{sb}.norm_conv.norm")
+    branch = f"{sb}.convolution_branch"
+    _copy(rules, f"{smx}.mlp_in", f"{branch}.pre_channel_proj")
+    _copy(rules, f"{smx}.csgu.norm", f"{branch}.csgu.norm.norm")
+    _copy(rules, f"{smx}.csgu.conv.conv", f"{branch}.csgu.conv.conv")
+    _copy(rules, f"{smx}.mlp_out", f"{branch}.post_channel_proj")
+    if model.mixer.kind == "summarymixing":  # the merge MLP: Linear, act, Linear, act
+        _copy(rules, f"{smx}.merge.0", f"{sb}.merge_proj.linear.w")
+        _copy(rules, f"{smx}.merge.2", f"{sb}.merge_proj.linear_0.w")
+    else:
+        _copy(rules, f"{smx}.merge", f"{sb}.merge_proj")
+
+
+@dataclass(frozen=True)
+class _Wrapper:
+    """Names of one SpeechBrain encoder wrapper."""
+
+    stack: str
+    projection: str
+    mask: str | None
+
+
+_WRAPPERS: dict[str, _Wrapper] = {
+    "wav2vec2": _Wrapper("latent_encoder.", "input_projector.", "mask_emb"),
+    "asr": _Wrapper("encoder.", "custom_src_module.layers.0.w.", None),
+}
+_POSITION_BUFFERS = ("positional_encoding.pe", "positional_encoding.inv_freq")
+
+
+def _check_supported(model: ModelCfg) -> None:
+    block, mixer = model.encoder.block, model.mixer
+    if block not in ("conformer", "branchformer"):
+        raise ValueError(
+            f"model.encoder.block {block!r} has no SpeechBrain import; use 'conformer' or "
+            "'branchformer'"
+        )
+    if mixer.kind not in ("summarymixing", "mhsa"):
+        raise ValueError(
+            f"model.mixer.kind {mixer.kind!r} has no SpeechBrain import; use 'summarymixing' "
+            "or 'mhsa'"
+        )
+    if (
+        block == "branchformer"
+        and isinstance(mixer, SummaryMixingCfg)
+        and len(mixer.summary_hidden) != 1
+    ):
+        raise ValueError(
+            "model.mixer.summary_hidden must hold exactly one size for a Branchformer "
+            "import: the reference merge MLP has one layer per entry, smx's one hidden "
+            f"layer, got {mixer.summary_hidden}"
+        )
+
+
+def _encoder_plan(model: ModelCfg, wrapper: _Wrapper, mask_embedding: bool) -> _Plan:
+    plan = _Plan(rules={}, dead=set(_POSITION_BUFFERS), decay_keys=[])
+    _copy(plan.rules, "input_proj", wrapper.projection.rstrip("."))
+    if mask_embedding and wrapper.mask is not None:
+        plan.rules["mask_embedding"] = _Rule(wrapper.mask)
+    layer = _conformer if model.encoder.block == "conformer" else _branchformer
+    for i in range(model.encoder.num_layers):
+        layer(plan, model, f"blocks.{i}", f"{wrapper.stack}layers.{i}")
+    _copy(plan.rules, "norm", f"{wrapper.stack}norm.norm")
+    return plan
+
+
+def _target_shapes(build: Callable[[], nn.Module]) -> dict[str, Shape]:
+    """Keys and shapes of the state dict of the module ``build()`` (built without memory)."""
+    with torch.device("meta"):
+        module = build()
+    return {key: tuple(value.shape) for key, value in module.state_dict().items()}
+
+
+# --------------------------------------------------------------------------- the conversion
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return str(list(shape))
+
+
+def _hint(sb_state: Mapping[str, torch.Tensor], key: str) -> str:
+    """Why a key may be missing, when the state dict holds a telling sibling."""
+    for ours, theirs, advice in (
+        (".w.weight", ".weights", "ParallelLinear weights: the checkpoint has {h} heads"),
+        (".weights", ".w.weight", "a one-head Linear: the checkpoint has 1 head"),
+        (".att.in_proj_weight", ".in_proj_weight", "RelPosMHAXL weights: set mixer.pos 'relpos'"),
+        (".in_proj_weight", ".att.in_proj_weight", "regular MHA weights: set mixer.pos 'abs'"),
+    ):
+        if key.endswith(ours) and (other := key[: -len(ours)] + theirs) in sb_state:
+            heads = sb_state[other].shape[0] if theirs == ".weights" else 1
+            return f"; it holds {other!r} instead ({advice.format(h=heads)}; check model.mixer)"
+    return ""
+
+
+def _apply(
+    sb_state: Mapping[str, torch.Tensor],
+    prefix: str,
+    plan: _Plan,
+    targets: dict[str, Shape],
+    ignore: Sequence[str],
+) -> dict[str, torch.Tensor]:
+    """Run the rules of ``plan``; check that every key of ``sb_state`` under ``prefix`` is used."""
+    if set(plan.rules) != set(targets):  # a bug of this module, not of the input
+        missing = sorted(set(targets) - set(plan.rules))
+        extra = sorted(set(plan.rules) - set(targets))
+        raise RuntimeError(f"smx.nn.speechbrain has no rule for {missing}; stale rules {extra}")
+    out: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+    for smx_key, shape in targets.items():
+        rule = plan.rules[smx_key]
+        key = prefix + rule.source
+        expected = rule.transform.sb_shape(shape)
+        if key not in sb_state:
+            raise ValueError(
+                f"sb_state is missing {key!r} (expected shape {_shape(expected)}, for smx "
+                f"{smx_key!r}){_hint(sb_state, key)}"
+            )
+        tensor = sb_state[key]
+        if tuple(tensor.shape) != expected:
+            raise ValueError(
+                f"sb_state[{key!r}] has shape {_shape(tensor.shape)} but the config needs "
+                f"{_shape(expected)} (for smx {smx_key!r}); check model sizes and heads"
+            )
+        out[smx_key] = rule.transform.convert(tensor.detach(), shape).contiguous()
+        used.add(key)
+    for key in sb_state:
+        if not key.startswith(prefix) or key in used:
+            continue
+        relative = key[len(prefix) :]
+        if relative in plan.dead or any(fnmatchcase(relative, pattern) for pattern in ignore):
+            continue
+        raise ValueError(
+            f"sb_state has an unexpected key {key!r} (shape {_shape(sb_state[key].shape)}) that "
+            "no smx tensor of this config uses; check model (block, mixer, sizes, num_layers) "
+            "or pass it in ignore"
+        )
+    return out
+
+
+def _detect_wrapper(sb_state: Mapping[str, torch.Tensor], prefix: str) -> _Wrapper:
+    for wrapper in _WRAPPERS.values():
+        if any(key.startswith(prefix + wrapper.stack) for key in sb_state):
+            return wrapper
+    stacks = " or ".join(repr(prefix + w.stack) for w in _WRAPPERS.values())
+    raise ValueError(
+        f"sb_state has no key starting with {stacks}: pass the prefix of a wav2vec 2.0 "
+        "EncoderWrapper or of a TransformerASR (e.g. '1.' in an ASR model.ckpt)"
+    )
+
+
+def _check_decay(sb_state: Mapping[str, torch.Tensor], keys: list[str], decay: float) -> None:
+    """The reference's frozen ``decay_constant`` of every expdecay layer must equal ``decay``."""
+    for key in keys:
+        if key not in sb_state:
+            raise ValueError(f"sb_state is missing {key!r} (expected shape [], the expdecay decay)")
+        value = sb_state[key]
+        if value.numel() != 1 or abs(float(value) - decay) > 1e-6:
+            raise ValueError(
+                f"sb_state[{key!r}] = {value.flatten().tolist()} differs from "
+                f"model.mixer.decay={decay}; set the config's decay to the checkpoint's value"
+            )
+
+
+def speechbrain_encoder_keys(
+    model: ModelCfg, input_dim: int, layout: Layout = "wav2vec2"
+) -> dict[str, Shape]:
+    """The SpeechBrain keys and shapes that :func:`convert_speechbrain_encoder` needs.
+
+    Dead keys (see the module docstring) are not listed; ``decay_constant`` (shape ``()``)
+    is listed for ``expdecay``; with ``layout="wav2vec2"`` the mask embedding ``mask_emb``
+    is listed (the EncoderWrapper always has one).
+
+    Arguments
+    ---------
+    model : ModelCfg
+        The smx model config (encoder and mixer).
+    input_dim : int
+        Features per input frame of the input projection.
+    layout : str
+        ``"wav2vec2"`` (``latent_encoder.ckpt``) or ``"asr"`` (a ``TransformerASR``).
+
+    Returns
+    -------
+    dict[str, tuple[int, ...]]
+        SpeechBrain key (without prefix) -> shape.
+
+    Example
+    -------
+    >>> mixer = {"kind": "summarymixing", "local_hidden": [16], "local_out": 16,
+    ...          "summary_hidden": [16], "heads": 2}
+    >>> cfg = ModelCfg.model_validate(
+    ...     {"encoder": {"num_layers": 1, "d_model": 16, "d_ffn": 32}, "mixer": mixer})
+    >>> keys = speechbrain_encoder_keys(cfg, input_dim=12)
+    >>> keys["latent_encoder.layers.0.mha_layer.local_proj.linear.weights"]
+    (2, 8, 8)
+    >>> keys["latent_encoder.layers.0.mha_layer.local_proj.linear.biases"]
+    (2, 8)
+    """
+    if layout not in _WRAPPERS:
+        raise ValueError(f"layout must be one of {list(_WRAPPERS)}, got {layout!r}")
+    _check_supported(model)
+    wrapper = _WRAPPERS[layout]
+    mask = wrapper.mask is not None
+    plan = _encoder_plan(model, wrapper, mask)
+    targets = _target_shapes(lambda: build_encoder(model, input_dim, mask_embedding=mask))
+    keys = {rule.source: rule.transform.sb_shape(targets[smx]) for smx, rule in plan.rules.items()}
+    keys.update({key: () for key in plan.decay_keys})
+    return keys
+
+
+def convert_speechbrain_encoder(
+    sb_state: Mapping[str, torch.Tensor],
+    model: ModelCfg,
+    prefix: str = "",
+    ignore: Sequence[str] = (),
+) -> dict[str, torch.Tensor]:
+    """State dict of ``build_encoder(model, input_dim)`` from a SpeechBrain encoder checkpoint.
+
+    Supports Conformer and Branchformer layers with SummaryMixing (``full``, ``fast``,
+    ``lite``, ``expdecay``; one or more heads) or MHSA (regular MHA into ``pos: abs``,
+    RelPosMHAXL into ``pos: relpos``), inside a wav2vec 2.0 ``EncoderWrapper`` or a
+    ``TransformerASR`` (see the module docstring for the mapping, the dead keys and the
+    mask-polarity caveat). ``input_dim`` is read from the input projection; when the
+    checkpoint has a mask embedding, build the encoder with ``mask_embedding=True``.
+    Unchanged tensors may share memory with ``sb_state``.
+
+    Arguments
+    ---------
+    sb_state : Mapping[str, torch.Tensor]
+        SpeechBrain state dict (e.g. ``torch.load("latent_encoder.ckpt")``).
+    model : ModelCfg
+        The smx model config the weights are for; its sizes must match the tensors.
+    prefix : str
+        Prefix of the wrapper's keys in ``sb_state`` (e.g. ``"1."`` in an ASR
+        ``model.ckpt``); keys not starting with it are not looked at.
+    ignore : Sequence[str]
+        Glob patterns (``fnmatch``, relative to ``prefix``) of keys to skip on purpose,
+        e.g. ``("decoder.*", "custom_tgt_module.*")``.
+
+    Returns
+    -------
+    dict[str, torch.Tensor]
+        smx state dict, loadable with ``strict=True``.
+
+    Raises
+    ------
+    ValueError
+        Unsupported block or mixer, missing / unexpected key, wrong shape, or an
+        ``expdecay`` decay differing from ``model.mixer.decay``.
+
+    Example
+    -------
+    >>> from smx.nn.build import build_encoder
+    >>> mixer = {"kind": "summarymixing", "local_hidden": [16], "local_out": 16,
+    ...          "summary_hidden": [16], "heads": 2}
+    >>> cfg = ModelCfg.model_validate(
+    ...     {"encoder": {"num_layers": 2, "d_model": 16, "d_ffn": 32}, "mixer": mixer})
+    >>> layout = speechbrain_encoder_keys(cfg, input_dim=12)  # what latent_encoder.ckpt holds
+    >>> sb_state = {key: torch.randn(shape) for key, shape in layout.items()}
+    >>> sb_state["positional_encoding.pe"] = torch.zeros(1, 3500, 16)  # dropped
+    >>> state = convert_speechbrain_encoder(sb_state, cfg)
+    >>> encoder = build_encoder(cfg, input_dim=12, mask_embedding=True)
+    >>> encoder.load_state_dict(state, strict=True)
+    <All keys matched successfully>
+    >>> w = sb_state["latent_encoder.layers.0.mha_layer.local_proj.linear.weights"]
+    >>> torch.equal(encoder.blocks[0].mixer.local_mlp[0].weight, w)
+    True
+    >>> del sb_state["latent_encoder.norm.norm.bias"]
+    >>> convert_speechbrain_encoder(sb_state, cfg)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: sb_state is missing 'latent_encoder.norm.norm.bias' (expected shape [16], ...
+    """
+    _check_supported(model)
+    wrapper = _detect_wrapper(sb_state, prefix)
+    projection = f"{prefix}{wrapper.projection}weight"
+    if projection not in sb_state:
+        raise ValueError(
+            f"sb_state is missing {projection!r} (expected shape "
+            f"[{model.encoder.d_model}, input_dim]): the smx encoder needs its input projection"
+        )
+    input_dim = sb_state[projection].shape[-1]
+    mask = wrapper.mask is not None and f"{prefix}{wrapper.mask}" in sb_state
+    plan = _encoder_plan(model, wrapper, mask)
+    targets = _target_shapes(lambda: build_encoder(model, input_dim, mask_embedding=mask))
+    if isinstance(model.mixer, SummaryMixingCfg):  # checked, then dropped (smx: config value)
+        _check_decay(sb_state, [prefix + key for key in plan.decay_keys], model.mixer.decay)
+        plan.dead.update(plan.decay_keys)
+    return _apply(sb_state, prefix, plan, targets, ignore)
+
+
+def convert_speechbrain_cnn(
+    sb_state: Mapping[str, torch.Tensor],
+    frontend: FrontendCfg,
+    prefix: str = "",
+    ignore: Sequence[str] = (),
+) -> dict[str, torch.Tensor]:
+    """State dict of ``build_subsampling(frontend)`` from the wav2vec 2.0 ``CNN.ckpt``.
+
+    ``extractor.convblock_<i>.convs.conv_0.conv.weight [C_out, C_in, k]`` -> ``convs.<i>.weight``
+    (same layout; bias-free), ``extractor.convblock_<i>.convs.norm_0.norm.*`` ->
+    ``norms.<i>.*``, ``norm.*`` -> ``out_norm.*``. Only ``frontend.kind == "mel_cnn"``.
+
+    Arguments
+    ---------
+    sb_state : Mapping[str, torch.Tensor]
+        SpeechBrain ``W2VLatentExtractor`` state dict.
+    frontend : FrontendCfg
+        The smx front-end config (channels, kernels and strides must match the tensors).
+    prefix : str
+        Prefix of the extractor's keys in ``sb_state``.
+    ignore : Sequence[str]
+        Glob patterns of keys (relative to ``prefix``) to skip.
+
+    Returns
+    -------
+    dict[str, torch.Tensor]
+        State dict of :class:`smx.nn.frontend.CnnLatentExtractor`, loadable with ``strict=True``.
+
+    Example
+    -------
+    >>> from smx.nn.build import build_subsampling
+    >>> cfg = FrontendCfg(cnn_channels=[8, 8])
+    >>> sb_state = {"extractor.convblock_0.convs.conv_0.conv.weight": torch.randn(8, 80, 3),
+    ...     "extractor.convblock_1.convs.conv_0.conv.weight": torch.randn(8, 8, 3)}
+    >>> for i in (0, 1):
+    ...     sb_state[f"extractor.convblock_{i}.convs.norm_0.norm.weight"] = torch.ones(8)
+    ...     sb_state[f"extractor.convblock_{i}.convs.norm_0.norm.bias"] = torch.zeros(8)
+    >>> sb_state.update({"norm.weight": torch.ones(8), "norm.bias": torch.zeros(8)})
+    >>> build_subsampling(cfg).load_state_dict(convert_speechbrain_cnn(sb_state, cfg))
+    <All keys matched successfully>
+    """
+    if frontend.kind != "mel_cnn":
+        raise ValueError(
+            f"frontend.kind {frontend.kind!r} has no SpeechBrain import; only 'mel_cnn' (the "
+            "wav2vec 2.0 latent extractor) maps exactly"
+        )
+    plan = _Plan(rules={}, dead=set(), decay_keys=[])
+    for i in range(len(frontend.cnn_channels)):
+        block = f"extractor.convblock_{i}.convs"
+        plan.rules[f"convs.{i}.weight"] = _Rule(f"{block}.conv_0.conv.weight")
+        _copy(plan.rules, f"norms.{i}", f"{block}.norm_0.norm")
+    _copy(plan.rules, "out_norm", "norm")
+    targets = _target_shapes(lambda: build_subsampling(frontend))
+    return _apply(sb_state, prefix, plan, targets, ignore)
