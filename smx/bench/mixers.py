@@ -168,10 +168,10 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
             axes[row][1].plot(
                 xs, [p["peak_mem_bytes"] / 2**20 for p in pts], marker="o", label=kind
             )
-        axes[row][0].set(
-            title=f"{scope}: forward+backward time", xlabel="input (s of audio)", ylabel="s"
-        )
-        axes[row][1].set(title=f"{scope}: peak memory", xlabel="input (s of audio)", ylabel="MiB")
+        axes[row][0].set(title=f"{scope}: forward+backward time", xlabel="input (s of audio)")
+        axes[row][1].set(title=f"{scope}: peak memory", xlabel="input (s of audio)")
+        axes[row][0].set(ylabel="s (log scale)", yscale="log")
+        axes[row][1].set(ylabel="MiB (log scale)", yscale="log")
         axes[row][0].legend()
         axes[row][1].legend()
     fig.tight_layout()
