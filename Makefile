@@ -13,7 +13,9 @@ setup:
 demo: setup
 	@$(BIN)/smx config validate params.yaml
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
-	@echo "[demo] outputs: see 'dvc status' and reports/; browse runs with: make ui"
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc metrics show
+	@echo "[demo] outputs: the corpus in data/, each variant's config in build/<variant>/, metrics in metrics/"
+	@echo "[demo] browse the MLflow runs with: make ui   (http://127.0.0.1:5000)"
 
 ## make test: set up, then run every test (unit and end-to-end)
 test: setup
