@@ -1,0 +1,48 @@
+"""Running the project's real commands (dvc, git, smx) from tests, in temporary repositories."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` in ``cwd`` with the project's virtualenv first on PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+def make_dvc_repo(folder: Path) -> Path:
+    """A git + DVC repository holding a copy of the project with a tiny synthetic corpus."""
+    for item in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / item, folder / item)
+    for sub in ("smx", "pipelines"):
+        shutil.copytree(ROOT / sub, folder / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    yaml = YAML()
+    params = yaml.load(folder / "params.yaml")
+    params["data"]["synth"].update(hours=0.004, num_speakers=5, heldout_speakers=2)
+    params["data"]["min_duration"] = 0.5
+    yaml.dump(params, folder / "params.yaml")
+    run(["git", "init", "-q"], folder)
+    run(["dvc", "init", "-q"], folder)
+    run(["dvc", "config", "core.analytics", "false"], folder)
+    return folder
+
+
+def ran_stages(output: str) -> list[str]:
+    """Names of the stages a `dvc repro` output says it ran, sorted."""
+    return sorted(
+        line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")
+    )
