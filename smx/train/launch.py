@@ -1,0 +1,400 @@
+"""The pre-training driver: MLflow run, Ray Train TorchTrainer, progress bar, DVC outputs.
+
+:func:`pretrain` checks the tracking URI and the corpus first (a user mistake costs no
+compute), creates the MLflow run (or reopens it when the same run is launched again), runs
+:func:`smx.train.loop.train_loop_per_worker` on ``cluster.num_workers`` Ray workers and
+writes, atomically, from the final checkpoint:
+
+    <out>/models/<variant>/encoder.pt     front-end + encoder state dict, config and hash
+    <out>/models/<variant>/config.json    the resolved config that made it
+    <out>/metrics/pretrain/<variant>.json final loss, accuracy, steps, throughput, ...
+    <out>/plots/pretrain/<variant>.csv    one row per logged step
+
+Ray runs locally (``ray.init()``) unless ``RAY_ADDRESS`` names a cluster. The Ray run name is
+``<variant>-<hash of model, ssl, train, data, seed, workers>``, so launching the same config
+again resumes it from ``<cluster.storage_path>/<name>`` and changing it starts a new run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from smx.atomic import atomic_path, write_json, write_text
+from smx.config import Params
+from smx.project import project_root
+from smx.train.checkpoint import config_hash, read_state
+from smx.train.tracking import (
+    check_tracking_uri,
+    git_commit,
+    log_final_model,
+    open_run,
+    resolve_tracking_uri,
+)
+
+#: environment variables forwarded to the workers (test hooks, MLflow settings)
+FORWARDED_ENV = ("SMX_", "MLFLOW_")
+ENCODER_PREFIXES = ("fbank.", "extractor.", "subsampling.", "encoder.")
+
+
+class PretrainError(RuntimeError):
+    """Pre-training could not start or did not finish; the message says why."""
+
+
+@dataclass
+class PretrainResult:
+    """Where the outputs went and the final numbers."""
+
+    run_name: str
+    run_id: str
+    checkpoint: Path
+    encoder: Path
+    metrics: dict[str, Any]
+
+
+def run_name(params: Params, variant: str) -> str:
+    """The Ray run name: stable for one config, new when training-relevant fields change.
+
+    Example
+    -------
+    >>> run_name(Params(), "sm") == run_name(Params(), "sm"), run_name(Params(), "sm")[:3]
+    (True, 'sm-')
+    """
+    data = params.model_dump(mode="json")
+    keep = {k: data[k] for k in ("seed", "data", "model", "ssl", "train")}
+    keep["num_workers"] = params.cluster.num_workers
+    digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
+    return f"{variant}-{digest[:12]}"
+
+
+def absolute(path: str, root: Path) -> str:
+    """``path`` made absolute against ``root`` unless it is a URI (``s3://``) or absolute."""
+    if "://" in path or Path(path).is_absolute():
+        return path
+    return str((root / path).resolve())
+
+
+def corpus_dir(params: Params, root: Path) -> Path:
+    """The prepared corpus of ``data.corpus`` (``<data.root>/<data.corpus>``)."""
+    return Path(absolute(str(Path(params.data.root) / params.data.corpus), root))
+
+
+def loop_config(
+    params: Params,
+    corpus: Path,
+    run_dir: Path | None,
+    tracking_uri: str,
+    run_id: str | None,
+    resume_from: Path | None,
+) -> dict[str, Any]:
+    """The ``train_loop_config`` of the workers (plain JSON data)."""
+    return {
+        "params": params.model_dump(mode="json"),
+        "corpus_dir": str(corpus),
+        "run_dir": str(run_dir) if run_dir else None,
+        "tracking_uri": tracking_uri,
+        "run_id": run_id,
+        "resume_from": str(resume_from) if resume_from else None,
+        "system_metrics": params.tracking.log_system_metrics,
+    }
+
+
+def encoder_state(model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The front-end and encoder entries of an objective's state dict (no SSL heads).
+
+    Example
+    -------
+    >>> sorted(encoder_state({"encoder.w": torch.ones(1), "quantizer.c": torch.ones(1)}))
+    ['encoder.w']
+    """
+    return {k: v for k, v in model_state.items() if k.startswith(ENCODER_PREFIXES)}
+
+
+def encoder_module(params: Params, model_state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """Front-end + encoder of the trained objective, as one module for MLflow."""
+    from smx.ssl.objective import build_objective
+
+    objective = build_objective(params)
+    objective.load_state_dict(model_state)
+    parts = {"fbank": objective.fbank, "encoder": objective.encoder}
+    frontend = getattr(objective, "extractor", None) or objective.subsampling
+    parts["frontend"] = frontend
+    return torch.nn.ModuleDict(parts).eval()
+
+
+def write_outputs(state: dict[str, Any], variant: str, out: Path) -> dict[str, Path]:
+    """Write encoder.pt, config.json, the metrics JSON and the plot CSV under ``out``."""
+    paths = {
+        "encoder": out / "models" / variant / "encoder.pt",
+        "config": out / "models" / variant / "config.json",
+        "metrics": out / "metrics" / "pretrain" / f"{variant}.json",
+        "plots": out / "plots" / "pretrain" / f"{variant}.csv",
+    }
+    params = json.loads(state["params"])
+    with atomic_path(paths["encoder"]) as tmp:
+        torch.save(
+            {
+                "format": 1,
+                "step": int(state["step"]),
+                "config_hash": state["config_hash"],
+                "params": state["params"],
+                "state_dict": encoder_state(state["model"]),
+            },
+            tmp,
+        )
+    write_json(paths["config"], params)
+    write_json(paths["metrics"], final_metrics(state))
+    history = state["history"]
+    columns = ["step", *sorted({k for row in history for k in row} - {"step"})]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (int(v) if k == "step" else f"{v:.6g}") for k, v in row.items()})
+    write_text(paths["plots"], buf.getvalue())
+    return paths
+
+
+def final_metrics(state: dict[str, Any]) -> dict[str, Any]:
+    """The DVC metrics of a finished run: last logged values plus totals."""
+    history = state["history"]
+    last = history[-1] if history else {}
+    first = history[0] if history else {}
+    keep = ("loss", "accuracy", "code_perplexity", "prob_perplexity", "lr", "peak_memory_mb")
+    out: dict[str, Any] = {k: round(float(last[k]), 6) for k in keep if k in last}
+    if "loss" in first:
+        out["first_loss"] = round(float(first["loss"]), 6)
+    elapsed = float(state["elapsed"])
+    out.update(
+        steps=int(state["step"]),
+        skipped_steps=int(state["skipped_steps"]),
+        audio_hours=round(float(state["audio_seconds"]) / 3600, 6),
+        train_seconds=round(elapsed, 3),
+        audio_seconds_per_second=round(float(state["audio_seconds"]) / max(elapsed, 1e-9), 3),
+        steps_per_second=round(int(state["step"]) / max(elapsed, 1e-9), 4),
+    )
+    return out
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete ``checkpoint_*`` folder of a local run directory, if any."""
+    found = sorted(p for p in run_dir.glob("checkpoint_*") if (p / "state.pt").is_file())
+    return found[-1] if found else None
+
+
+class ProgressBar:
+    """The driver's progress bar, fed by rank 0's progress file (step, loss, hours, ETA)."""
+
+    def __init__(self, path: Path | None, max_steps: int, title: str) -> None:
+        self.path, self.max_steps, self.title = path, max_steps, title
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ProgressBar:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[hours]} h audio"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task(self.title, total=self.max_steps, loss="-", hours="0.000")
+            while not self._stop.wait(0.5):
+                self._update(bar, task)
+            self._update(bar, task)
+
+    def _update(self, bar: Any, task: Any) -> None:
+        if self.path is None:
+            return
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return
+        loss = data.get("loss", math.nan)
+        bar.update(
+            task,
+            completed=data.get("step", 0),
+            loss=f"{loss:.3f}" if math.isfinite(loss) else str(loss),
+            hours=f"{data.get('audio_hours', 0.0):.3f}",
+        )
+
+
+def _init_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+    # RAY_ADDRESS (if set) makes ray.init() join that cluster; otherwise a local instance
+    ray.init(log_to_driver=True)
+
+
+def pretrain(
+    params: Params,
+    variant: str = "default",
+    out: Path | None = None,
+    resume: Path | None = None,
+    show_progress: bool = True,
+) -> PretrainResult:
+    """Pre-train ``params`` on Ray Train and write the DVC outputs (see the module doc).
+
+    Arguments
+    ---------
+    params: the resolved config of one variant.
+    variant: the name of the outputs and of the Ray run.
+    out: the folder that receives models/, metrics/ and plots/ (default: the project).
+    resume: a checkpoint folder to start from (its model config must match).
+    show_progress: draw the progress bar.
+
+    Raises :class:`PretrainError` with one clear sentence when the tracking URI, the corpus
+    or the resume checkpoint is unusable, when training fails after ``cluster.max_failures``
+    restarts, or when the loss stays non-finite for ``train.max_nan_steps`` steps.
+    """
+    from smx.data.report import PrepareError
+
+    root = project_root()
+    out = Path(out) if out else root
+    uri = resolve_tracking_uri(params.tracking, root)
+    try:
+        check_tracking_uri(uri)
+    except RuntimeError as exc:
+        raise PretrainError(str(exc)) from None
+    corpus = corpus_dir(params, root)
+    try:
+        from smx.data.manifests import load_cuts
+
+        load_cuts(corpus, "train")
+    except PrepareError as exc:
+        raise PretrainError(f"{exc} (run `dvc repro prepare` or `smx prepare`)") from None
+    if resume is not None:
+        try:
+            read_state(resume, config_hash(params))
+        except ValueError as exc:
+            raise PretrainError(str(exc)) from None
+
+    name = run_name(params, variant)
+    storage = absolute(params.cluster.storage_path, root)
+    run_dir = None if "://" in storage else Path(storage) / name
+    run_id_file = run_dir / "mlflow_run_id.txt" if run_dir else None
+    previous = run_id_file.read_text().strip() if run_id_file and run_id_file.is_file() else None
+    tags = {
+        "git_commit": git_commit(root),
+        "variant": variant,
+        "stage": os.environ.get("DVC_STAGE", "manual"),
+        "ray_run_name": name,
+        "mixer": params.model.mixer.kind,
+        "objective": params.ssl.kind,
+    }
+    try:
+        run_id = open_run(
+            uri, params.tracking.experiment, name, params.model_dump(mode="json"), tags, previous
+        )
+    except Exception as exc:
+        raise PretrainError(f"MLflow tracking at {uri} failed: {exc}") from None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_id_file, run_id + "\n")
+
+    result = _fit(params, name, storage, loop_config(params, corpus, run_dir, uri, run_id, resume))
+    status = (result.metrics or {}).get("status")
+    checkpoint = Path(result.checkpoint.path) if result.checkpoint else None
+    if checkpoint is None and run_dir is not None:
+        checkpoint = latest_checkpoint(run_dir)
+    if status == "diverged":
+        m = result.metrics
+        raise PretrainError(
+            f"the loss was not finite for {m['nan_streak']} steps in a row (up to step "
+            f"{m['step']}, train.max_nan_steps={params.train.max_nan_steps}); training stopped, "
+            f"the last good checkpoint is {checkpoint}"
+        )
+    if checkpoint is None:
+        raise PretrainError(f"run {name} finished without a checkpoint in {storage}")
+    state = read_state(checkpoint, config_hash(params))
+    paths = write_outputs(state, variant, out)
+    requirements = [f"torch=={torch.__version__.split('+')[0]}"]
+    model = encoder_module(params, state["model"])
+    log_final_model(
+        uri,
+        run_id,
+        model,
+        [paths["encoder"], paths["config"]],
+        params.tracking.register_model,
+        requirements,
+    )
+    for key, path in paths.items():
+        print(f"pretrain@{variant}: {key} -> {path}")
+    return PretrainResult(name, run_id, checkpoint, paths["encoder"], final_metrics(state))
+
+
+def _fit(params: Params, name: str, storage: str, config: dict[str, Any]) -> Any:
+    """Run the TorchTrainer; a failure after the allowed restarts becomes PretrainError."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from smx.train.loop import train_loop_per_worker
+
+    _init_ray()
+    cluster = params.cluster
+    resources = {"CPU": cluster.cpus_per_worker}
+    if cluster.use_gpu:
+        resources["GPU"] = cluster.gpus_per_worker
+    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cluster.num_workers,
+            use_gpu=cluster.use_gpu,
+            resources_per_worker=resources,
+        ),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=ray.train.FailureConfig(max_failures=cluster.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=params.train.keep_checkpoints),
+            worker_runtime_env={"env_vars": env},
+        ),
+    )
+    run_dir = config["run_dir"]
+    progress = Path(run_dir) / "progress.json" if run_dir else None
+    if progress is not None:
+        progress.unlink(missing_ok=True)
+    try:
+        with ProgressBar(progress, params.train.max_steps, name):
+            return trainer.fit()
+    except ray.train.TrainingFailedError as exc:
+        raise PretrainError(
+            f"training run {name} failed after {cluster.max_failures} automatic restarts "
+            f"(cluster.max_failures): {exc}"
+        ) from exc

@@ -1,0 +1,405 @@
+"""The pre-training loop that every Ray Train worker runs: plain PyTorch, Ray at the edges.
+
+:func:`train_loop_per_worker` reads its rank from ``ray.train.get_context()``, resumes from
+``ray.train.get_checkpoint()`` (or a ``--resume`` folder), wraps the objective with
+``ray.train.torch.prepare_model`` (DDP) and reports checkpoints with ``ray.train.report``;
+the rest is an ordinary loop: Lhotse batches for this rank, gradient accumulation, bf16
+autocast on CUDA, clipping, the LR schedule, NaN/inf steps skipped.
+
+Determinism and resume. Every rank seeds torch/numpy/python and the objective's mask
+generator with ``seed + rank``; a checkpoint stores these RNG states and the loader's
+position per rank, so a run resumed from the checkpoint of step ``c`` draws exactly the
+batches, masks, Gumbel noise and dropout that the uninterrupted run drew after step ``c``.
+
+Test hooks (environment variables, read by the workers):
+
+- ``SMX_INJECT_NAN_STEPS="5,6,7"``: the loss of these steps is multiplied by NaN.
+- ``SMX_KILL_AT_STEP=N``: rank 1 (rank 0 with one worker) exits abruptly at the start of
+  step N, once: the marker file ``<run_dir>/killed_at_step_N`` prevents a second kill.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from smx.config import Params
+from smx.train.checkpoint import (
+    config_hash,
+    read_rank_state,
+    read_state,
+    rng_state,
+    set_rng_state,
+    write_checkpoint,
+)
+from smx.train.schedule import make_schedule
+
+#: the metrics of a step that are summed (not averaged) over ranks
+SUMMED = ("audio_seconds", "bad")
+
+
+class Diverged(RuntimeError):
+    """Too many consecutive non-finite steps."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy and python's ``random`` with ``seed``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def endless(loader: Any) -> Iterator[dict[str, Any]]:
+    """The loader's batches, epoch after epoch (an epoch may be empty once, after resuming).
+
+    Example
+    -------
+    >>> import itertools
+    >>> list(itertools.islice(endless([1, 2]), 5))
+    [1, 2, 1, 2, 1]
+    """
+    empty = 0
+    while True:
+        got = False
+        for batch in loader:
+            got = True
+            yield batch
+        empty = 0 if got else empty + 1
+        if empty >= 2:
+            raise RuntimeError("the training loader yields no batch for this rank")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: CUDA allocations on a GPU, else the resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def reduce_metrics(metrics: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Average ``metrics`` over ranks (``SUMMED`` keys are summed); identity without DDP."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return dict(metrics)
+    keys = sorted(metrics)
+    values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(values)
+    world = dist.get_world_size()
+    return {
+        k: float(v) if k in SUMMED else float(v) / world
+        for k, v in zip(keys, values.tolist(), strict=True)
+    }
+
+
+class Hooks:
+    """Fault-injection hooks for tests, read from the environment (see the module doc)."""
+
+    def __init__(self, run_dir: Path | None) -> None:
+        nan = os.environ.get("SMX_INJECT_NAN_STEPS", "")
+        self.nan_steps = {int(s) for s in nan.split(",") if s.strip()}
+        kill = os.environ.get("SMX_KILL_AT_STEP")
+        self.kill_step = int(kill) if kill else None
+        self.run_dir = run_dir
+
+    def maybe_kill(self, step: int, rank: int, world: int) -> None:
+        """Exit abruptly (once per run) at ``kill_step`` on the last rank."""
+        if self.kill_step != step or rank != world - 1 or self.run_dir is None:
+            return
+        marker = self.run_dir / f"killed_at_step_{step}"
+        if marker.exists():
+            return
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("killed\n")
+        os._exit(1)
+
+
+class Progress:
+    """Rank 0's progress file, read by the driver's progress bar."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def write(self, **values: Any) -> None:
+        if self.path is None:
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            tmp.write_text(json.dumps(values))
+            os.replace(tmp, self.path)
+        except OSError:  # progress is best effort
+            pass
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point: pre-train ``config["params"]`` on this worker's rank.
+
+    Arguments
+    ---------
+    config: a dict from :func:`smx.train.launch.loop_config`: ``params`` (the resolved config
+        as JSON data), ``corpus_dir``, ``run_dir``, ``tracking_uri``, ``run_id``,
+        ``resume_from`` (a checkpoint folder or None), ``system_metrics``.
+
+    Example: see ``tests/train`` (it needs a Ray Train worker context).
+    """
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            Trainer(config, ctx.get_world_rank(), ctx.get_world_size()).run(Path(folder))
+        return
+    resume = config.get("resume_from")
+    Trainer(config, ctx.get_world_rank(), ctx.get_world_size()).run(
+        Path(resume) if resume else None
+    )
+
+
+class Trainer:
+    """The state of one worker's training run (built by :func:`train_loop_per_worker`)."""
+
+    def __init__(self, config: dict[str, Any], rank: int, world: int) -> None:
+        import ray.train.torch
+
+        from smx.data.loader import TrainLoader
+        from smx.data.manifests import load_cuts
+        from smx.ssl.objective import build_objective
+
+        self.config, self.rank, self.world = config, rank, world
+        self.params = params = Params.model_validate(config["params"])
+        self.hash = config_hash(params)
+        self.device = ray.train.torch.get_device()
+        run_dir = config.get("run_dir")
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.hooks = Hooks(self.run_dir)
+
+        seed_everything(params.seed)  # identical initial weights on every rank
+        self.objective = build_objective(params).to(self.device)
+        seed_everything(params.seed + rank)  # per-rank dropout, Gumbel noise, layerdrop
+        self.objective.generator.manual_seed(params.seed + rank)  # per-rank masks
+        cuts = load_cuts(config["corpus_dir"], "train")
+        self.loader = TrainLoader(cuts, params.data, rank=rank, world_size=world, seed=params.seed)
+        train = params.train
+        self.optimizer = torch.optim.AdamW(
+            self.objective.parameters(),
+            lr=train.lr,
+            betas=(train.betas[0], train.betas[1]),
+            eps=train.eps,
+            weight_decay=train.weight_decay,
+        )
+        self.schedule = make_schedule(train)
+        self.step = 0
+        self.skipped = 0
+        self.streak = 0
+        self.audio_seconds = 0.0
+        self.elapsed = 0.0
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ state
+    def load(self, folder: Path) -> None:
+        """Restore everything from a checkpoint folder (refused if the model differs)."""
+        state = read_state(folder, self.hash)
+        self.objective.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.skipped = int(state["skipped_steps"])
+        self.streak = int(state["nan_streak"])
+        self.audio_seconds = float(state["audio_seconds"])
+        self.elapsed = float(state["elapsed"])
+        self.history = list(state["history"])
+        mine = read_rank_state(folder, self.rank)
+        if mine is not None and mine["loader"]["world_size"] == self.world:
+            self.loader.load_state_dict(mine["loader"])
+            set_rng_state(mine["rng"], self.objective.generator)
+
+    def save(self, metrics: dict[str, Any]) -> None:
+        """Write this rank's part of the checkpoint of ``self.step`` and report it to Ray."""
+        import ray.train
+
+        name = f"checkpoint_{self.step:08d}"
+        local = Path(tempfile.mkdtemp(prefix="smx-ckpt-")) / name
+        rank_state = {
+            "step": self.step,
+            "loader": self.loader.state_dict(),
+            "rng": rng_state(self.objective.generator),
+        }
+        shared = None
+        if self.rank == 0:
+            shared = {
+                "step": self.step,
+                "config_hash": self.hash,
+                "params": json.dumps(self.params.model_dump(mode="json")),
+                "world_size": self.world,
+                "model": self.objective.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": {"kind": self.params.train.schedule, "step": self.step},
+                "skipped_steps": self.skipped,
+                "nan_streak": self.streak,
+                "audio_seconds": self.audio_seconds,
+                "elapsed": self.elapsed,
+                "history": self.history,
+            }
+        write_checkpoint(local, self.rank, rank_state, shared)
+        try:
+            ray.train.report(
+                metrics,
+                checkpoint=ray.train.Checkpoint.from_directory(str(local)),
+                checkpoint_dir_name=name,
+            )
+        finally:
+            shutil.rmtree(local.parent, ignore_errors=True)
+
+    # ------------------------------------------------------------------ loop
+    def run(self, resume: Path | None) -> None:
+        """Train until ``train.max_steps`` (or divergence), reporting checkpoints."""
+        import ray.train
+        import ray.train.torch
+
+        if resume is not None:
+            self.load(resume)
+        train = self.params.train
+        model = ray.train.torch.prepare_model(
+            self.objective,
+            move_to_device=False,
+            parallel_strategy_kwargs={
+                "find_unused_parameters": self.params.model.encoder.layerdrop > 0
+            },
+        )
+        logger = None
+        if self.rank == 0 and self.config.get("run_id"):
+            from smx.train.tracking import RunLogger
+
+            logger = RunLogger(
+                self.config["tracking_uri"],
+                self.config["run_id"],
+                system_metrics=bool(self.config.get("system_metrics", True)),
+            )
+        progress = Progress(
+            self.run_dir / "progress.json" if self.rank == 0 and self.run_dir else None
+        )
+        batches = endless(self.loader)
+        status = "finished"
+        last = self.history[-1]["loss"] if self.history else math.nan
+        metrics: dict[str, float] = {"loss": last}
+        start_step = self.step
+        try:
+            while self.step < train.max_steps:
+                self.step += 1
+                self.hooks.maybe_kill(self.step, self.rank, self.world)
+                metrics = self.train_step(model, batches)
+                if self.rank == 0:
+                    self.record(metrics, logger, progress)
+                if self.streak >= train.max_nan_steps:
+                    status = "diverged"
+                    break
+                if self.step % train.checkpoint_every == 0 or self.step == train.max_steps:
+                    self.save(self.summary(metrics, status))
+            if status == "diverged" or self.step == start_step:  # nothing new to checkpoint
+                ray.train.report(self.summary(metrics, status))
+        except BaseException:
+            if logger is not None:
+                logger.close("FAILED")
+            raise
+        if logger is not None:
+            logger.close("FAILED" if status == "diverged" else "FINISHED")
+
+    def summary(self, metrics: dict[str, float], status: str) -> dict[str, Any]:
+        """The metrics attached to a Ray report."""
+        return {
+            "status": status,
+            "step": self.step,
+            "loss": metrics["loss"],
+            "skipped_steps": self.skipped,
+            "nan_streak": self.streak,
+            "audio_hours": self.audio_seconds / 3600,
+        }
+
+    def train_step(self, model: torch.nn.Module, batches: Iterator[dict[str, Any]]) -> dict:
+        """One optimiser update over ``train.grad_accum`` batches; skipped if not finite."""
+        train, device = self.params.train, self.device
+        start = time.perf_counter()
+        lr = self.schedule(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.objective.set_step(self.step)
+        model.train()
+        use_bf16 = device.type == "cuda" and train.precision == "bf16"
+        sums: dict[str, float] = {}
+        audio_seconds, data_time, bad = 0.0, 0.0, 0.0
+        for micro in range(train.grad_accum):
+            t0 = time.perf_counter()
+            batch = next(batches)
+            data_time += time.perf_counter() - t0
+            inputs = {
+                "audio": batch["audio"].to(device, non_blocking=True),  # [B, S]
+                "audio_lens": batch["audio_lens"].to(device),  # [B]
+            }
+            last = micro == train.grad_accum - 1
+            sync = nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+            with sync:
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+                    out = model(inputs)
+                loss = out.loss
+                if self.step in self.hooks.nan_steps:
+                    loss = loss * float("nan")
+                (loss / train.grad_accum).backward()
+            values = dict(out.metrics, loss=float(loss.detach()))
+            bad = max(bad, 0.0 if math.isfinite(values["loss"]) else 1.0)
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.0) + value / train.grad_accum
+            audio_seconds += float(batch["audio_lens"].sum()) / self.params.data.sample_rate
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip))
+        local = dict(sums, audio_seconds=audio_seconds, bad=bad, data_time=data_time)
+        metrics = reduce_metrics(local, device)  # the same on every rank
+        if metrics["bad"] > 0 or not math.isfinite(grad_norm):
+            self.skipped += 1
+            self.streak += 1
+        else:
+            self.optimizer.step()
+            self.streak = 0
+        self.optimizer.zero_grad(set_to_none=True)
+        step_time = time.perf_counter() - start
+        self.elapsed += step_time
+        self.audio_seconds += metrics["audio_seconds"]
+        metrics.pop("bad")
+        metrics.update(
+            lr=lr,
+            grad_norm=grad_norm,
+            step_time=step_time,
+            audio_seconds_per_second=metrics["audio_seconds"] / step_time,
+            peak_memory_mb=peak_memory_mb(device),
+            skipped_steps=float(self.skipped),
+        )
+        return metrics
+
+    def record(self, metrics: dict[str, float], logger: Any, progress: Progress) -> None:
+        """Rank 0: history row and MLflow metrics every ``log_every`` steps; progress file."""
+        train = self.params.train
+        progress.write(
+            step=self.step,
+            max_steps=train.max_steps,
+            loss=metrics["loss"],
+            audio_hours=self.audio_seconds / 3600,
+            skipped_steps=self.skipped,
+            time=time.time(),
+        )
+        if self.step % train.log_every and self.step != train.max_steps:
+            return
+        row = {"step": float(self.step), **metrics}
+        self.history.append(row)
+        if logger is not None:
+            logger.log(metrics, self.step)
