@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import tiny
 from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ def run(
 
 
 def make_dvc_repo(folder: Path) -> Path:
-    """A git + DVC repository holding a copy of the project with a tiny synthetic corpus."""
+    """A git + DVC repository holding a copy of the project with a tiny corpus and model."""
     for item in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / item, folder / item)
     for sub in ("smx", "pipelines"):
@@ -34,6 +35,10 @@ def make_dvc_repo(folder: Path) -> Path:
     params = yaml.load(folder / "params.yaml")
     params["data"]["synth"].update(hours=0.004, num_speakers=5, heldout_speakers=2)
     params["data"]["min_duration"] = 0.5
+    params["model"] = tiny.MODEL
+    params["ssl"] = tiny.SSL
+    params["train"] = {**tiny.TRAIN, "max_steps": 4, "warmup_steps": 1, "checkpoint_every": 2}
+    params["cluster"]["num_workers"] = 1
     yaml.dump(params, folder / "params.yaml")
     run(["git", "init", "-q"], folder)
     run(["dvc", "init", "-q"], folder)

@@ -14,7 +14,13 @@ pytestmark = pytest.mark.e2e
 
 def test_repro_then_nothing_then_only_the_changed_variant(dvc_repo: Path) -> None:
     first = run(["dvc", "repro"], dvc_repo)
-    assert ran_stages(first.stdout) == ["prepare", "resolve@mhsa", "resolve@summarymixing"]
+    assert ran_stages(first.stdout) == [
+        "prepare",
+        "pretrain@mhsa",
+        "pretrain@summarymixing",
+        "resolve@mhsa",
+        "resolve@summarymixing",
+    ]
     resolved = json.loads((dvc_repo / "build" / "mhsa" / "params.json").read_text())
     assert resolved["model"]["mixer"]["kind"] == "mhsa"
     assert resolved["ssl"]["mask_prob"] == 0.65  # defaults are written out
@@ -27,7 +33,11 @@ def test_repro_then_nothing_then_only_the_changed_variant(dvc_repo: Path) -> Non
     params["variants"]["mhsa"]["mixer"]["heads"] = 8
     yaml.dump(params, dvc_repo / "params.yaml")
     third = run(["dvc", "repro"], dvc_repo)
-    assert ran_stages(third.stdout) == ["resolve@mhsa"]
+    assert ran_stages(third.stdout) == ["pretrain@mhsa", "resolve@mhsa"]
+    for variant in ("summarymixing", "mhsa"):
+        assert (dvc_repo / "models" / variant / "encoder.pt").is_file()
+        metrics = json.loads((dvc_repo / "metrics" / "pretrain" / f"{variant}.json").read_text())
+        assert metrics["steps"] == 4
 
 
 def test_invalid_params_fail_the_stage_with_the_file_line_and_field(dvc_repo: Path) -> None:

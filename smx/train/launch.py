@@ -11,8 +11,9 @@ writes, atomically, from the final checkpoint:
     <out>/plots/pretrain/<variant>.csv    one row per logged step
 
 Ray runs locally (``ray.init()``) unless ``RAY_ADDRESS`` names a cluster. The Ray run name is
-``<variant>-<hash of model, ssl, train, data, seed, workers>``, so launching the same config
-again resumes it from ``<cluster.storage_path>/<name>`` and changing it starts a new run.
+``<variant>-<hash of model, ssl, train, data, seed, workers>-<git commit>``, so launching the
+same config at the same commit again resumes it from ``<cluster.storage_path>/<name>``, and
+changing either starts a new run.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,15 @@ ENCODER_PREFIXES = ("fbank.", "extractor.", "subsampling.", "encoder.")
 
 
 class PretrainError(RuntimeError):
-    """Pre-training could not start or did not finish; the message says why."""
+    """Pre-training could not start or did not finish; the message says why.
+
+    ``during_training`` is False for problems found before any compute was spent (a bad
+    tracking URI, corpus or checkpoint) and True for a failed or diverged run.
+    """
+
+    def __init__(self, message: str, during_training: bool = False) -> None:
+        super().__init__(message)
+        self.during_training = during_training
 
 
 @dataclass
@@ -62,19 +72,27 @@ class PretrainResult:
     metrics: dict[str, Any]
 
 
-def run_name(params: Params, variant: str) -> str:
-    """The Ray run name: stable for one config, new when training-relevant fields change.
+def run_name(params: Params, variant: str, commit: str = "") -> str:
+    """The Ray run name: stable for one config and commit, new when either changes.
+
+    Launching the same config at the same commit again resumes the run from its latest
+    checkpoint (a finished run ends at once); new code or new training-relevant fields
+    start a new run. ``commit`` is the git commit (``-dirty`` and ``unknown`` ignored).
 
     Example
     -------
     >>> run_name(Params(), "sm") == run_name(Params(), "sm"), run_name(Params(), "sm")[:3]
     (True, 'sm-')
+    >>> run_name(Params(), "sm", "0123456789abcdef")[-8:]
+    '-0123456'
     """
     data = params.model_dump(mode="json")
     keep = {k: data[k] for k in ("seed", "data", "model", "ssl", "train")}
     keep["num_workers"] = params.cluster.num_workers
     digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
-    return f"{variant}-{digest[:12]}"
+    sha = commit.removesuffix("-dirty")
+    suffix = f"-{sha[:7]}" if sha and sha != "unknown" else ""
+    return f"{variant}-{digest[:12]}{suffix}"
 
 
 def absolute(path: str, root: Path) -> str:
@@ -201,14 +219,52 @@ class ProgressBar:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> ProgressBar:
-        self._thread.start()
+        if self.path is not None:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def read(self) -> dict[str, Any] | None:
+        """Rank 0's latest progress record, or None before the first one."""
+        try:
+            return json.loads(self.path.read_text()) if self.path else None
+        except (OSError, ValueError):
+            return None
 
     def _run(self) -> None:
+        from rich.console import Console
+
+        console = Console(stderr=True, highlight=False)
+        if console.is_terminal:
+            self._run_bar(console)
+        else:
+            self._run_lines(console)
+
+    def _run_lines(self, console: Any, every: float = 10.0) -> None:
+        """Without a terminal (DVC logs, CI): one plain line every ``every`` seconds."""
+        start, shown = time.monotonic(), -1
+        while True:
+            stopping = self._stop.wait(every)
+            data = self.read()
+            if data and data.get("step", 0) != shown:
+                shown = int(data["step"])
+                done = max(shown - int(data.get("start_step", 0)), 0)
+                elapsed = time.monotonic() - start
+                eta = elapsed / done * (self.max_steps - shown) if done else math.nan
+                console.print(
+                    f"{self.title}: step {shown}/{self.max_steps}, loss {data.get('loss', math.nan):.4g}, "
+                    f"{data.get('audio_hours', 0.0):.3f} h audio, ETA "
+                    f"{'?' if math.isnan(eta) else f'{eta:.0f} s'}",
+                    markup=False,
+                )
+            if stopping:
+                return
+
+    def _run_bar(self, console: Any) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -228,18 +284,15 @@ class ProgressBar:
             TextColumn("ETA"),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, transient=False) as bar:
+        with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task(self.title, total=self.max_steps, loss="-", hours="0.000")
             while not self._stop.wait(0.5):
                 self._update(bar, task)
             self._update(bar, task)
 
     def _update(self, bar: Any, task: Any) -> None:
-        if self.path is None:
-            return
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+        data = self.read()
+        if data is None:
             return
         loss = data.get("loss", math.nan)
         bar.update(
@@ -303,13 +356,14 @@ def pretrain(
         except ValueError as exc:
             raise PretrainError(str(exc)) from None
 
-    name = run_name(params, variant)
+    commit = git_commit(root)
+    name = run_name(params, variant, commit)
     storage = absolute(params.cluster.storage_path, root)
     run_dir = None if "://" in storage else Path(storage) / name
     run_id_file = run_dir / "mlflow_run_id.txt" if run_dir else None
     previous = run_id_file.read_text().strip() if run_id_file and run_id_file.is_file() else None
     tags = {
-        "git_commit": git_commit(root),
+        "git_commit": commit,
         "variant": variant,
         "stage": os.environ.get("DVC_STAGE", "manual"),
         "ray_run_name": name,
@@ -326,7 +380,8 @@ def pretrain(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_id_file, run_id + "\n")
 
-    result = _fit(params, name, storage, loop_config(params, corpus, run_dir, uri, run_id, resume))
+    config = loop_config(params, corpus, run_dir, uri, run_id, resume)
+    result = _fit(params, name, storage, config, show_progress)
     status = (result.metrics or {}).get("status")
     checkpoint = Path(result.checkpoint.path) if result.checkpoint else None
     if checkpoint is None and run_dir is not None:
@@ -336,10 +391,13 @@ def pretrain(
         raise PretrainError(
             f"the loss was not finite for {m['nan_streak']} steps in a row (up to step "
             f"{m['step']}, train.max_nan_steps={params.train.max_nan_steps}); training stopped, "
-            f"the last good checkpoint is {checkpoint}"
+            f"the last good checkpoint is {checkpoint}",
+            during_training=True,
         )
     if checkpoint is None:
-        raise PretrainError(f"run {name} finished without a checkpoint in {storage}")
+        raise PretrainError(
+            f"run {name} finished without a checkpoint in {storage}", during_training=True
+        )
     state = read_state(checkpoint, config_hash(params))
     paths = write_outputs(state, variant, out)
     requirements = [f"torch=={torch.__version__.split('+')[0]}"]
@@ -357,7 +415,9 @@ def pretrain(
     return PretrainResult(name, run_id, checkpoint, paths["encoder"], final_metrics(state))
 
 
-def _fit(params: Params, name: str, storage: str, config: dict[str, Any]) -> Any:
+def _fit(
+    params: Params, name: str, storage: str, config: dict[str, Any], show_progress: bool = True
+) -> Any:
     """Run the TorchTrainer; a failure after the allowed restarts becomes PretrainError."""
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -390,11 +450,14 @@ def _fit(params: Params, name: str, storage: str, config: dict[str, Any]) -> Any
     progress = Path(run_dir) / "progress.json" if run_dir else None
     if progress is not None:
         progress.unlink(missing_ok=True)
+    if not show_progress:
+        progress = None
     try:
         with ProgressBar(progress, params.train.max_steps, name):
             return trainer.fit()
     except ray.train.TrainingFailedError as exc:
         raise PretrainError(
             f"training run {name} failed after {cluster.max_failures} automatic restarts "
-            f"(cluster.max_failures): {exc}"
+            f"(cluster.max_failures): {exc}",
+            during_training=True,
         ) from exc

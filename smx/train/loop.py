@@ -202,7 +202,7 @@ class Trainer:
             weight_decay=train.weight_decay,
         )
         self.schedule = make_schedule(train)
-        self.step = 0
+        self.step = self.start_step = 0
         self.skipped = 0
         self.streak = 0
         self.audio_seconds = 0.0
@@ -295,7 +295,9 @@ class Trainer:
         status = "finished"
         last = self.history[-1]["loss"] if self.history else math.nan
         metrics: dict[str, float] = {"loss": last}
-        start_step = self.step
+        start_step = self.start_step = self.step
+        if self.rank == 0:
+            self.show(progress, last)
         try:
             while self.step < train.max_steps:
                 self.step += 1
@@ -386,19 +388,30 @@ class Trainer:
         )
         return metrics
 
+    def show(self, progress: Progress, loss: float) -> None:
+        """Rank 0: write the progress file the driver's bar reads."""
+        progress.write(
+            step=self.step,
+            max_steps=self.params.train.max_steps,
+            loss=loss,
+            audio_hours=self.audio_seconds / 3600,
+            skipped_steps=self.skipped,
+            start_step=self.start_step,
+            time=time.time(),
+        )
+
     def record(self, metrics: dict[str, float], logger: Any, progress: Progress) -> None:
         """Rank 0: history row and MLflow metrics every ``log_every`` steps; progress file."""
         train = self.params.train
-        progress.write(
-            step=self.step,
-            max_steps=train.max_steps,
-            loss=metrics["loss"],
-            audio_hours=self.audio_seconds / 3600,
-            skipped_steps=self.skipped,
-            time=time.time(),
-        )
+        self.show(progress, metrics["loss"])
         if self.step % train.log_every and self.step != train.max_steps:
             return
+        if progress.path is None:  # no shared progress file: log lines reach the driver
+            print(
+                f"step {self.step}/{train.max_steps} loss {metrics['loss']:.4g} "
+                f"{self.audio_seconds / 3600:.3f} h audio, {metrics['step_time']:.2f} s/step",
+                flush=True,
+            )
         row = {"step": float(self.step), **metrics}
         self.history.append(row)
         if logger is not None:

@@ -1,0 +1,47 @@
+"""DVC stage `pretrain@<variant>`: self-supervised pre-training of one encoder on Ray Train.
+
+Reads the variant's resolved config (build/<variant>/params.json, written by
+`resolve@<variant>`) and writes models/<variant>/encoder.pt and config.json,
+metrics/pretrain/<variant>.json and plots/pretrain/<variant>.csv. The MLflow run is tagged
+with the DVC stage; its id is in the metrics file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from smx.config import Params
+from smx.train.launch import PretrainError, pretrain
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--variant", required=True, help="a name under `variants` in the config")
+    parser.add_argument("--build", default="build", help="resolved configs (default: build)")
+    parser.add_argument("--out", default=".", help="project folder for the outputs (default: .)")
+    args = parser.parse_args(argv)
+    stage = f"pretrain@{args.variant}"
+    source = Path(args.build) / args.variant / "params.json"
+    if not source.is_file():
+        print(
+            f"{stage}: {source} is missing; run `dvc repro resolve@{args.variant}` first "
+            f"(is `{args.variant}` listed under `variants` in params.yaml?)",
+            file=sys.stderr,
+        )
+        return 2
+    params = Params.model_validate(json.loads(source.read_text()))
+    try:
+        pretrain(
+            params, args.variant, out=Path(args.out).resolve(), show_progress=sys.stderr.isatty()
+        )
+    except PretrainError as exc:
+        print(f"{stage}: {exc}", file=sys.stderr)
+        return 1 if exc.during_training else 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

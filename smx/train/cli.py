@@ -1,0 +1,68 @@
+"""``smx pretrain``: self-supervised pre-training of one encoder on Ray Train.
+
+User mistakes (a bad config, an unknown variant, a missing corpus, an unreachable MLflow
+server, a checkpoint of another model) end with one sentence on stderr and exit code 2;
+a run that fails or diverges during training exits with 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+EXIT_USER = 2
+EXIT_FAILED = 1
+
+
+def pretrain_command(
+    config: Annotated[Path, typer.Option("--config", help="YAML (or resolved JSON) config.")],
+    variant: Annotated[
+        str | None,
+        typer.Option(help="Apply this entry of the config's `variants` and name the outputs."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Output name (default: the variant, else the file stem).")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Start from this checkpoint folder (made with the same model)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for models/, metrics/ and plots/ (default: the project)."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Draw the progress bar.")] = True,
+) -> None:
+    """Pre-train an encoder (wav2vec 2.0 or BEST-RQ, any mixer) on Ray Train.
+
+    Runs on a local Ray instance, or on the cluster named by RAY_ADDRESS. Writes
+    models/<name>/encoder.pt, metrics/pretrain/<name>.json and plots/pretrain/<name>.csv,
+    and logs the run to MLflow (tracking.uri, else MLFLOW_TRACKING_URI, else mlflow.db).
+
+    Example: smx pretrain --config params.yaml --variant summarymixing
+    """
+    from smx.config import load
+    from smx.train.launch import PretrainError, pretrain
+    from smx.yamlio import ConfigError
+
+    try:
+        params = load(config)
+        if variant is not None:
+            params = params.variant(variant)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            err_console.print(str(issue), markup=False)
+        raise typer.Exit(EXIT_USER) from None
+    except KeyError as exc:
+        err_console.print(f"smx pretrain: {config}: {exc.args[0]}", markup=False)
+        raise typer.Exit(EXIT_USER) from None
+    label = name or variant or config.stem
+    try:
+        pretrain(params, label, out=out, resume=resume, show_progress=progress)
+    except PretrainError as exc:
+        err_console.print(f"smx pretrain: {exc}", markup=False)
+        raise typer.Exit(EXIT_FAILED if exc.during_training else EXIT_USER) from None

@@ -1,0 +1,88 @@
+"""The tiny corpus, model and objective every slow test trains: seconds per step on a CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from smx.config import Params
+
+#: about 2.4 minutes of synthetic speech from 6 speakers (the `data` section)
+DATA: dict[str, Any] = {
+    "min_duration": 0.5,
+    "max_duration": 10.0,
+    "max_batch_duration": 12.0,
+    "num_buckets": 3,
+    "synth": {
+        "hours": 0.04,
+        "num_speakers": 6,
+        "heldout_speakers": 2,
+        "free_sentences": 50,
+        "workers": 2,
+    },
+}
+
+#: 2 Conformer layers of width 32 with SummaryMixing (the `model` section)
+MODEL: dict[str, Any] = {
+    "frontend": {"kind": "mel_cnn", "cnn_channels": [32, 32]},
+    "encoder": {
+        "num_layers": 2,
+        "d_model": 32,
+        "d_ffn": 64,
+        "kernel_size": 3,
+        "dropout": 0.1,
+        "input_dropout": 0.1,
+        "layerdrop": 0.0,
+    },
+    "mixer": {
+        "kind": "summarymixing",
+        "local_hidden": [32],
+        "local_out": 32,
+        "summary_hidden": [32],
+        "heads": 4,
+    },
+}
+
+#: wav2vec 2.0 with a 16 x 2 codebook and 10 negatives (the `ssl` section)
+SSL: dict[str, Any] = {
+    "kind": "wav2vec2",
+    "codebook_entries": 16,
+    "code_dim": 16,
+    "proj_dim": 16,
+    "num_negatives": 10,
+    "mask_length": 4,
+}
+
+#: a short fp32 run that checkpoints often (the `train` section)
+TRAIN: dict[str, Any] = {
+    "max_steps": 30,
+    "lr": 3e-3,
+    "warmup_steps": 5,
+    "grad_accum": 1,
+    "precision": "fp32",
+    "checkpoint_every": 10,
+    "keep_checkpoints": 2,
+    "log_every": 1,
+    "max_nan_steps": 3,
+}
+
+
+def tiny_params(corpus_root: Path, storage: Path, tracking_uri: str | None, **train: Any) -> Params:
+    """2 layers, d_model 32, wav2vec 2.0 with 16x2 codes; ``train`` overrides the loop."""
+    settings = {**TRAIN, **train}
+    return Params.model_validate(
+        {
+            "seed": 0,
+            "data": {**DATA, "root": str(corpus_root)},
+            "model": MODEL,
+            "ssl": SSL,
+            "train": settings,
+            "tracking": {
+                "uri": tracking_uri,
+                "experiment": "smx-tests",
+                "log_system_metrics": False,
+                "register_model": "smx-test-encoder",
+            },
+            "cluster": {"num_workers": 2, "storage_path": str(storage), "max_failures": 2},
+        }
+    )
