@@ -21,3 +21,16 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``mlflow server`` on 127.0.0.1 (SQLite store) for the session."""
     with servers.mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
         yield uri
+
+
+@pytest.fixture(scope="session")
+def corpus_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``<root>/synth``: about 2.4 minutes of synthetic speech, 6 speakers."""
+    from tiny import DATA
+
+    from smx.config import DataCfg
+    from smx.data.synth import prepare_synth
+
+    root = tmp_path_factory.mktemp("data")
+    prepare_synth(root / "synth", DataCfg.model_validate(DATA))
+    return root

@@ -245,6 +245,9 @@ class TrainLoader:
             sampler=_SkipBatches(self.sampler, self.batches_done),
             batch_size=None,
             num_workers=self.num_workers,
+            # its own generator: a DataLoader iterator draws a seed from the global torch RNG
+            # otherwise, so resuming mid-epoch would shift dropout and noise of the next steps
+            generator=torch.Generator().manual_seed(self.seed + self.epoch),
         )
         for batch in loader:
             self.batches_done += 1

@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from smx.project import project_root
 from smx.train.checkpoint import config_hash, read_state
 from smx.train.tracking import (
     check_tracking_uri,
+    find_run,
     git_commit,
     log_final_model,
     open_run,
@@ -67,7 +69,7 @@ class PretrainResult:
 
     run_name: str
     run_id: str
-    checkpoint: Path
+    checkpoint: str  # a local folder or a URI under cluster.storage_path
     encoder: Path
     metrics: dict[str, Any]
 
@@ -303,14 +305,100 @@ class ProgressBar:
         )
 
 
-def _init_ray() -> None:
+def check_storage(storage: str) -> None:
+    """Raise :class:`PretrainError` unless a local ``storage`` folder can be written.
+
+    Object-store URIs (``s3://``, ``gs://``) are left to Ray, which checks them when the run
+    starts.
+
+    Example
+    -------
+    >>> check_storage("/proc/smx")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    smx.train.launch.PretrainError: cluster.storage_path /proc/smx cannot be written (...
+    """
+    if "://" in storage:
+        return
+    folder = Path(storage)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".smx-write-test-{os.getpid()}"
+        probe.write_text("ok\n")
+        probe.unlink()
+    except OSError as exc:
+        raise PretrainError(
+            f"cluster.storage_path {storage} cannot be written ({exc.strerror or exc}); "
+            "choose a folder the Ray workers can write, shared by every node, or an s3:// URI"
+        ) from None
+
+
+def start_ray() -> None:
+    """Join the cluster of ``RAY_ADDRESS`` (checked first) or start a local Ray instance."""
     import ray
 
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
-    # RAY_ADDRESS (if set) makes ray.init() join that cluster; otherwise a local instance
-    ray.init(log_to_driver=True)
+    address = os.environ.get("RAY_ADDRESS", "")
+    if address and address not in ("auto", "local") and "://" not in address:
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+        except (OSError, ValueError) as exc:
+            raise PretrainError(
+                f"RAY_ADDRESS={address}: no Ray cluster answers there ({exc}); start one with "
+                "`ray start --head`, or unset RAY_ADDRESS to train on a local Ray instance"
+            ) from None
+    try:
+        ray.init(log_to_driver=True)
+    except (ConnectionError, RuntimeError) as exc:
+        raise PretrainError(f"Ray could not start or join a cluster: {exc}") from None
+
+
+def check_resources(cluster: Any, available: dict[str, float], local: bool = True) -> None:
+    """Raise :class:`PretrainError` when the cluster lacks what ``cluster`` asks for.
+
+    GPUs are checked everywhere (a cluster with none cannot run a GPU config); CPUs only on
+    a local instance, since an autoscaling cluster adds CPU workers on demand.
+
+    Arguments
+    ---------
+    cluster: the ``cluster`` section (:class:`smx.config.ClusterCfg`).
+    available: ``ray.cluster_resources()``.
+    local: Ray runs on this machine only (no ``RAY_ADDRESS``).
+
+    Example
+    -------
+    >>> from smx.config import ClusterCfg
+    >>> check_resources(ClusterCfg(num_workers=2), {"CPU": 2.0})
+    >>> check_resources(ClusterCfg(use_gpu=True, gpus_per_worker=1), {"CPU": 8.0})
+    Traceback (most recent call last):
+    ...
+    smx.train.launch.PretrainError: cluster.use_gpu is true but the Ray cluster has no GPU; set cluster.use_gpu: false and gpus_per_worker: 0, or add GPU nodes
+    """
+    if cluster.use_gpu:
+        need = cluster.num_workers * cluster.gpus_per_worker
+        have = available.get("GPU", 0.0)
+        if have == 0:
+            raise PretrainError(
+                "cluster.use_gpu is true but the Ray cluster has no GPU; set cluster.use_gpu: "
+                "false and gpus_per_worker: 0, or add GPU nodes"
+            )
+        if have < need:
+            raise PretrainError(
+                f"cluster asks for {need:g} GPUs ({cluster.num_workers} workers x "
+                f"{cluster.gpus_per_worker:g}) but the Ray cluster has {have:g}; lower "
+                "cluster.num_workers or add GPU nodes"
+            )
+    need_cpu = cluster.num_workers * cluster.cpus_per_worker
+    have_cpu = available.get("CPU", 0.0)
+    if local and have_cpu < need_cpu:
+        raise PretrainError(
+            f"cluster asks for {need_cpu:g} CPUs ({cluster.num_workers} workers x "
+            f"{cluster.cpus_per_worker:g}) but the Ray cluster has {have_cpu:g}; lower "
+            "cluster.num_workers or cluster.cpus_per_worker"
+        )
 
 
 def pretrain(
@@ -359,18 +447,28 @@ def pretrain(
     commit = git_commit(root)
     name = run_name(params, variant, commit)
     storage = absolute(params.cluster.storage_path, root)
+    check_storage(storage)
+    start_ray()
+    import ray.train
+
+    check_resources(
+        params.cluster, ray.cluster_resources(), local=not os.environ.get("RAY_ADDRESS")
+    )
     run_dir = None if "://" in storage else Path(storage) / name
     run_id_file = run_dir / "mlflow_run_id.txt" if run_dir else None
-    previous = run_id_file.read_text().strip() if run_id_file and run_id_file.is_file() else None
+    run_path = f"{storage.rstrip('/')}/{name}"
     tags = {
         "git_commit": commit,
         "variant": variant,
         "stage": os.environ.get("DVC_STAGE", "manual"),
         "ray_run_name": name,
+        "ray_run_path": run_path,
         "mixer": params.model.mixer.kind,
         "objective": params.ssl.kind,
     }
     try:
+        # the same Ray run (storage + name) resumed by a new launch keeps its MLflow run
+        previous = find_run(uri, params.tracking.experiment, run_path)
         run_id = open_run(
             uri, params.tracking.experiment, name, params.model_dump(mode="json"), tags, previous
         )
@@ -382,23 +480,26 @@ def pretrain(
 
     config = loop_config(params, corpus, run_dir, uri, run_id, resume)
     result = _fit(params, name, storage, config, show_progress)
-    status = (result.metrics or {}).get("status")
-    checkpoint = Path(result.checkpoint.path) if result.checkpoint else None
-    if checkpoint is None and run_dir is not None:
-        checkpoint = latest_checkpoint(run_dir)
+    summary = result.return_value or result.metrics or {}
+    status = summary.get("status")
+    final = result.checkpoint  # local or remote (s3://): read through Ray's Checkpoint
+    if final is None and run_dir is not None and latest_checkpoint(run_dir) is not None:
+        final = ray.train.Checkpoint.from_directory(str(latest_checkpoint(run_dir)))
+    checkpoint = final.path if final is not None else None
     if status == "diverged":
-        m = result.metrics
+        m = summary
         raise PretrainError(
             f"the loss was not finite for {m['nan_streak']} steps in a row (up to step "
             f"{m['step']}, train.max_nan_steps={params.train.max_nan_steps}); training stopped, "
             f"the last good checkpoint is {checkpoint}",
             during_training=True,
         )
-    if checkpoint is None:
+    if final is None:
         raise PretrainError(
             f"run {name} finished without a checkpoint in {storage}", during_training=True
         )
-    state = read_state(checkpoint, config_hash(params))
+    with final.as_directory() as folder:
+        state = read_state(folder, config_hash(params))
     paths = write_outputs(state, variant, out)
     requirements = [f"torch=={torch.__version__.split('+')[0]}"]
     model = encoder_module(params, state["model"])
@@ -424,7 +525,6 @@ def _fit(
 
     from smx.train.loop import train_loop_per_worker
 
-    _init_ray()
     cluster = params.cluster
     resources = {"CPU": cluster.cpus_per_worker}
     if cluster.use_gpu:

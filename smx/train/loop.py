@@ -143,8 +143,11 @@ class Progress:
             pass
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
+def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train entry point: pre-train ``config["params"]`` on this worker's rank.
+
+    Returns the run's summary (:meth:`Trainer.summary`: ``status`` is ``finished`` or
+    ``diverged``); Ray hands rank 0's to the driver as ``Result.return_value``.
 
     Arguments
     ---------
@@ -158,15 +161,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
 
     ctx = ray.train.get_context()
+    trainer = Trainer(config, ctx.get_world_rank(), ctx.get_world_size())
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            Trainer(config, ctx.get_world_rank(), ctx.get_world_size()).run(Path(folder))
-        return
+            return trainer.run(Path(folder))
     resume = config.get("resume_from")
-    Trainer(config, ctx.get_world_rank(), ctx.get_world_size()).run(
-        Path(resume) if resume else None
-    )
+    return trainer.run(Path(resume) if resume else None)
 
 
 class Trainer:
@@ -264,8 +265,8 @@ class Trainer:
             shutil.rmtree(local.parent, ignore_errors=True)
 
     # ------------------------------------------------------------------ loop
-    def run(self, resume: Path | None) -> None:
-        """Train until ``train.max_steps`` (or divergence), reporting checkpoints."""
+    def run(self, resume: Path | None) -> dict[str, Any]:
+        """Train until ``train.max_steps`` (or divergence), reporting checkpoints; the summary."""
         import ray.train
         import ray.train.torch
 
@@ -295,7 +296,7 @@ class Trainer:
         status = "finished"
         last = self.history[-1]["loss"] if self.history else math.nan
         metrics: dict[str, float] = {"loss": last}
-        start_step = self.start_step = self.step
+        self.start_step = self.step
         if self.rank == 0:
             self.show(progress, last)
         try:
@@ -310,14 +311,13 @@ class Trainer:
                     break
                 if self.step % train.checkpoint_every == 0 or self.step == train.max_steps:
                     self.save(self.summary(metrics, status))
-            if status == "diverged" or self.step == start_step:  # nothing new to checkpoint
-                ray.train.report(self.summary(metrics, status))
         except BaseException:
             if logger is not None:
                 logger.close("FAILED")
             raise
         if logger is not None:
             logger.close("FAILED" if status == "diverged" else "FINISHED")
+        return self.summary(metrics, status)
 
     def summary(self, metrics: dict[str, float], status: str) -> dict[str, Any]:
         """The metrics attached to a Ray report."""

@@ -98,7 +98,13 @@ def flatten(data: Any, prefix: str = "") -> dict[str, str]:
 
 
 def git_commit(root: Path | None = None) -> str:
-    """The git commit of the project (suffix ``-dirty`` with local changes), or ``unknown``."""
+    """The git commit of the project (suffix ``-dirty`` with local changes), or ``unknown``.
+
+    ``$SMX_GIT_COMMIT`` wins: a Ray job's working directory is a copy without ``.git``, so
+    the submitter passes the commit (``--runtime-env-json '{"env_vars": {...}}'``).
+    """
+    if os.environ.get("SMX_GIT_COMMIT"):
+        return os.environ["SMX_GIT_COMMIT"]
     root = root or project_root()
     try:
         sha = subprocess.run(
@@ -116,6 +122,28 @@ def git_commit(root: Path | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "")
+
+
+def find_run(uri: str, experiment: str, ray_run_path: str) -> str | None:
+    """The newest MLflow run of ``experiment`` tagged ``ray_run_path`` (None when none is).
+
+    A Ray run is identified by its storage folder and name; a relaunch that resumes it
+    (same config, commit and storage) keeps logging to the run found here.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    escaped = ray_run_path.replace("'", "\\'")
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.ray_run_path = '{escaped}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
 
 
 def open_run(

@@ -4,22 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from tiny import DATA
-
-from smx.config import DataCfg
-
-
-@pytest.fixture(scope="session")
-def corpus_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``<root>/synth``: about 2.4 minutes of synthetic speech, 6 speakers."""
-    from smx.data.synth import prepare_synth
-
-    root = tmp_path_factory.mktemp("data")
-    prepare_synth(root / "synth", DataCfg.model_validate(DATA))
-    return root
 
 
 @pytest.fixture(scope="session")

@@ -68,29 +68,20 @@ def test_two_worker_run_learns_and_writes_every_output(reference: Run, mlflow_se
         return sum(values[steps]) / len(values[steps])
 
     # Chance level: with 10 negatives the true target is one of 11 candidates, so the
-    # contrastive loss per masked frame is ln(11) = 2.40 nats and the accuracy 1/11. The loss
-    # is summed over masked frames (batches differ in size), so it is compared per frame and
-    # averaged over 5 steps. Measured here: 2.51 -> 2.33 nats in 30 updates; required: 0.1
-    # nats lower (about half the measured fall) and below chance; the whole loss (with the
-    # diversity term) per masked frame 15 % lower; accuracy 1.3 x chance (measured 1.7 x).
+    # contrastive loss per masked frame is ln(11) = 2.40 nats and the accuracy 1/11. The
+    # summed loss depends on how many frames a batch masks, so the per-frame loss is
+    # compared, averaged over 5 steps against batch noise. Measured here: 2.55 -> 2.34 nats
+    # in 30 updates and accuracy 0.09 -> 0.15. Required: 0.1 nats lower (half the measured
+    # fall) and below chance; accuracy above 1.3 x chance.
     first = mean("contrastive_per_frame", slice(0, 5))
     last = mean("contrastive_per_frame", slice(-5, None))
     assert last < first - 0.1 and last < math.log(11), (first, last)
-    per_frame = [
-        loss / masked
-        for (_, loss), (_, masked) in zip(
-            metric_steps(mlflow_server, res.run_id, "loss"),
-            metric_steps(mlflow_server, res.run_id, "num_masked"),
-            strict=True,
-        )
-    ]
-    assert sum(per_frame[-5:]) < 0.85 * sum(per_frame[:5]), per_frame
     assert mean("accuracy", slice(-5, None)) > 1.3 / 11
 
     saved = torch.load(reference.out / "models" / "sm" / "encoder.pt", weights_only=True)
     assert saved["step"] == 30 and saved["config_hash"] == config_hash(reference.params)
     keys = saved["state_dict"]
-    assert keys and all(k.startswith(("fbank.", "subsampling.", "encoder.")) for k in keys)
+    assert keys and all(k.startswith(("fbank.", "extractor.", "encoder.")) for k in keys)
     rows = (reference.out / "plots" / "pretrain" / "sm.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and len(rows) == 31
     assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(1, 31))
@@ -144,7 +135,9 @@ def test_nan_steps_are_skipped_then_the_run_stops_with_the_last_good_checkpoint(
     with pytest.raises(PretrainError, match=r"not finite for 3 steps in a row") as info:
         train(corpus_root, tmp_path, mlflow_server, max_steps=20, checkpoint_every=5)
     assert info.value.during_training
-    params = tiny_params(corpus_root, tmp_path / "ray", mlflow_server, max_steps=20)
+    params = tiny_params(
+        corpus_root, tmp_path / "ray", mlflow_server, max_steps=20, checkpoint_every=5
+    )
     run_dir = tmp_path / "ray" / run_name(params, "sm", _commit())
     assert sorted(p.name for p in run_dir.glob("checkpoint_*")) == [
         "checkpoint_00000005",
