@@ -139,7 +139,7 @@ def test_nan_steps_are_skipped_then_the_run_stops_with_the_last_good_checkpoint(
         corpus_root, tmp_path / "ray", mlflow_server, max_steps=20, checkpoint_every=5
     )
     run_dir = tmp_path / "ray" / run_name(params, "sm", _commit())
-    assert sorted(p.name for p in run_dir.glob("checkpoint_*")) == [
+    assert sorted(p.name for p in run_dir.glob("checkpoint_0*")) == [
         "checkpoint_00000005",
         "checkpoint_00000010",
     ]
