@@ -305,6 +305,27 @@ class ProgressBar:
         )
 
 
+def check_enough_audio(cuts: Any, params: Params, corpus: Path) -> None:
+    """Raise :class:`PretrainError` when the train split cannot fill one batch per worker.
+
+    Batches are dropped when incomplete (every DDP rank must take the same number of
+    steps), so each worker needs at least ``data.max_batch_duration`` seconds of audio
+    within the duration filters.
+    """
+    from smx.data.loader import filter_duration
+
+    data, workers = params.data, params.cluster.num_workers
+    kept = filter_duration(cuts, data.min_duration, data.max_duration)
+    seconds = sum(cut.duration for cut in kept)
+    if seconds < data.max_batch_duration * workers:
+        raise PretrainError(
+            f"the train split of {corpus} has {seconds:.1f} s of audio between "
+            f"data.min_duration={data.min_duration:g} and data.max_duration={data.max_duration:g} s, "
+            f"less than one batch of data.max_batch_duration={data.max_batch_duration:g} s for each "
+            f"of the {workers} workers; prepare more audio or lower data.max_batch_duration"
+        )
+
+
 def check_storage(storage: str) -> None:
     """Raise :class:`PretrainError` unless a local ``storage`` folder can be written.
 
@@ -435,9 +456,10 @@ def pretrain(
     try:
         from smx.data.manifests import load_cuts
 
-        load_cuts(corpus, "train")
+        cuts = load_cuts(corpus, "train")
     except PrepareError as exc:
         raise PretrainError(f"{exc} (run `dvc repro prepare` or `smx prepare`)") from None
+    check_enough_audio(cuts, params, corpus)
     if resume is not None:
         try:
             read_state(resume, config_hash(params))

@@ -76,3 +76,17 @@ def test_a_checkpoint_of_another_model_is_refused(
     assert f"checkpoint {folder} was made with another model or ssl config" in res.stderr
     assert not (tmp_path / "ray").exists()
     assert torch.load(folder / "state.pt", weights_only=True)["step"] == 5  # left intact
+
+
+def test_too_little_audio_for_one_batch_per_worker_is_refused(
+    corpus_root: Path, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path, corpus_root, f"sqlite:///{tmp_path}/m.db", data={"max_batch_duration": 5000.0}
+    )
+    res = smx_pretrain(config)
+    assert res.returncode == 2
+    assert "less than one batch of data.max_batch_duration=5000 s for each of the 2 workers" in (
+        res.stderr
+    )
+    assert not (tmp_path / "ray").exists()
