@@ -35,7 +35,7 @@ def make_dvc_repo(folder: Path) -> Path:
     params = yaml.load(folder / "params.yaml")
     params["data"]["synth"].update(hours=0.006, num_speakers=5, heldout_speakers=2)
     params["data"]["min_duration"] = 0.5
-    params["data"]["max_batch_duration"] = 4.0
+    params["data"].update(max_duration=6.0, max_batch_duration=6.0)
     params["model"] = tiny.MODEL
     params["ssl"] = tiny.SSL
     params["train"] = {**tiny.TRAIN, "max_steps": 4, "warmup_steps": 1, "checkpoint_every": 2}
