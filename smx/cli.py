@@ -17,6 +17,8 @@ from rich.table import Table
 from smx import __version__
 from smx.bench.cli import bench_app
 from smx.data.cli import prepare_app
+from smx.downstream.cli import probe_command
+from smx.train.cli import pretrain_command
 from smx.yamlio import ConfigError
 
 app = typer.Typer(
@@ -35,6 +37,8 @@ config_app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(prepare_app, name="prepare")
 app.add_typer(bench_app, name="bench")
+app.command("probe")(probe_command)
+app.command("pretrain")(pretrain_command)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -173,6 +177,40 @@ def config_diff(
         table.add_row(key, json.dumps(x), json.dumps(y))
     out.print(table)
     raise typer.Exit(1)
+
+
+@config_app.command("describe")
+def config_describe(
+    file: Annotated[Path, typer.Argument(help="YAML config file.")],
+    batch_seconds: Annotated[
+        float | None,
+        typer.Option(help="Seconds of audio per GPU per step (default: data.max_batch_duration)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print parameter count, FLOPs per second of audio and the memory estimate per GPU.
+
+    The method (what is counted, what is measured) is in the docstring of smx.describe.
+
+    Example: smx config describe configs/w2v2_155m_summarymixing.yaml --batch-seconds 360
+    """
+    from smx.describe import describe, summary_rows
+
+    params = _load_or_exit(file)
+    try:
+        result = describe(params, batch_seconds=batch_seconds)
+    except ValueError as exc:
+        err.print(f"{file}: {exc}", markup=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    if as_json:
+        out.print(json.dumps(result.to_dict(), indent=2), markup=False)
+        return
+    table = Table(title=str(file))
+    table.add_column("quantity")
+    table.add_column("value", overflow="fold")
+    for key, value in summary_rows(result, params):
+        table.add_row(key, value)
+    out.print(table)
 
 
 @app.command("doctor")

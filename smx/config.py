@@ -504,6 +504,9 @@ class DownstreamCfg(Section):
     epochs: PositiveInt = 20
     lr: PositiveFloat = 2e-4
     lr_weights: PositiveFloat = 1e-2
+    # probe width: BiLSTM units per direction, conv/TDNN channels, embedding size (MP3S: 1024);
+    # a multiple of 8 (ECAPA splits its channels in 8 for attention and 4 for Res2 scales)
+    probe_dim: Annotated[int, Field(ge=8, multiple_of=8)] = 1024
     max_batch_duration: PositiveFloat = 120.0
     newbob_threshold: Annotated[float, Field(ge=0.0)] = 0.0025
     newbob_factor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8

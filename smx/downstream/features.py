@@ -1,0 +1,72 @@
+"""Hidden states of a frozen upstream, extracted once per utterance and kept in memory.
+
+The upstream is frozen, so its outputs never change while probes train: every utterance is
+encoded once and the probes of every seed read the cached ``[T, L, D]`` tensors. Batches
+group utterances of similar duration, each at most ``max_batch_duration`` seconds of audio
+(one longer utterance forms a batch of its own).
+
+Example
+-------
+>>> class Cut:
+...     def __init__(self, id, duration): self.id, self.duration = id, duration
+>>> [[c.id for c in b] for b in duration_batches([Cut("a", 3), Cut("b", 1), Cut("c", 2)], 3.5)]
+[['b', 'c'], ['a']]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+import torch
+from lhotse import CutSet
+
+from smx.data.loader import collate
+from smx.downstream.upstream import Upstream
+
+T = TypeVar("T")
+
+
+def duration_batches(items: Iterable[T], max_batch_duration: float) -> list[list[T]]:
+    """Items sorted by ``duration`` and cut into batches of at most ``max_batch_duration`` s.
+
+    Arguments
+    ---------
+    items: anything with a ``duration`` attribute in seconds.
+    max_batch_duration: total seconds per batch.
+
+    Example: the module docstring.
+    """
+    batches: list[list[T]] = []
+    current: list[T] = []
+    total = 0.0
+    for item in sorted(items, key=lambda x: x.duration):  # type: ignore[attr-defined]
+        duration = float(item.duration)  # type: ignore[attr-defined]
+        if current and total + duration > max_batch_duration:
+            batches.append(current)
+            current, total = [], 0.0
+        current.append(item)
+        total += duration
+    if current:
+        batches.append(current)
+    return batches
+
+
+def extract(
+    upstream: Upstream, cuts: Sequence[Any], max_batch_duration: float
+) -> dict[str, torch.Tensor]:
+    """Every cut's hidden states: cut id -> ``[T, L, D]`` float32 (real frames only).
+
+    Arguments
+    ---------
+    upstream: a frozen upstream (:mod:`smx.downstream.upstream`).
+    cuts: Lhotse cuts with audio.
+    max_batch_duration: seconds of audio per forward pass.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for batch_cuts in duration_batches(cuts, max_batch_duration):
+        batch = collate(CutSet.from_cuts(batch_cuts))
+        states, lengths = upstream(batch["audio"], batch["audio_lens"])  # [B, T, L, D], [B]
+        for cut_id, row, n in zip(batch["ids"], states, lengths.tolist(), strict=True):
+            out[cut_id] = row[:n].float().clone()
+    return out

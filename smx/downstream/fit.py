@@ -1,0 +1,190 @@
+"""Training one probe on cached hidden states: two Adam optimisers, NewBob, best dev epoch.
+
+The probe (and the AAM head of the speaker task) uses ``downstream.lr``, the layer weights
+``downstream.lr_weights`` (reference §4.1). After every epoch the dev loss is computed; when
+it improved by less than ``newbob_threshold`` (relative) both learning rates are multiplied
+by ``newbob_factor``. The weights of the epoch with the lowest dev loss are kept (the last
+epoch's when no dev utterance has a usable label).
+
+Losses: CTC on characters (blank 0) for ``asr``, AAM-softmax cross-entropy over the training
+speakers for ``speaker``, cross-entropy for the classification tasks.
+
+Example
+-------
+>>> ex = [Example("a", 1.0, torch.ones(3, 2, 4), 0), Example("b", 1.0, torch.ones(5, 2, 4), 1)]
+>>> states, lengths = pad_states(ex)
+>>> states.shape, lengths.tolist()
+(torch.Size([2, 5, 2, 4]), [3, 5])
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from smx.config import DownstreamCfg
+from smx.downstream.features import duration_batches
+from smx.downstream.probes import ProbeModel
+
+
+@dataclass(frozen=True)
+class Example:
+    """A cached utterance: hidden states ``[T, L, D]`` and its target.
+
+    ``target`` is a ``[U]`` tensor of character ids (asr) or a class index (-1 = a class
+    unseen in training: scored as an error, left out of the dev loss).
+    """
+
+    id: str
+    duration: float
+    states: torch.Tensor
+    target: Any
+
+
+@dataclass
+class FitResult:
+    """How training went: dev loss per epoch, the epoch kept, the final learning rates."""
+
+    dev_losses: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    lr: float = 0.0
+    lr_weights: float = 0.0
+
+
+def pad_states(examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-padded ``[B, T, L, D]`` states and ``[B]`` lengths of a batch."""
+    lengths = torch.tensor([e.states.shape[0] for e in examples], dtype=torch.long)
+    first = examples[0].states
+    out = first.new_zeros(len(examples), int(lengths.max()), *first.shape[1:])
+    for i, e in enumerate(examples):
+        out[i, : e.states.shape[0]] = e.states
+    return out, lengths
+
+
+def batch_loss(task: str, model: ProbeModel, examples: Sequence[Example]) -> torch.Tensor | None:
+    """Mean loss of a batch (None when no example of it has a usable target)."""
+    if task != "asr":
+        examples = [e for e in examples if e.target >= 0]
+        if not examples:
+            return None
+    states, lengths = pad_states(examples)
+    out = model(states, lengths)
+    if task == "asr":
+        targets = [e.target for e in examples]
+        return F.ctc_loss(
+            out.transpose(0, 1),  # [T, B, V]
+            torch.cat(targets),
+            lengths,
+            torch.tensor([len(t) for t in targets]),
+            blank=0,
+            reduction="mean",
+            zero_infinity=True,
+        )
+    labels = torch.tensor([e.target for e in examples])
+    logits = model.head(out, labels) if model.head is not None else out  # [B, C]
+    return F.cross_entropy(logits, labels)
+
+
+def mean_loss(
+    task: str, model: ProbeModel, examples: Sequence[Example], max_batch_duration: float
+) -> float:
+    """Average batch loss over ``examples`` in eval mode (no gradients)."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in duration_batches(examples, max_batch_duration):
+            loss = batch_loss(task, model, batch)
+            if loss is not None:
+                total, count = total + float(loss), count + 1
+    return total / count if count else math.nan
+
+
+def improvement(previous: float, current: float) -> float:
+    """Relative decrease of the dev loss (NewBob's criterion; 0 when it cannot be computed).
+
+    Example
+    -------
+    >>> improvement(2.0, 1.5), improvement(1.0, 1.25), improvement(0.0, 0.0)
+    (0.25, -0.25, 0.0)
+    """
+    if previous == 0 or math.isnan(previous) or math.isnan(current):
+        return 0.0
+    return (previous - current) / abs(previous)
+
+
+def fit(
+    task: str,
+    model: ProbeModel,
+    train: Sequence[Example],
+    dev: Sequence[Example],
+    cfg: DownstreamCfg,
+    seed: int,
+) -> FitResult:
+    """Train ``model`` on ``train`` for ``cfg.epochs`` epochs; keep its best dev epoch.
+
+    Arguments
+    ---------
+    task: ``asr``, ``speaker``, ``intent`` or ``style`` (selects the loss).
+    model: layer weights + probe; trained in place.
+    train, dev: cached examples.
+    cfg: the ``downstream`` section (epochs, lr, lr_weights, batch duration, NewBob).
+    seed: seeds the batch order (the caller seeds the model's initialisation).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    weights = [model.layers.logits]
+    others = [p for n, p in model.named_parameters() if not n.startswith("layers.")]
+    optimizers = [
+        torch.optim.Adam(others, lr=cfg.lr),
+        torch.optim.Adam(weights, lr=cfg.lr_weights),
+    ]
+    batches = duration_batches(train, cfg.max_batch_duration)
+    result = FitResult()
+    best_state: dict[str, torch.Tensor] | None = None
+    for epoch in range(cfg.epochs):
+        model.train()
+        for i in torch.randperm(len(batches), generator=generator).tolist():
+            loss = batch_loss(task, model, batches[i])
+            if loss is None:
+                continue
+            for opt in optimizers:
+                opt.zero_grad()
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
+        dev_loss = mean_loss(task, model, dev, cfg.max_batch_duration)
+        previous = result.dev_losses[-1] if result.dev_losses else None
+        result.dev_losses.append(dev_loss)
+        best = result.dev_losses[result.best_epoch] if best_state is not None else math.inf
+        if not dev_loss >= best:  # lower, or no dev loss to compare (NaN): keep the newest
+            result.best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
+        if previous is not None and improvement(previous, dev_loss) < cfg.newbob_threshold:
+            for opt in optimizers:
+                for group in opt.param_groups:
+                    group["lr"] *= cfg.newbob_factor
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.lr = optimizers[0].param_groups[0]["lr"]
+    result.lr_weights = optimizers[1].param_groups[0]["lr"]
+    return result
+
+
+def predict(
+    model: ProbeModel, examples: Sequence[Example], max_batch_duration: float
+) -> dict[str, torch.Tensor]:
+    """Probe outputs per example id (frame outputs cut to the real frames), in eval mode."""
+    model.eval()
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for batch in duration_batches(examples, max_batch_duration):
+            states, lengths = pad_states(batch)
+            y = model(states, lengths)
+            for e, row, n in zip(batch, y, lengths.tolist(), strict=True):
+                out[e.id] = row[:n] if y.dim() == 3 else row
+    return out

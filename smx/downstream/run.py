@@ -1,0 +1,237 @@
+"""The probing protocol of one encoder on one task: upstreams x probes x seeds, then metrics.
+
+For each upstream (the pre-trained encoder, its random-init twin, plain fbank features) the
+hidden states of every utterance are extracted once; then every probe of the task is trained
+once per seed (``downstream.seeds`` seeds starting at ``params.seed``) and scored on the
+test split. The result is a JSON-ready dict::
+
+    task, primary_metric, better ("lower" | "higher"), seeds, utterances, beam_search,
+    probes: {probe: {upstream: {metrics: {name: {mean, std, values}},
+                                layer_weights: {mean, std}, best_epoch: [...]}}}
+
+``std`` is the sample standard deviation over seeds (0 for one seed).
+
+Metrics per task: ``asr`` WER and CER with greedy decoding and with beam search
+(``wer_beam``, ``cer_beam``); ``speaker`` EER and minDCF (p_target 0.01) of cosine scores
+between held-out speakers; ``intent`` and ``style`` accuracy.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from smx.atomic import write_json
+from smx.config import PROBES, Params
+from smx.downstream import metrics
+from smx.downstream.decoding import beam_backend, beam_decode, greedy_decode
+from smx.downstream.errors import ProbeError
+from smx.downstream.features import extract
+from smx.downstream.fit import Example, fit, predict
+from smx.downstream.plots import plot_layer_weights
+from smx.downstream.probes import build_probe_model
+from smx.downstream.tasks import Item, TaskData, check_task, load_task_data
+from smx.downstream.upstream import (
+    Upstream,
+    fbank_upstream,
+    is_mlflow_uri,
+    load_upstream,
+    random_upstream,
+)
+
+#: the metric a comparison is made on, and its direction
+PRIMARY = {
+    "asr": ("wer", "lower"),
+    "speaker": ("eer", "lower"),
+    "intent": ("accuracy", "higher"),
+    "style": ("accuracy", "higher"),
+}
+UPSTREAMS = ("pretrained", "random_init", "fbank")
+
+Progress = Callable[[str], None]
+
+
+def examples(
+    data: TaskData, items: Sequence[Item], feats: dict[str, torch.Tensor]
+) -> list[Example]:
+    """Cached states + targets: character ids for asr, class indices (-1 = unseen) otherwise."""
+    out = []
+    index = {c: i for i, c in enumerate(data.classes)}
+    for item in items:
+        if data.vocab is not None:
+            target: Any = torch.tensor(data.vocab.encode(item.label), dtype=torch.long)
+        else:
+            target = index.get(item.label, -1)
+        out.append(Example(item.id, item.duration, feats[item.id], target))
+    return out
+
+
+def score(
+    data: TaskData, outputs: dict[str, torch.Tensor], test: Sequence[Example]
+) -> dict[str, float]:
+    """The task's metrics from probe outputs on the test examples."""
+    if data.task == "asr":
+        assert data.vocab is not None
+        refs = [data.vocab.decode(e.target.tolist()) for e in test]
+        lps = [outputs[e.id] for e in test]
+        greedy = [greedy_decode(lp[None], torch.tensor([lp.shape[0]]))[0] for lp in lps]
+        beam = [
+            beam_decode(lp[None], torch.tensor([lp.shape[0]]), data.vocab.tokens)[0] for lp in lps
+        ]
+        hyp_g = [data.vocab.decode(ids) for ids in greedy]
+        hyp_b = [data.vocab.decode(ids) for ids in beam]
+        return {
+            "wer": metrics.wer(refs, hyp_g).rate,
+            "cer": metrics.cer(refs, hyp_g).rate,
+            "wer_beam": metrics.wer(refs, hyp_b).rate,
+            "cer_beam": metrics.cer(refs, hyp_b).rate,
+        }
+    if data.task == "speaker":
+        emb = {e.id: F.normalize(outputs[e.id], dim=-1) for e in test}
+        scores = [float(emb[a] @ emb[b]) for _, a, b in data.trials]
+        labels = [t[0] for t in data.trials]
+        return {"eer": metrics.eer(scores, labels), "min_dcf": metrics.min_dcf(scores, labels)}
+    predictions = [int(outputs[e.id].argmax()) for e in test]
+    return {"accuracy": metrics.accuracy([e.target for e in test], predictions)}
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    return {
+        "mean": round(statistics.fmean(values), 6),
+        "std": round(statistics.stdev(values), 6) if len(values) > 1 else 0.0,
+        "values": [round(v, 6) for v in values],
+    }
+
+
+def probe_upstream(
+    data: TaskData,
+    upstream: Upstream,
+    probes: Sequence[str],
+    params: Params,
+    progress: Progress | None = None,
+    label: str = "",
+) -> dict[str, dict[str, Any]]:
+    """Train and score every probe on one upstream over all seeds -> ``{probe: result}``."""
+    cfg = params.downstream
+    feats = extract(upstream, data.cuts(), cfg.max_batch_duration)
+    train, dev, test = (examples(data, s, feats) for s in (data.train, data.dev, data.test))
+    out: dict[str, dict[str, Any]] = {}
+    for name in probes:
+        runs: list[dict[str, float]] = []
+        weights: list[list[float]] = []
+        best: list[int] = []
+        for i in range(cfg.seeds):
+            seed = params.seed + i
+            if progress:
+                progress(f"{data.task}/{name} on {label}, seed {seed}")
+            torch.manual_seed(seed)
+            model = build_probe_model(
+                data.task, name, upstream.num_layers, upstream.dim, data.num_outputs, cfg.probe_dim
+            )
+            result = fit(data.task, model, train, dev, cfg, seed)
+            runs.append(score(data, predict(model, test, cfg.max_batch_duration), test))
+            weights.append(model.layers.weights().detach().tolist())
+            best.append(result.best_epoch)
+        by_layer = list(zip(*weights, strict=True))
+        out[name] = {
+            "metrics": {k: _spread([r[k] for r in runs]) for k in runs[0]},
+            "layer_weights": {
+                "mean": [round(statistics.fmean(w), 6) for w in by_layer],
+                "std": [round(statistics.stdev(w), 6) if len(w) > 1 else 0.0 for w in by_layer],
+            },
+            "best_epoch": best,
+        }
+    return out
+
+
+def run_probing(
+    data: TaskData,
+    upstreams: dict[str, Upstream],
+    params: Params,
+    probes: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The protocol of the module docstring over the given upstreams (name -> upstream)."""
+    names = list(probes or PROBES[data.task])
+    for name in names:
+        if name not in PROBES[data.task]:
+            raise ProbeError(
+                f"probe '{name}' is not a probe of task '{data.task}' (choose from "
+                f"{', '.join(PROBES[data.task])})"
+            )
+    by_upstream = {
+        label: probe_upstream(data, up, names, params, progress, label)
+        for label, up in upstreams.items()
+    }
+    primary, better = PRIMARY[data.task]
+    result: dict[str, Any] = {
+        "task": data.task,
+        "primary_metric": primary,
+        "better": better,
+        "seeds": [params.seed + i for i in range(params.downstream.seeds)],
+        "utterances": {"train": len(data.train), "dev": len(data.dev), "test": len(data.test)},
+        "probes": {n: {label: by_upstream[label][n] for label in upstreams} for n in names},
+    }
+    if data.task == "asr" and data.vocab is not None:
+        result["beam_search"] = beam_backend(data.vocab.tokens)
+    if data.task == "speaker":
+        result["trials"] = len(data.trials)
+    return result
+
+
+def probe_encoder(
+    source: str | Path,
+    task: str,
+    params: Params,
+    corpus_dir: str | Path,
+    *,
+    probes: Sequence[str] | None = None,
+    arch: Params | None = None,
+    tracking_uri: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Score the encoder at ``source`` on ``task`` against its random-init and fbank baselines.
+
+    Arguments
+    ---------
+    source: an ``encoder.pt`` or an MLflow model URI (:func:`smx.downstream.upstream.load_upstream`).
+    task: one of ``asr``, ``speaker``, ``intent``, ``style``.
+    params: seeds and the ``downstream`` and ``data`` settings.
+    corpus_dir: the prepared corpus.
+    probes: probe names (default: both of the task).
+    arch: the expected architecture (None: the one stored in ``encoder.pt``; an MLflow URI
+        uses ``params``).
+    tracking_uri: MLflow tracking URI for model URIs.
+    progress: called with a short description before each probe training.
+
+    Labels and splits are checked before the encoder is loaded, the encoder before any
+    compute; problems raise :class:`ProbeError`.
+    """
+    check_task(task)
+    data = load_task_data(corpus_dir, task)
+    if arch is None and is_mlflow_uri(str(source)):
+        arch = params
+    pretrained, arch = load_upstream(source, arch, tracking_uri)
+    upstreams: dict[str, Upstream] = {
+        "pretrained": pretrained,
+        "random_init": random_upstream(arch, seed=params.seed),
+        "fbank": fbank_upstream(arch),
+    }
+    result = run_probing(data, upstreams, params, probes, progress)
+    result["encoder"] = {
+        "source": str(source),
+        "layers": pretrained.num_layers,
+        "dim": pretrained.dim,
+    }
+    return result
+
+
+def write_results(result: dict[str, Any], metrics_path: str | Path, plot_path: str | Path) -> None:
+    """The metrics JSON and the layer-weight PNG, each written atomically."""
+    write_json(metrics_path, result)
+    plot_layer_weights(result, plot_path)

@@ -1,0 +1,337 @@
+"""Frozen upstream models: a pre-trained encoder, its random-init twin, plain fbank features.
+
+An upstream maps waveforms to the hidden states of every layer, stacked as
+``[B, T, L, D]``. For an encoder, ``L = num_layers + 1``: layer 0 is the encoder input (the
+front-end output after the input projection and positions, as MP3S' layer 0), then each
+block's output, the last one after the final LayerNorm (:class:`smx.nn.encoder.Encoder`).
+The fbank baseline has one layer, the normalised log-mel features.
+
+Every upstream is frozen: parameters do not require gradients, the forward pass runs under
+``torch.no_grad()``, and the module stays in eval mode (no dropout, no layerdrop) even when
+``train()`` is called on it.
+
+Sources (:func:`load_upstream`):
+
+- ``models/<variant>/encoder.pt`` written by pre-training: ``{"format": 1, "step",
+  "config_hash", "params" (JSON), "state_dict"}`` with the objective's ``fbank.``,
+  ``extractor.``/``subsampling.`` and ``encoder.`` entries, read with
+  ``torch.load(weights_only=True)``;
+- an MLflow model URI (``models:/...``, ``runs:/...``): the pickled ``ModuleDict`` with
+  ``fbank``, ``frontend`` and ``encoder`` logged by pre-training.
+
+Example
+-------
+>>> from smx.config import Params
+>>> params = Params.model_validate({"model": {
+...     "frontend": {"cnn_channels": [16, 16]},
+...     "encoder": {"num_layers": 2, "d_model": 16, "d_ffn": 32, "kernel_size": 3},
+...     "mixer": {"kind": "mhsa", "heads": 2}}})
+>>> up = random_upstream(params, seed=0)
+>>> states, lengths = up(torch.randn(2, 16000), torch.tensor([16000, 8000]))
+>>> states.shape, lengths.tolist(), up.num_layers, up.dim
+(torch.Size([2, 48, 3, 16]), [48, 23], 3, 16)
+>>> fbank_upstream(params)(torch.randn(1, 1600), torch.tensor([1600]))[0].shape
+torch.Size([1, 11, 1, 80])
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from smx.config import Params
+from smx.downstream.errors import ProbeError
+from smx.nn.build import build_encoder, build_fbank, build_subsampling
+
+#: state-dict prefixes of the front-end network in an SSL objective -> ours
+FRONTEND_PREFIXES = ("extractor.", "subsampling.")
+MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+
+
+class Upstream(nn.Module):
+    """Base of frozen upstreams: ``(audio [B, S], audio_lens [B]) -> ([B, T, L, D], [B])``.
+
+    Attributes
+    ----------
+    num_layers : int
+        ``L``, the hidden states returned per frame.
+    dim : int
+        ``D``, the size of each hidden state.
+    frame_shift : float
+        Seconds between output frames.
+    """
+
+    num_layers: int
+    dim: int
+    frame_shift: float
+
+    def freeze(self) -> Upstream:
+        """No gradients, eval mode; returns self."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self.eval()
+
+    def train(self, mode: bool = True) -> Upstream:
+        """Stay in eval mode: a frozen upstream never uses dropout or layerdrop."""
+        return super().train(False)
+
+
+class EncoderUpstream(Upstream):
+    """A front-end + encoder returning every layer's hidden state (frozen).
+
+    Arguments
+    ---------
+    fbank : smx.nn.frontend.FbankFrontend
+        Waveforms -> log-mel frames.
+    frontend : nn.Module
+        Log-mel frames -> encoder input (CNN latent extractor or Conv2d subsampling).
+    encoder : smx.nn.encoder.Encoder
+        The context encoder.
+    frame_shift : float
+        Seconds between encoder frames.
+
+    Example: the module docstring.
+    """
+
+    def __init__(
+        self, fbank: nn.Module, frontend: nn.Module, encoder: nn.Module, frame_shift: float
+    ) -> None:
+        super().__init__()
+        self.fbank, self.frontend, self.encoder = fbank, frontend, encoder
+        self.num_layers = len(encoder.blocks) + 1
+        self.dim = int(encoder.d_model)
+        self.frame_shift = frame_shift
+        self.freeze()
+
+    def forward(
+        self, audio: torch.Tensor, audio_lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states ``[B, T, L, D]`` (zero on padded frames) and frames ``[B]``."""
+        with torch.no_grad():
+            feats, frames = self.fbank(audio, audio_lens)  # [B, T_f, F]
+            latents, lengths = self.frontend(feats, frames)  # [B, T, C]
+            out = self.encoder(latents, lengths)
+            return torch.stack(out.hidden_states, dim=2), out.lengths  # [B, T, L, D]
+
+
+class FbankUpstream(Upstream):
+    """The plain-features baseline: normalised log-mel frames as a single layer.
+
+    Example: the module docstring.
+    """
+
+    def __init__(self, fbank: nn.Module, frame_shift: float) -> None:
+        super().__init__()
+        self.fbank = fbank
+        self.num_layers = 1
+        self.dim = int(fbank.output_dim)
+        self.frame_shift = frame_shift
+        self.freeze()
+
+    def forward(
+        self, audio: torch.Tensor, audio_lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mel features ``[B, T, 1, n_mels]`` and frames ``[B]``."""
+        with torch.no_grad():
+            feats, frames = self.fbank(audio, audio_lens)  # [B, T, F]
+            return feats[:, :, None, :], frames
+
+
+def _frame_shift(params: Params) -> float:
+    fe = params.model.frontend
+    return fe.hop_ms / 1000 * fe.subsampling
+
+
+def build_parts(params: Params) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """Fresh ``(fbank, frontend, encoder)`` of ``params`` as the SSL objective builds them.
+
+    The encoder has a mask embedding for wav2vec 2.0, as in pre-training, so that the
+    pre-trained state dict loads strictly (the embedding is unused when probing).
+    """
+    fe = params.model.frontend
+    fbank = build_fbank(fe, params.data.sample_rate)
+    frontend = build_subsampling(fe)
+    encoder = build_encoder(
+        params.model, frontend.output_dim, mask_embedding=params.ssl.kind == "wav2vec2"
+    )
+    return fbank, frontend, encoder
+
+
+def random_upstream(params: Params, seed: int) -> EncoderUpstream:
+    """The baseline: the architecture of ``params`` with random weights drawn with ``seed``."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        fbank, frontend, encoder = build_parts(params)
+    return EncoderUpstream(fbank, frontend, encoder, _frame_shift(params))
+
+
+def fbank_upstream(params: Params) -> FbankUpstream:
+    """The baseline of plain log-mel features (the front-end config's fbank)."""
+    fe = params.model.frontend
+    return FbankUpstream(build_fbank(fe, params.data.sample_rate), fe.hop_ms / 1000)
+
+
+def _our_key(key: str) -> str:
+    for prefix in FRONTEND_PREFIXES:
+        if key.startswith(prefix):
+            return "frontend." + key[len(prefix) :]
+    return key
+
+
+def _shape_of(value: Any) -> tuple[int, ...]:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else ()
+
+
+def check_weights(
+    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str, config: str
+) -> None:
+    """Raise :class:`ProbeError` (one sentence) unless ``found`` has ``expected``'s keys and shapes.
+
+    Example
+    -------
+    >>> check_weights({"w": torch.ones(2)}, {"w": torch.ones(3)}, "enc.pt", "its config")
+    Traceback (most recent call last):
+    ...
+    smx.downstream.errors.ProbeError: enc.pt does not match the architecture of its config: ...
+    """
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    reshaped = [k for k in expected if k in found and _shape_of(found[k]) != _shape_of(expected[k])]
+    if not (missing or unexpected or reshaped):
+        return
+    if reshaped:
+        k = reshaped[0]
+        first = f"{k} is {list(_shape_of(found[k]))}, expected {list(_shape_of(expected[k]))}"
+    elif missing:
+        first = f"{missing[0]} is missing"
+    else:
+        first = f"{unexpected[0]} is unexpected"
+    raise ProbeError(
+        f"{source} does not match the architecture of {config}: {len(missing)} weights "
+        f"missing, {len(unexpected)} unexpected, {len(reshaped)} of another shape "
+        f"(first: {first}); was it trained with another model config?"
+    )
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ProbeError(f"encoder file {path} does not exist; run pre-training first")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file is the same user problem
+        raise ProbeError(f"{path} is not a readable torch file ({type(exc).__name__})") from None
+    needed = ("format", "params", "state_dict")
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in needed):
+        have = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ProbeError(
+            f"{path} is not an smx encoder file (expected keys {list(needed)}, got {have})"
+        )
+    if ckpt["format"] != 1:
+        raise ProbeError(f"{path} has format {ckpt['format']}; this smx reads format 1")
+    return ckpt
+
+
+def checkpoint_params(path: str | Path) -> Params:
+    """The configuration stored in an ``encoder.pt`` (validated)."""
+    ckpt = _read_checkpoint(Path(path))
+    return _stored_params(Path(path), ckpt)
+
+
+def _stored_params(path: Path, ckpt: dict[str, Any]) -> Params:
+    try:
+        return Params.model_validate(json.loads(ckpt["params"]))
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise ProbeError(
+            f"{path}: its stored config is not valid for this smx version ({exc.__class__.__name__})"
+        ) from None
+
+
+def load_checkpoint_upstream(path: str | Path, params: Params | None = None) -> EncoderUpstream:
+    """The frozen encoder of an ``encoder.pt``.
+
+    Arguments
+    ---------
+    path: the file written by pre-training.
+    params: the architecture to load into; None = the config stored in the file. A file
+        whose weights do not fit raises :class:`ProbeError`.
+    """
+    path = Path(path)
+    ckpt = _read_checkpoint(path)
+    config = "the given config"
+    if params is None:
+        params, config = _stored_params(path, ckpt), "its stored config"
+    fbank, frontend, encoder = build_parts(params)
+    upstream = EncoderUpstream(fbank, frontend, encoder, _frame_shift(params))
+    state = {_our_key(k): v for k, v in ckpt["state_dict"].items()}
+    check_weights(upstream.state_dict(), state, str(path), config)
+    upstream.load_state_dict(state)
+    return upstream.freeze()
+
+
+def is_mlflow_uri(source: str) -> bool:
+    """True for MLflow model URIs.
+
+    Example
+    -------
+    >>> is_mlflow_uri("models:/smx-encoder/1"), is_mlflow_uri("models/sm/encoder.pt")
+    (True, False)
+    """
+    return source.startswith(MLFLOW_SCHEMES)
+
+
+def load_mlflow_upstream(
+    uri: str, params: Params, tracking_uri: str | None = None
+) -> EncoderUpstream:
+    """The frozen encoder of an MLflow PyTorch model (``ModuleDict`` fbank/frontend/encoder).
+
+    ``params`` must describe the same architecture (it builds the random-init baseline); a
+    model that does not fit it raises :class:`ProbeError`. A ``tracking_uri`` becomes MLflow's
+    tracking URI for the rest of the process (``models:/`` URIs resolve through it).
+    """
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)  # model URIs resolve through the process' store
+    try:
+        model = mlflow.pytorch.load_model(uri, map_location="cpu")
+    except Exception as exc:  # MLflow raises many types for a bad URI
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ProbeError(f"cannot load the MLflow model {uri}: {first}") from None
+    parts = ("fbank", "frontend", "encoder")
+    if not isinstance(model, nn.ModuleDict) or any(p not in model for p in parts):
+        raise ProbeError(
+            f"{uri} is not an smx encoder model (expected a ModuleDict with {list(parts)})"
+        )
+    upstream = EncoderUpstream(
+        model["fbank"], model["frontend"], model["encoder"], _frame_shift(params)
+    )
+    reference = EncoderUpstream(*build_parts(params), _frame_shift(params))
+    check_weights(reference.state_dict(), upstream.state_dict(), uri, "the given config")
+    return upstream
+
+
+def load_upstream(
+    source: str | Path, params: Params | None = None, tracking_uri: str | None = None
+) -> tuple[EncoderUpstream, Params]:
+    """The frozen pre-trained encoder of ``source`` and the config of its architecture.
+
+    Arguments
+    ---------
+    source: an ``encoder.pt`` path or an MLflow model URI.
+    params: the expected architecture; None = the config stored in ``encoder.pt`` (required
+        for an MLflow URI, whose model carries no config).
+    tracking_uri: MLflow tracking URI for model URIs (None = MLflow's default).
+    """
+    text = str(source)
+    if is_mlflow_uri(text):
+        if params is None:
+            raise ProbeError(f"{text}: an MLflow model needs the config of its architecture")
+        return load_mlflow_upstream(text, params, tracking_uri), params
+    path = Path(text)
+    arch = params if params is not None else checkpoint_params(path)
+    return load_checkpoint_upstream(path, params), arch
