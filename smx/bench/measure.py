@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -32,12 +32,19 @@ MMAP_THRESHOLD = 64 * 1024
 
 @dataclass(frozen=True)
 class Measurement:
-    """Result of timing one callable."""
+    """Result of timing one callable.
+
+    ``times_s`` are wall-clock times; ``cpu_times_s`` the CPU time the process used in the
+    same calls (all its threads). With one thread and other jobs on the machine, CPU time
+    is the steadier of the two: waiting for a core counts in wall time only.
+    """
 
     times_s: list[float]
     median_s: float
     peak_mem_bytes: int
     device: str
+    cpu_times_s: list[float] = field(default_factory=list)
+    median_cpu_s: float = 0.0
 
 
 def current_rss_bytes() -> int:
@@ -96,26 +103,40 @@ def measure(
     else:
         reset_peak_rss()
         base = current_rss_bytes()
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
         if cuda:
             torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         step()
         if cuda:
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     peak = torch.cuda.max_memory_allocated(device) - base if cuda else peak_rss_bytes() - base
-    return Measurement(times, statistics.median(times), max(int(peak), 0), str(device))
+    return Measurement(
+        times,
+        statistics.median(times),
+        max(int(peak), 0),
+        str(device),
+        cpu_times,
+        statistics.median(cpu_times),
+    )
 
 
-def run_point(module: str, spec: dict[str, Any], timeout_s: float = 1800.0) -> dict[str, Any]:
+def run_point(
+    module: str, spec: dict[str, Any], timeout_s: float = 1800.0, threads: int | None = None
+) -> dict[str, Any]:
     """Run ``python -m <module>`` in a fresh process with ``spec`` as JSON on stdin.
 
     The module prints one JSON object on its last stdout line; it is returned. A failed
     point returns ``{"error": "<last line of stderr>"}`` instead of raising, so one
-    out-of-memory point does not lose a whole sweep.
+    out-of-memory point does not lose a whole sweep. ``threads`` sets the process's
+    intra-op threads (``OMP_NUM_THREADS``); None keeps torch's default (one per core).
     """
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     try:
         res = subprocess.run(
             [sys.executable, "-m", module],
@@ -123,7 +144,7 @@ def run_point(module: str, spec: dict[str, Any], timeout_s: float = 1800.0) -> d
             capture_output=True,
             text=True,
             timeout=timeout_s,
-            env={**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)},
+            env=env,
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout_s:.0f} s"}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smx.bench.common import encoder_frames
 from smx.config import MIXER_KINDS, ModelCfg, deep_merge
 
 POINT_MODULE = "smx.bench.mixers_point"
@@ -89,8 +90,7 @@ class MixerBench:
 
     def frames(self, seconds: float) -> int:
         """Encoder frames for ``seconds`` of 16 kHz audio."""
-        fe = self.model_cfg(self.kinds[0]).frontend
-        return fe.encoder_frames(fe.feature_frames(int(seconds * 16_000), 16_000))
+        return encoder_frames(self.model_cfg(self.kinds[0]), seconds, 16_000)
 
 
 def run(bench: MixerBench, progress: Any = None) -> list[dict[str, Any]]:
@@ -118,8 +118,21 @@ def run(bench: MixerBench, progress: Any = None) -> list[dict[str, Any]]:
     return records
 
 
-def ratios(records: list[dict[str, Any]], baseline: str = "mhsa") -> list[dict[str, Any]]:
-    """Time and memory of every point divided by the baseline's at the same scope and length.
+def measured(record: dict[str, Any]) -> bool:
+    """True for a point that was measured (not failed, not skipped)."""
+    return "median_s" in record
+
+
+def ratios(
+    records: list[dict[str, Any]], baseline: str = "mhsa", group: str = "scope"
+) -> list[dict[str, Any]]:
+    """Time and memory of every point divided by the baseline's in the same group and length.
+
+    ``time_ratio`` divides wall times, ``mem_ratio`` peak memories and, when both points
+    carry one, ``cpu_ratio`` the CPU times of the process.
+
+    ``group`` names the field that must match too (``scope`` here, ``objective`` for
+    ``smx bench pretrain``).
 
     Example
     -------
@@ -128,47 +141,53 @@ def ratios(records: list[dict[str, Any]], baseline: str = "mhsa") -> list[dict[s
     >>> [(r["kind"], r["time_ratio"], r["mem_ratio"]) for r in ratios(recs)]
     [('mhsa', 1.0, 1.0), ('summarymixing', 0.5, 0.25)]
     """
-    base = {
-        (r["scope"], r["seconds"]): r for r in records if r["kind"] == baseline and "error" not in r
-    }
+    base = {(r[group], r["seconds"]): r for r in records if r["kind"] == baseline and measured(r)}
     out = []
     for r in records:
-        b = base.get((r["scope"], r["seconds"]))
+        b = base.get((r[group], r["seconds"]))
         row = dict(r)
-        if b is not None and "error" not in r:
+        if b is not None and measured(r):
             row["time_ratio"] = r["median_s"] / b["median_s"]
             row["mem_ratio"] = r["peak_mem_bytes"] / max(b["peak_mem_bytes"], 1)
+            if r.get("median_cpu_s") and b.get("median_cpu_s"):
+                row["cpu_ratio"] = r["median_cpu_s"] / b["median_cpu_s"]
         out.append(row)
     return out
 
 
-def plot(records: list[dict[str, Any]], path: Path) -> None:
-    """Time and peak memory against input length, one line per mixer, one row per scope."""
+def plot(
+    records: list[dict[str, Any]],
+    path: Path,
+    group: str = "scope",
+    what: str = "forward+backward time",
+    time_key: str = "median_s",
+) -> None:
+    """Time and peak memory against input length, one line per mixer, one row per ``group``.
+
+    ``time_key`` picks the plotted time (``median_s`` wall, ``median_cpu_s`` CPU time);
+    ``what`` names it in the titles.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scopes = sorted({r["scope"] for r in records}, reverse=True)
+    scopes = sorted({r[group] for r in records}, reverse=True)
     fig, axes = plt.subplots(len(scopes), 2, figsize=(10, 3.6 * len(scopes)), squeeze=False)
     for row, scope in enumerate(scopes):
         for kind in sorted({r["kind"] for r in records}):
             pts = sorted(
-                (
-                    r
-                    for r in records
-                    if r["scope"] == scope and r["kind"] == kind and "error" not in r
-                ),
+                (r for r in records if r[group] == scope and r["kind"] == kind and measured(r)),
                 key=lambda r: r["seconds"],
             )
             if not pts:
                 continue
             xs = [p["seconds"] for p in pts]
-            axes[row][0].plot(xs, [p["median_s"] for p in pts], marker="o", label=kind)
+            axes[row][0].plot(xs, [p[time_key] for p in pts], marker="o", label=kind)
             axes[row][1].plot(
                 xs, [p["peak_mem_bytes"] / 2**20 for p in pts], marker="o", label=kind
             )
-        axes[row][0].set(title=f"{scope}: forward+backward time", xlabel="input (s of audio)")
+        axes[row][0].set(title=f"{scope}: {what}", xlabel="input (s of audio)")
         axes[row][1].set(title=f"{scope}: peak memory", xlabel="input (s of audio)")
         axes[row][0].set(ylabel="s (log scale)", yscale="log")
         axes[row][1].set(ylabel="MiB (log scale)", yscale="log")

@@ -1,0 +1,339 @@
+"""``smx bench pretrain``: time and peak memory of one full pre-training step per mixer.
+
+One step is what the training loop does per batch: log-mel front-end, latent extractor,
+encoder, the SSL objective's loss (:func:`smx.ssl.objective.build_objective`), backward,
+gradient clipping and an AdamW update (``params.train``'s hyper-parameters). Every
+(objective, mixer, length) point runs in a fresh process (:func:`smx.bench.measure.run_point`),
+so its peak memory is its own: the resident set above the level after the warm-up step, when
+the weights and the AdamW moments already exist. Inputs are random waveforms of the given
+length; the objective's masks come from its seeded generator, so every mixer sees the same
+masks. Ratios divide by MHSA at the same objective and length, measured in the same run.
+
+A point is skipped (not run) when its step time, projected linearly from the same mixer's
+previous length, exceeds the step budget: the pure-PyTorch Mamba scan at 80 s on a CPU.
+MHSA, the baseline of every ratio, is never skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smx.bench.common import (
+    check_kinds,
+    check_seconds,
+    check_threads,
+    compile_blocks,
+    encoder_frames,
+    shown_path,
+    variant,
+)
+from smx.bench.mixers import measured
+from smx.config import MIXER_KINDS, Params, TrainCfg
+
+#: Lengths of the published comparisons (BEST-RQ paper: 20-80 s inputs).
+DEFAULT_LENGTHS_S = (20.0, 40.0, 80.0)
+
+#: Default step budget: a point projected to take longer per step is skipped (Mamba at 80 s).
+DEFAULT_STEP_BUDGET_S = 120.0
+
+#: The mixer every ratio divides by.
+BASELINE = "mhsa"
+
+#: The metrics of a point, as written to the CSV and to MLflow.
+METRICS = ("time_s", "cpu_s", "peak_mib", "time_ratio", "cpu_ratio", "mem_ratio")
+
+
+@dataclass
+class PretrainBench:
+    """What to measure: the objectives' config files, mixers, lengths and repeats.
+
+    Arguments
+    ---------
+    configs : list of (objective, path, Params)
+        One benchmark config per objective (``ssl.kind`` names it).
+    kinds : list of str
+        Mixer kinds; each must be an entry of every config's ``variants``.
+    lengths_s : list of float
+        Utterance lengths in seconds.
+    batch : int
+        Utterances per step.
+    repeats, warmup : int
+        Timed steps (the median is reported) and untimed steps before them.
+    step_budget_s : float
+        Skip a point whose projected step time exceeds this many seconds (never MHSA).
+    device : str
+        ``cpu`` or ``cuda``.
+    threads : int or None
+        Intra-op threads of every point's process; None = torch's default (one per core).
+    compile : bool
+        ``torch.compile`` the encoder's blocks (:func:`smx.bench.common.compile_blocks`);
+        the compilation happens in the warm-up step, which is not timed.
+    """
+
+    configs: list[tuple[str, Path, Params]]
+    kinds: list[str] = field(default_factory=lambda: list(MIXER_KINDS))
+    lengths_s: list[float] = field(default_factory=lambda: list(DEFAULT_LENGTHS_S))
+    batch: int = 1
+    repeats: int = 3
+    warmup: int = 1
+    step_budget_s: float = DEFAULT_STEP_BUDGET_S
+    device: str = "cpu"
+    threads: int | None = None
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        self.kinds = check_kinds(self.kinds)
+        self.lengths_s = check_seconds(self.lengths_s, "lengths")
+        if self.step_budget_s <= 0:
+            raise ValueError(
+                f"step_budget_s: must be a number of seconds above 0, got {self.step_budget_s}"
+            )
+        check_threads(self.threads)
+        for name, value in (("batch", self.batch), ("repeats", self.repeats)):
+            if value < 1:
+                raise ValueError(f"{name}: must be an integer >= 1, got {value}")
+        for _, path, params in self.configs:
+            for kind in self.kinds:
+                variant(params, kind, path)  # every mixer must be defined in every file
+
+    def meta(self) -> dict[str, Any]:
+        """JSON-ready description of the run (configs by path, not by content)."""
+        return {
+            "configs": {objective: shown_path(path) for objective, path, _ in self.configs},
+            "kinds": self.kinds,
+            "lengths_s": self.lengths_s,
+            "batch": self.batch,
+            "repeats": self.repeats,
+            "warmup": self.warmup,
+            "step_budget_s": self.step_budget_s,
+            "device": self.device,
+            "threads": self.threads,
+            "compile": self.compile,
+        }
+
+
+def over_budget(previous: dict[str, Any] | None, seconds: float, budget_s: float) -> str | None:
+    """Why the point at ``seconds`` is skipped, or None to run it.
+
+    The step time is projected linearly from the same mixer's previous (shorter) point; a
+    mixer that was already skipped or failed at a shorter length is skipped too.
+
+    Example
+    -------
+    >>> prev = {"seconds": 40.0, "median_s": 35.0}
+    >>> print(over_budget(prev, 80.0, budget_s=60.0))
+    projected 70 s per step (from 35 s at 40 s) exceeds the step budget of 60 s
+    >>> print(over_budget(prev, 80.0, budget_s=100.0))
+    None
+    >>> print(over_budget(None, 20.0, budget_s=1.0))
+    None
+    """
+    if previous is None:
+        return None
+    if not measured(previous):
+        return f"not run: the {previous['seconds']:g} s point was not measured"
+    projected = previous["median_s"] * seconds / previous["seconds"]
+    if projected <= budget_s:
+        return None
+    return (
+        f"projected {projected:.0f} s per step (from {previous['median_s']:.0f} s at "
+        f"{previous['seconds']:g} s) exceeds the step budget of {budget_s:g} s"
+    )
+
+
+def run(bench: PretrainBench, progress: Callable[[dict], None] | None = None) -> list[dict]:
+    """Measure every (objective, mixer, length) point; one record per point, MHSA ratios added.
+
+    At each length the mixers run one after the other, MHSA first, so that the points a
+    ratio compares are measured close in time (the machine's load drifts). MHSA is never
+    skipped for the budget: every ratio needs it.
+    """
+    from smx.bench.measure import run_point
+    from smx.bench.mixers import ratios
+
+    kinds = sorted(bench.kinds, key=lambda k: k != BASELINE)  # the baseline first
+    records = []
+    for objective, path, params in bench.configs:
+        cfgs = {kind: variant(params, kind, path) for kind in kinds}
+        previous: dict[str, dict[str, Any]] = {}
+        for seconds in sorted(bench.lengths_s):
+            for kind in kinds:
+                cfg = cfgs[kind]
+                rec: dict[str, Any] = {
+                    "objective": objective,
+                    "kind": kind,
+                    "seconds": seconds,
+                    "frames": encoder_frames(cfg.model, seconds, cfg.data.sample_rate),
+                }
+                skip = over_budget(previous.get(kind), seconds, bench.step_budget_s)
+                if skip is not None and kind != BASELINE:
+                    rec["skipped"] = skip
+                else:
+                    spec = {
+                        "params": cfg.model_dump(mode="json"),
+                        "seconds": seconds,
+                        "batch": bench.batch,
+                        "repeats": bench.repeats,
+                        "warmup": bench.warmup,
+                        "device": bench.device,
+                        "compile": bench.compile,
+                    }
+                    rec.update(run_point("smx.bench.pretrain", spec, threads=bench.threads))
+                records.append(rec)
+                previous[kind] = rec
+                if progress is not None:
+                    progress(rec)
+    order = {kind: i for i, kind in enumerate(bench.kinds)}
+    records.sort(key=lambda r: (r["objective"], order[r["kind"]], r["seconds"]))
+    return ratios(records, baseline=BASELINE, group="objective")
+
+
+def make_optimizer(model: Any, train: TrainCfg) -> Any:
+    """AdamW over ``model``'s parameters with the training config's hyper-parameters."""
+    import torch
+
+    return torch.optim.AdamW(
+        model.parameters(),
+        lr=train.lr,
+        betas=(train.betas[0], train.betas[1]),
+        eps=train.eps,
+        weight_decay=train.weight_decay,
+    )
+
+
+def main_point() -> None:
+    """One point in its own process: spec JSON on stdin, measurement JSON on stdout."""
+    import torch
+
+    from smx.bench.measure import measure, measurement_dict
+    from smx.ssl.objective import build_objective
+
+    spec = json.loads(sys.stdin.read())
+    params = Params.model_validate(spec["params"])
+    torch.manual_seed(params.seed)
+    device = torch.device(spec["device"])
+    objective = build_objective(params).to(device).train()
+    if spec["compile"]:
+        compile_blocks(objective.encoder)
+    optimizer = make_optimizer(objective, params.train)
+    samples = round(spec["seconds"] * params.data.sample_rate)
+    batch = {
+        "audio": torch.randn(spec["batch"], samples, device=device),  # [B, S]
+        "audio_lens": torch.full((spec["batch"],), samples, device=device),  # [B]
+    }
+    last: dict[str, float] = {}
+
+    def step() -> None:
+        out = objective(batch)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(objective.parameters(), params.train.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        last.update(out.metrics)
+
+    m = measure(step, device, repeats=spec["repeats"], warmup=spec["warmup"])
+    n_params = sum(p.numel() for p in objective.parameters())
+    print(json.dumps({**measurement_dict(m), "params": n_params, "loss": last["loss"]}))
+
+
+# ------------------------------------------------------------------------------- outputs
+
+
+def point_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """The :data:`METRICS` of a measured point (ratios only where MHSA was measured).
+
+    Example
+    -------
+    >>> point_metrics({"median_s": 2.0, "peak_mem_bytes": 3 * 2**20, "time_ratio": 0.5})
+    {'time_s': 2.0, 'peak_mib': 3.0, 'time_ratio': 0.5}
+    """
+    values = {"time_s": record["median_s"]}
+    if record.get("median_cpu_s"):
+        values["cpu_s"] = record["median_cpu_s"]
+    values["peak_mib"] = record["peak_mem_bytes"] / 2**20
+    values.update({k: record[k] for k in ("time_ratio", "cpu_ratio", "mem_ratio") if k in record})
+    return values
+
+
+def plot_time(threads: int | None) -> dict[str, str]:
+    """Which time to plot: CPU time for one-thread runs (steady under load), else wall time.
+
+    Example
+    -------
+    >>> plot_time(1)
+    {'time_key': 'median_cpu_s', 'what': 'training step, CPU time'}
+    """
+    if threads == 1:
+        return {"time_key": "median_cpu_s", "what": "training step, CPU time"}
+    return {"time_key": "median_s", "what": "training step, wall time"}
+
+
+def csv_table(records: list[dict[str, Any]]) -> str:
+    """One row per length, one column per (objective, mixer, metric): a DVC plots table.
+
+    Columns: ``seconds``, then ``<objective>_<mixer>_<metric>`` for every metric of
+    :data:`METRICS`; a point that was not measured has empty cells. For example
+    ``dvc plots show pretrain.csv -x seconds -y wav2vec2_summarymixing_time_ratio``.
+
+    Example
+    -------
+    >>> recs = [{"objective": "w", "kind": "mhsa", "seconds": 20.0, "median_s": 2.0,
+    ...          "median_cpu_s": 1.5, "peak_mem_bytes": 2**20, "time_ratio": 1.0,
+    ...          "cpu_ratio": 1.0, "mem_ratio": 1.0}]
+    >>> print(csv_table(recs).strip())  # doctest: +NORMALIZE_WHITESPACE
+    seconds,w_mhsa_time_s,w_mhsa_cpu_s,w_mhsa_peak_mib,w_mhsa_time_ratio,w_mhsa_cpu_ratio,w_mhsa_mem_ratio
+    20,2,1.5,1,1,1,1
+    """
+    series = sorted({(r["objective"], r["kind"]) for r in records})
+    columns = ["seconds", *(f"{o}_{k}_{m}" for o, k in series for m in METRICS)]
+    rows: dict[float, dict[str, str]] = {}
+    for r in records:
+        row = rows.setdefault(r["seconds"], {"seconds": f"{r['seconds']:g}"})
+        if measured(r):
+            for name, value in point_metrics(r).items():
+                row[f"{r['objective']}_{r['kind']}_{name}"] = f"{value:.6g}"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    for seconds in sorted(rows):
+        writer.writerow(rows[seconds])
+    return buffer.getvalue()
+
+
+def log_mlflow(
+    uri: str, experiment: str, meta: dict[str, Any], records: list[dict], files: list[Path]
+) -> str:
+    """Log the run to MLflow (params, one metric series per point, the output files).
+
+    Metrics are named ``<objective>.<mixer>.<metric>`` with the length in seconds as the
+    step, so MLflow draws each against the input length. Returns the run id.
+    """
+    import mlflow
+
+    from smx.train.tracking import flatten, git_commit
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    tags = {"smx.bench": "pretrain", "git_commit": git_commit()}
+    with mlflow.start_run(run_name="bench-pretrain", tags=tags) as run:
+        mlflow.log_params(flatten(meta))
+        for r in records:
+            if not measured(r):
+                continue
+            prefix = f"{r['objective']}.{r['kind']}."
+            values = {prefix + k: v for k, v in point_metrics(r).items()}
+            mlflow.log_metrics(values, step=round(r["seconds"]))
+        for path in files:
+            mlflow.log_artifact(str(path))
+        return run.info.run_id
+
+
+if __name__ == "__main__":
+    main_point()
