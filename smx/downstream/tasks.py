@@ -123,7 +123,7 @@ def _labelled(corpus: Path, split: str, task: str, name: str) -> list[Item]:
     for cut in cuts:
         total += 1
         label = cut_label(cut, name)
-        if label is not None and label != "":
+        if label is not None and label.strip():
             items.append(Item(cut, label))
     if total == 0:
         raise ProbeError(f"task '{task}': the '{split}' split of {corpus} is empty")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,18 @@ import torch
 from downstream_helpers import DATA, tiny_params, write_encoder
 
 from smx.config import DataCfg
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Run single-threaded: the tiny probes gain nothing from intra-op threads, and two threads
+    on a 2-core machine that is busy with other work make them 10-30x slower (measured)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,9 @@ TINY_SSL: dict[str, dict[str, Any]] = {
     },
     "bestrq": {"kind": "bestrq", "stack_frames": 2, "codebook_size": 16, "mask_length": 4},
 }
+
+#: subprocess environment: single-threaded torch, as the ``one_thread`` fixture in-process
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 #: small, fast probing settings (seconds per probe on the tiny corpus)
 DOWNSTREAM: dict[str, Any] = {

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from downstream_helpers import DATA, DOWNSTREAM, TINY_MODEL, TINY_SSL
+from downstream_helpers import DATA, DOWNSTREAM, ONE_THREAD, TINY_MODEL, TINY_SSL
 from ruamel.yaml import YAML
 
 SMX = shutil.which("smx", path=str(Path(sys.executable).parent)) or "smx"
@@ -18,7 +17,7 @@ SMX = shutil.which("smx", path=str(Path(sys.executable).parent)) or "smx"
 
 def smx(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [SMX, *args], capture_output=True, text=True, cwd=cwd, env=dict(os.environ), timeout=300
+        [SMX, *args], capture_output=True, text=True, cwd=cwd, env=ONE_THREAD, timeout=300
     )
 
 
@@ -37,7 +36,6 @@ def write_config(path: Path, corpus_root: Path) -> Path:
     return path
 
 
-@pytest.mark.e2e  # ~10 s alone; over a minute when other jobs share the 2 cores
 def test_probe_intent_writes_metrics_and_layer_weights(
     corpus_root: Path, encoder_file: Path, tmp_path: Path
 ) -> None:

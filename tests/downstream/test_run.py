@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from downstream_helpers import DATA, DOWNSTREAM, TINY_MODEL, TINY_SSL
+from downstream_helpers import DATA, DOWNSTREAM, ONE_THREAD, TINY_MODEL, TINY_SSL
 from ruamel.yaml import YAML
 
 from smx.downstream.run import run_probing
@@ -49,6 +49,7 @@ def probe_stage(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pipelines.probe", *args],
         cwd=ROOT,
+        env=ONE_THREAD,
         capture_output=True,
         text=True,
         timeout=300,
