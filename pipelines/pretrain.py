@@ -34,9 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     params = Params.model_validate(json.loads(source.read_text()))
     try:
-        pretrain(
-            params, args.variant, out=Path(args.out).resolve(), show_progress=sys.stderr.isatty()
-        )
+        # a bar on a terminal, a plain progress line every 10 s in logs (dvc repro > log)
+        pretrain(params, args.variant, out=Path(args.out).resolve())
     except PretrainError as exc:
         print(f"{stage}: {exc}", file=sys.stderr)
         return 1 if exc.during_training else 2
