@@ -505,8 +505,9 @@ def pretrain(
     summary = result.return_value or result.metrics or {}
     status = summary.get("status")
     final = result.checkpoint  # local or remote (s3://): read through Ray's Checkpoint
-    if final is None and run_dir is not None and latest_checkpoint(run_dir) is not None:
-        final = ray.train.Checkpoint.from_directory(str(latest_checkpoint(run_dir)))
+    latest = latest_checkpoint(run_dir) if final is None and run_dir is not None else None
+    if latest is not None:
+        final = ray.train.Checkpoint.from_directory(str(latest))
     checkpoint = final.path if final is not None else None
     if status == "diverged":
         m = summary

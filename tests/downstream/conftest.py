@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from downstream_helpers import DATA, tiny_params, write_encoder
-
-from smx.config import DataCfg
+from downstream_helpers import tiny_params, write_encoder
 
 
 @pytest.fixture(autouse=True)
@@ -22,16 +20,6 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def corpus_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``<root>/synth``: about 2.4 minutes of synthetic speech, 6 speakers (2 held out)."""
-    from smx.data.synth import prepare_synth
-
-    root = tmp_path_factory.mktemp("data")
-    prepare_synth(root / "synth", DataCfg.model_validate(DATA))
-    return root
 
 
 @pytest.fixture(scope="session")

@@ -8,52 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tiny import DATA, MODEL, SSL
 
 from smx.config import Params
+from smx.train.launch import encoder_state
 
-DATA: dict[str, Any] = {
-    "min_duration": 0.5,
-    "max_duration": 10.0,
-    "max_batch_duration": 12.0,
-    "num_buckets": 3,
-    "synth": {
-        "hours": 0.04,
-        "num_speakers": 6,
-        "heldout_speakers": 2,
-        "free_sentences": 50,
-        "workers": 2,
-    },
-}
-
-TINY_MODEL: dict[str, Any] = {
-    "frontend": {"kind": "mel_cnn", "cnn_channels": [32, 32]},
-    "encoder": {
-        "num_layers": 2,
-        "d_model": 32,
-        "d_ffn": 64,
-        "kernel_size": 3,
-        "dropout": 0.1,
-        "input_dropout": 0.1,
-        "layerdrop": 0.0,
-    },
-    "mixer": {
-        "kind": "summarymixing",
-        "local_hidden": [32],
-        "local_out": 32,
-        "summary_hidden": [32],
-        "heads": 4,
-    },
-}
-
+#: the tiny corpus, model and wav2vec 2.0 objective of every slow test (tests/tiny.py)
+TINY_MODEL = MODEL
 TINY_SSL: dict[str, dict[str, Any]] = {
-    "wav2vec2": {
-        "kind": "wav2vec2",
-        "codebook_entries": 16,
-        "code_dim": 16,
-        "proj_dim": 16,
-        "num_negatives": 10,
-        "mask_length": 4,
-    },
+    "wav2vec2": SSL,
     "bestrq": {"kind": "bestrq", "stack_frames": 2, "codebook_size": 16, "mask_length": 4},
 }
 
@@ -85,7 +48,6 @@ def tiny_params(corpus_root: Path | None = None, ssl: str = "wav2vec2", **overri
 
 def write_encoder(objective: torch.nn.Module, params: Params, path: Path) -> Path:
     """An ``encoder.pt`` as pre-training writes it (smx.train.launch.write_outputs)."""
-    prefixes = ("fbank.", "extractor.", "subsampling.", "encoder.")
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
         {
@@ -93,9 +55,7 @@ def write_encoder(objective: torch.nn.Module, params: Params, path: Path) -> Pat
             "step": 7,
             "config_hash": "test",
             "params": json.dumps(params.model_dump(mode="json")),
-            "state_dict": {
-                k: v for k, v in objective.state_dict().items() if k.startswith(prefixes)
-            },
+            "state_dict": encoder_state(objective.state_dict()),
         },
         path,
     )
