@@ -23,6 +23,20 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+#: options shared by the benchmark commands
+DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda.")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(help="Intra-op threads per measurement process (default: one per core)."),
+]
+CompileOpt = Annotated[
+    bool,
+    typer.Option(
+        "--compile", help="torch.compile the encoder blocks (compiled in the untimed warm-up)."
+    ),
+]
+
+
 def _csv(value: str, cast: type, name: str) -> list:
     try:
         items = [cast(v) for v in value.split(",") if v.strip()]
@@ -59,7 +73,7 @@ def mixers(
     repeats: Annotated[
         int, typer.Option(min=1, help="Timed repeats per point (the median is reported).")
     ] = 3,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: DeviceOpt = "cpu",
     out_dir: Annotated[
         Path, typer.Option("--out", help="Output folder for mixers.json and mixers.png.")
     ] = Path("reports/bench"),
@@ -246,17 +260,9 @@ def pretrain(
             "length, exceeds this many seconds (Mamba's CPU scan at 80 s); never MHSA."
         ),
     ] = DEFAULT_STEP_BUDGET_S,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    threads: Annotated[
-        int | None,
-        typer.Option(help="Intra-op threads per measurement process (default: one per core)."),
-    ] = None,
-    compile_: Annotated[
-        bool,
-        typer.Option(
-            "--compile", help="torch.compile the encoder blocks (compiled in the untimed warm-up)."
-        ),
-    ] = False,
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+    compile_: CompileOpt = False,
     tracking_uri: Annotated[
         str | None,
         typer.Option(
@@ -380,11 +386,8 @@ def stream(
     window: Annotated[
         float, typer.Option(help="RTF at a position = median over the chunks of this many seconds.")
     ] = 5.0,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    threads: Annotated[
-        int | None,
-        typer.Option(help="Intra-op threads per measurement process (default: one per core)."),
-    ] = None,
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder for stream.json and stream.png.")
     ] = Path("reports/bench"),
@@ -469,17 +472,9 @@ def roofline(
     ] = "mixer,encoder",
     lengths: Annotated[str, typer.Option(help="Input lengths in seconds, comma-separated.")] = "80",
     repeats: Annotated[int, typer.Option(help="Timed repeats (median reported).")] = 3,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    threads: Annotated[
-        int | None,
-        typer.Option(help="Intra-op threads per measurement process (default: one per core)."),
-    ] = None,
-    compile_: Annotated[
-        bool,
-        typer.Option(
-            "--compile", help="torch.compile the encoder blocks (compiled in the untimed warm-up)."
-        ),
-    ] = False,
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+    compile_: CompileOpt = False,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for roofline.json.")] = Path(
         "reports/bench"
     ),
