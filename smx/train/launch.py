@@ -44,6 +44,7 @@ from smx.train.tracking import (
     log_final_model,
     open_run,
     resolve_tracking_uri,
+    variant_run,
 )
 
 #: environment variables forwarded to the workers (test hooks, MLflow settings)
@@ -491,6 +492,8 @@ def pretrain(
     try:
         # the same Ray run (storage + name) resumed by a new launch keeps its MLflow run
         previous = find_run(uri, params.tracking.experiment, run_path)
+        parent = variant_run(uri, params.tracking.experiment, variant, config_hash(params))
+        tags.update({"mlflow.parentRunId": parent, "smx.role": "pretrain"})
         run_id = open_run(
             uri, params.tracking.experiment, name, params.model_dump(mode="json"), tags, previous
         )

@@ -146,6 +146,34 @@ def find_run(uri: str, experiment: str, ray_run_path: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def variant_run(uri: str, experiment: str, variant: str, encoder_hash: str) -> str:
+    """The variant's parent run in ``experiment``: found by its tags, else created.
+
+    One parent per (variant, encoder config): pre-training, fine-tuning and probing runs of
+    that encoder are its children (tag ``mlflow.parentRunId``, nested in the MLflow UI).
+    ``encoder_hash`` is :func:`smx.train.checkpoint.config_hash` of the variant's config, so
+    changing a variant's model opens a new parent and the old runs stay comparable.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    query = (
+        f"tags.`smx.role` = 'variant' AND tags.variant = '{variant}' "
+        f"AND tags.encoder_hash = '{encoder_hash}'"
+    )
+    runs = client.search_runs(
+        [experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]
+    )
+    if runs:
+        return runs[0].info.run_id
+    tags = {"smx.role": "variant", "variant": variant, "encoder_hash": encoder_hash}
+    run = client.create_run(experiment_id, run_name=variant, tags=tags)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
 def open_run(
     uri: str,
     experiment: str,
