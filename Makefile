@@ -14,9 +14,10 @@ demo: setup
 	@$(BIN)/smx config validate params.yaml
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc metrics show
-	@echo "[demo] outputs: the corpus in data/, each variant's config in build/<variant>/, encoders in models/<variant>/encoder.pt,"
-	@echo "[demo]          metrics in metrics/, loss curves in plots/pretrain/ (dvc plots show), checkpoints in ray_results/"
-	@echo "[demo] browse the MLflow runs with: make ui   (http://127.0.0.1:5000)"
+	@echo "[demo] the report: reports/report.md (figures in reports/figures/, benchmark in reports/bench/)"
+	@echo "[demo] outputs: corpus data/, configs build/<variant>/, encoders models/<variant>/, metrics/ and plots/"
+	@echo "[demo]          (dvc metrics show; dvc plots show), checkpoints ray_results/"
+	@echo "[demo] compare the runs in MLflow: make ui   (then open http://127.0.0.1:5000)"
 
 ## make test: set up, then run every test (unit and end-to-end)
 test: setup

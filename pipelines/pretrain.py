@@ -9,11 +9,10 @@ with the DVC stage; its id is in the metrics file.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from smx.config import Params
+from pipelines.common import StageInputError, resolved_params
 from smx.train.launch import PretrainError, pretrain
 
 
@@ -24,15 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=".", help="project folder for the outputs (default: .)")
     args = parser.parse_args(argv)
     stage = f"pretrain@{args.variant}"
-    source = Path(args.build) / args.variant / "params.json"
-    if not source.is_file():
-        print(
-            f"{stage}: {source} is missing; run `dvc repro resolve@{args.variant}` first "
-            f"(is `{args.variant}` listed under `variants` in params.yaml?)",
-            file=sys.stderr,
-        )
+    try:
+        params = resolved_params(stage, args.variant, args.build)
+    except StageInputError as exc:
+        print(exc, file=sys.stderr)
         return 2
-    params = Params.model_validate(json.loads(source.read_text()))
     try:
         # a bar on a terminal, a plain progress line every 10 s in logs (dvc repro > log)
         pretrain(params, args.variant, out=Path(args.out).resolve())

@@ -1,10 +1,12 @@
 """DVC stage `probe@<variant>-<task>`: MP3S-style scoring of one pre-trained encoder on one task.
 
-Reads models/<variant>/encoder.pt (checked against the variant's model config) and the
-corpus <data.root>/<data.corpus>; trains both probes of the task on the frozen encoder, on
-its random-init twin and on plain fbank features, over downstream.seeds seeds; writes
+Reads the variant's resolved config (build/<variant>/params.json, or `--params` + the
+variant), models/<variant>/encoder.pt (checked against that config) and the corpus
+<data.root>/<data.corpus>; trains both probes of the task on the frozen encoder, on its
+random-init twin and on plain fbank features, over downstream.seeds seeds; writes
 <metrics-dir>/<variant>/<task>.json (mean and std per probe and upstream) and
-<plots-dir>/<variant>/<task>_layer_weights.png, each atomically.
+<plots-dir>/<variant>/<task>_layer_weights.png, each atomically; logs them as an MLflow run
+nested under the variant's parent run (skip with --no-mlflow).
 """
 
 from __future__ import annotations
@@ -13,17 +15,42 @@ import argparse
 import sys
 from pathlib import Path
 
-from smx.config import TASKS, load
+from pipelines.common import StageInputError, require, resolved_params
+from smx.config import TASKS, Params, load
 from smx.data.report import PrepareError
 from smx.downstream.errors import ProbeError
 from smx.downstream.run import probe_encoder, write_results
 from smx.yamlio import ConfigError
 
 
+def stage_params(stage: str, variant: str, params_file: str | None) -> Params:
+    """The variant's config: from ``params_file`` when given, else build/<variant>/."""
+    if params_file is None:
+        return resolved_params(stage, variant)
+    try:
+        return load(params_file).variant(variant)
+    except ConfigError as exc:
+        raise StageInputError(f"{stage}: {exc}") from None
+    except KeyError as exc:
+        raise StageInputError(f"{stage}: {params_file}: {exc.args[0]}") from None
+
+
+def open_tracking(stage: str, params: Params) -> str:
+    """The checked MLflow URI of ``params.tracking`` (before any compute)."""
+    from smx.train.tracking import TrackingUnavailable, check_tracking_uri, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(params.tracking)
+    try:
+        check_tracking_uri(uri)
+    except TrackingUnavailable as exc:
+        raise StageInputError(f"{stage}: {exc}") from None
+    return uri
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--params", default="params.yaml", help="config file (default: params.yaml)"
+        "--params", default=None, help="config file (default: build/<variant>/params.json)"
     )
     parser.add_argument("--variant", required=True, help="a name under `variants` in the config")
     parser.add_argument("--task", required=True, choices=TASKS, help="the probing task")
@@ -36,21 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--plots-dir", default="plots/probe", help="plots root (default: plots/probe)"
     )
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
     args = parser.parse_args(argv)
     stage = f"probe@{args.variant}-{args.task}"
     try:
-        params = load(args.params)
-        arch = params.variant(args.variant)
-    except ConfigError as exc:
-        print(f"{stage}: {exc}", file=sys.stderr)
+        params = stage_params(stage, args.variant, args.params)
+        default = Path("models") / args.variant / "encoder.pt"
+        encoder = require(stage, args.encoder or default, f"pretrain@{args.variant}")
+        uri = None if args.no_mlflow else open_tracking(stage, params)
+    except StageInputError as exc:
+        print(exc, file=sys.stderr)
         return 2
-    except KeyError as exc:
-        print(f"{stage}: {args.params}: {exc.args[0]}", file=sys.stderr)
-        return 2
-    encoder = Path(args.encoder or Path("models") / args.variant / "encoder.pt")
     corpus = Path(params.data.root) / params.data.corpus
     try:
-        result = probe_encoder(encoder, args.task, params, corpus, arch=arch)
+        result = probe_encoder(encoder, args.task, params, corpus, arch=params)
     except (ProbeError, PrepareError) as exc:
         print(f"{stage}: {exc}", file=sys.stderr)
         return 2
@@ -65,7 +91,22 @@ def main(argv: list[str] | None = None) -> int:
         for probe, m in result["probes"].items()
     )
     print(f"{stage}: {primary} {summary}; wrote {metrics} and {plot}")
+    if uri is not None:
+        run_id = log_run(uri, params, args.variant, result, [metrics, plot])
+        print(f"{stage}: MLflow run {run_id} (experiment {params.tracking.experiment!r})")
     return 0
+
+
+def log_run(uri: str, params: Params, variant: str, result: dict, files: list[Path]) -> str:
+    """The result as a child of the variant's parent run; returns the child's id."""
+    from smx.downstream.tracking import log_probe_run
+    from smx.train.checkpoint import config_hash
+    from smx.train.tracking import variant_run
+
+    parent = variant_run(uri, params.tracking.experiment, variant, config_hash(params))
+    ds = params.downstream
+    settings = {"probe_dim": ds.probe_dim, "epochs": ds.epochs, "lr": ds.lr}
+    return log_probe_run(uri, parent, result, files, settings)
 
 
 if __name__ == "__main__":

@@ -471,7 +471,16 @@ PROBES: dict[str, tuple[str, str]] = {
 
 
 class FinetuneCfg(Section):
-    """CTC fine-tuning of the whole encoder (tri-stage LR, frozen first steps, SpecAugment)."""
+    """CTC fine-tuning of the whole encoder (tri-stage LR, frozen first steps, SpecAugment).
+
+    ``max_steps`` updates at peak ``lr``; the tri-stage schedule's warm-up, hold and decay
+    take the ``tristage`` shares of them. For the first ``freeze_steps`` updates only the CTC
+    head trains (the encoder runs under ``no_grad``). SpecAugment (training only) zeroes
+    ``freq_masks`` bands of up to ``freq_mask_width`` mel bins and ``time_masks`` spans of up
+    to ``time_mask_width`` frames, at most ``time_mask_fraction`` of the frames in all
+    (Lhotse's LibriSpeech values). The rest of the loop (batching, clipping, checkpoints,
+    logging, precision) follows the ``train`` section.
+    """
 
     max_steps: PositiveInt = 20_000
     freeze_steps: NonNegInt = 10_000
@@ -480,6 +489,11 @@ class FinetuneCfg(Section):
         default_factory=lambda: [0.1, 0.4, 0.5]
     )
     specaugment: bool = True
+    freq_masks: NonNegInt = 2
+    freq_mask_width: PositiveInt = 27
+    time_masks: NonNegInt = 10
+    time_mask_width: PositiveInt = 100
+    time_mask_fraction: Probability = 0.15
 
     @model_validator(mode="after")
     def _check(self) -> FinetuneCfg:
@@ -492,6 +506,18 @@ class FinetuneCfg(Section):
                 "tristage", f"shares must be non-negative and sum to 1, got {list(self.tristage)}"
             )
         return self
+
+    def stages(self) -> tuple[int, int]:
+        """Warm-up and hold updates of the tri-stage schedule (the decay takes the rest).
+
+        Example
+        -------
+        >>> FinetuneCfg(max_steps=100, freeze_steps=10).stages()
+        (10, 40)
+        """
+        warmup = round(self.tristage[0] * self.max_steps)
+        hold = round((self.tristage[0] + self.tristage[1]) * self.max_steps) - warmup
+        return warmup, hold
 
 
 class DownstreamCfg(Section):
@@ -565,6 +591,23 @@ class ClusterCfg(Section):
         return self
 
 
+class BenchCfg(Section):
+    """The pipeline's scaling benchmark (DVC stage ``bench``, ``smx bench pretrain``).
+
+    One full pre-training step (front-end, encoder, objective, backward, optimiser) of each
+    variant's model at each utterance length, in a fresh process per point.
+    """
+
+    lengths_s: Annotated[list[PositiveFloat], Field(min_length=1)] = Field(
+        default_factory=lambda: [20.0, 40.0, 80.0]
+    )
+    batch: PositiveInt = 1
+    repeats: PositiveInt = 3
+    warmup: NonNegInt = 1
+    #: intra-op threads per measurement (None: one per core)
+    threads: PositiveInt | None = None
+
+
 # ----------------------------------------------------------------------------------------
 # the whole configuration
 
@@ -580,6 +623,7 @@ class Params(Section):
     downstream: DownstreamCfg = DownstreamCfg()
     tracking: TrackingCfg = TrackingCfg()
     cluster: ClusterCfg = ClusterCfg()
+    bench: BenchCfg = BenchCfg()
     #: name -> partial ``model`` mapping merged over ``model`` (e.g. ``{mixer: {kind: mhsa}}``)
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -25,8 +25,12 @@ def run(
     return res
 
 
-def make_dvc_repo(folder: Path) -> Path:
-    """A git + DVC repository holding a copy of the project with a tiny corpus and model."""
+def make_dvc_repo(folder: Path, tracking_uri: str | None = None) -> Path:
+    """A git + DVC repository holding a copy of the project with a tiny corpus and model.
+
+    ``tracking_uri`` is written into params.yaml (experiment ``pipeline-e2e``; default: a
+    SQLite store in the copy, never the project's).
+    """
     for item in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / item, folder / item)
     for sub in ("smx", "pipelines"):
@@ -40,6 +44,12 @@ def make_dvc_repo(folder: Path) -> Path:
     params["ssl"] = tiny.SSL
     params["train"] = {**tiny.TRAIN, "max_steps": 4, "warmup_steps": 1, "checkpoint_every": 2}
     params["cluster"]["num_workers"] = 1
+    # seconds per probe, fine-tuning run and benchmark point
+    params["downstream"].update(seeds=1, epochs=2, probe_dim=16)
+    params["downstream"]["finetune"] = {"max_steps": 4, "freeze_steps": 2}
+    params["bench"] = {"lengths_s": [1.0, 2.0], "repeats": 1, "warmup": 0, "threads": 1}
+    uri = tracking_uri or f"sqlite:///{folder.resolve()}/mlflow.db"
+    params["tracking"] = {"uri": uri, "experiment": "pipeline-e2e"}
     yaml.dump(params, folder / "params.yaml")
     run(["git", "init", "-q"], folder)
     run(["dvc", "init", "-q"], folder)

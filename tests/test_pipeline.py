@@ -6,38 +6,101 @@ import json
 from pathlib import Path
 
 import pytest
-from dvc_helpers import ran_stages, run
+from dvc_helpers import make_dvc_repo, ran_stages, run
 from ruamel.yaml import YAML
 
 pytestmark = pytest.mark.e2e
 
 
-def test_repro_then_nothing_then_only_the_changed_variant(dvc_repo: Path) -> None:
-    first = run(["dvc", "repro"], dvc_repo)
-    assert ran_stages(first.stdout) == [
-        "prepare",
-        "pretrain@mhsa",
-        "pretrain@summarymixing",
-        "resolve@mhsa",
-        "resolve@summarymixing",
-    ]
-    resolved = json.loads((dvc_repo / "build" / "mhsa" / "params.json").read_text())
+VARIANTS = ("mhsa", "summarymixing")
+TASKS = ("asr", "intent", "speaker", "style")
+
+
+def per_variant(*variants: str) -> list[str]:
+    """The stage names of ``variants``' chains below `prepare`."""
+    names = []
+    for v in variants:
+        names += [f"resolve@{v}", f"pretrain@{v}", f"finetune@{v}"]
+        names += [f"probe@{v}-{task}" for task in TASKS]
+    return names
+
+
+def test_whole_pipeline_then_nothing_then_only_what_a_change_touches(
+    tmp_path: Path, mlflow_server: str
+) -> None:
+    repo = make_dvc_repo(tmp_path, tracking_uri=mlflow_server)
+    first = run(["dvc", "repro"], repo, timeout=1800)
+    assert ran_stages(first.stdout) == sorted(
+        ["prepare", *per_variant(*VARIANTS), "bench", "report"]
+    )
+    resolved = json.loads((repo / "build" / "mhsa" / "params.json").read_text())
     assert resolved["model"]["mixer"]["kind"] == "mhsa"
     assert resolved["ssl"]["mask_prob"] == 0.65  # defaults are written out
+    for variant in VARIANTS:
+        assert (repo / "models" / variant / "encoder.pt").is_file()
+        pretrain = json.loads((repo / "metrics" / "pretrain" / f"{variant}.json").read_text())
+        assert pretrain["steps"] == 4
+        finetune = json.loads((repo / "metrics" / "finetune" / f"{variant}.json").read_text())
+        assert set(finetune["inits"]) == {"pretrained", "random_init"}
+        for task in TASKS:
+            probe = json.loads((repo / "metrics" / "probe" / variant / f"{task}.json").read_text())
+            assert probe["variant"] == variant and probe["task"] == task
+    report = (repo / "reports" / "report.md").read_text()
+    assert "summarymixing" in report and "mhsa" in report
+    assert (repo / "reports" / "bench" / "pretrain.json").is_file()
+    figures = list((repo / "reports" / "figures").glob("*.png"))
+    assert figures and all(f.read_bytes()[:4] == b"\x89PNG" for f in figures)
+    assert "report.md" in first.stdout  # the stage says where the report went
 
-    second = run(["dvc", "repro"], dvc_repo)
+    second = run(["dvc", "repro"], repo)
     assert ran_stages(second.stdout) == []
 
     yaml = YAML()
-    params = yaml.load(dvc_repo / "params.yaml")
-    params["variants"]["mhsa"]["mixer"]["heads"] = 8
-    yaml.dump(params, dvc_repo / "params.yaml")
-    third = run(["dvc", "repro"], dvc_repo)
-    assert ran_stages(third.stdout) == ["pretrain@mhsa", "resolve@mhsa"]
-    for variant in ("summarymixing", "mhsa"):
-        assert (dvc_repo / "models" / variant / "encoder.pt").is_file()
-        metrics = json.loads((dvc_repo / "metrics" / "pretrain" / f"{variant}.json").read_text())
-        assert metrics["steps"] == 4
+    params = yaml.load(repo / "params.yaml")
+    params["downstream"]["epochs"] = 3  # probes only
+    yaml.dump(params, repo / "params.yaml")
+    third = run(["dvc", "repro"], repo, timeout=1800)
+    probes = [f"probe@{v}-{t}" for v in VARIANTS for t in TASKS]
+    assert ran_stages(third.stdout) == sorted(
+        [*(f"resolve@{v}" for v in VARIANTS), *probes, "report"]
+    )
+
+    params["variants"]["mhsa"]["mixer"]["heads"] = 8  # one variant's chain, then the summary
+    yaml.dump(params, repo / "params.yaml")
+    fourth = run(["dvc", "repro"], repo, timeout=1800)
+    assert ran_stages(fourth.stdout) == sorted([*per_variant("mhsa"), "bench", "report"])
+
+    check_mlflow(mlflow_server, repo)
+
+
+def check_mlflow(uri: str, repo: Path) -> None:
+    """One parent run per variant (of the current config) with its stage runs as children."""
+    from mlflow import MlflowClient
+
+    from smx.config import load
+    from smx.train.checkpoint import config_hash
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("pipeline-e2e").experiment_id
+    params = load(repo / "params.yaml")
+    for variant in VARIANTS:
+        encoder_hash = config_hash(params.variant(variant))
+        (parent,) = client.search_runs(
+            [experiment],
+            f"tags.`smx.role` = 'variant' AND tags.variant = '{variant}' "
+            f"AND tags.encoder_hash = '{encoder_hash}'",
+        )
+        children = client.search_runs(
+            [experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+        )
+        roles = sorted(c.data.tags["smx.role"] for c in children)
+        assert roles.count("pretrain") == 1 and roles.count("finetune") == 2
+        tasks = {c.data.tags["smx.task"] for c in children if c.data.tags["smx.role"] == "probe"}
+        assert tasks == set(TASKS)
+        assert parent.data.tags["git_commit"] and len(parent.data.tags["dvc_lock_sha256"]) == 64
+        assert any(name.startswith("probe.") for name in parent.data.metrics)
+    bench = client.search_runs([experiment], "tags.`smx.role` = 'bench'")
+    assert len(bench) == 2  # the first run and after the mhsa change
 
 
 def test_invalid_params_fail_the_stage_with_the_file_line_and_field(dvc_repo: Path) -> None:

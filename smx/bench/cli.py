@@ -245,7 +245,10 @@ def pretrain(
         ),
     ] = None,
     kinds: Annotated[
-        str, typer.Option(help="Mixers, comma-separated; each must be a variant of every config.")
+        str,
+        typer.Option(
+            help="Variants (mixers), comma-separated; each must be a variant of every config."
+        ),
     ] = ",".join(MIXER_KINDS),
     lengths: Annotated[
         str, typer.Option(help="Utterance lengths in seconds, comma-separated.")

@@ -79,7 +79,13 @@ def log_probe_run(
     run = client.create_run(
         parent.info.experiment_id,
         run_name=f"probe-{variant}-{task}",
-        tags={"mlflow.parentRunId": parent_run_id, "smx.stage": "probe", "smx.task": task},
+        tags={
+            "mlflow.parentRunId": parent_run_id,
+            "smx.stage": "probe",
+            "smx.role": "probe",
+            "smx.task": task,
+            "variant": variant,
+        },
     )
     run_id = run.info.run_id
     values = {

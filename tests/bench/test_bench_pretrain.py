@@ -40,8 +40,10 @@ def test_over_budget_projects_linearly_and_skips_after_a_gap() -> None:
 def test_bench_rejects_unknown_kinds_bad_lengths_and_missing_variants(tmp_path: Path) -> None:
     path = tiny_config(tmp_path, "wav2vec2")
     cfg = [("wav2vec2", path, load_bench_config(path))]
-    with pytest.raises(ValueError, match=r"kinds: unknown mixer kind\(s\) \['lstm'\]"):
+    with pytest.raises(ValueError, match=f"{path}: variants has no entry 'lstm'"):
         PretrainBench(configs=cfg, kinds=["lstm"])
+    with pytest.raises(ValueError, match="kinds: no variant given"):
+        PretrainBench(configs=cfg, kinds=[])
     with pytest.raises(ValueError, match=r"lengths: every duration must be .* above 0, got -1"):
         PretrainBench(configs=cfg, kinds=["mhsa"], lengths_s=[20, -1])
     with pytest.raises(ValueError, match=f"{path}: variants has no entry 'fastformer'"):
@@ -121,7 +123,7 @@ def test_pretrain_cli_measures_both_objectives_against_mhsa_of_the_same_run(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--kinds", "lstm,mhsa"], "unknown mixer kind(s) ['lstm']"),
+        (["--kinds", "lstm,mhsa"], "bench_wav2vec2.yaml: variants has no entry 'lstm'"),
         (["--lengths", "20,0"], "lengths: every duration must be a number of seconds above 0"),
         (["--lengths", "abc"], "lengths: must be comma-separated numbers of seconds"),
         (["--configs", "missing.yaml"], "missing.yaml"),

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from downstream_helpers import DATA, DOWNSTREAM, ONE_THREAD, TINY_MODEL, TINY_SSL
+from mlflow import MlflowClient
 from ruamel.yaml import YAML
 
 from smx.downstream.run import run_probing
@@ -44,12 +45,12 @@ def test_probing_leaves_the_frozen_encoder_unchanged(corpus_root: Path, encoder_
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def probe_stage(*args: str) -> subprocess.CompletedProcess[str]:
+def probe_stage(*args: str, tracking_uri: str = "") -> subprocess.CompletedProcess[str]:
     """``python -m pipelines.probe ARGS`` from the project root, as a DVC stage runs it."""
     return subprocess.run(
         [sys.executable, "-m", "pipelines.probe", *args],
         cwd=ROOT,
-        env=ONE_THREAD,
+        env={**ONE_THREAD, "MLFLOW_TRACKING_URI": tracking_uri},
         capture_output=True,
         text=True,
         timeout=300,
@@ -80,6 +81,7 @@ def test_pipeline_stage_writes_asr_metrics_and_plot(
         "--encoder", str(encoder_file),
         "--metrics-dir", str(tmp_path / "metrics"),
         "--plots-dir", str(tmp_path / "plots"),
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert f"wrote {tmp_path / 'metrics' / 'tiny' / 'asr.json'}" in res.stdout
@@ -94,6 +96,17 @@ def test_pipeline_stage_writes_asr_metrics_and_plot(
         assert len(by_upstream["fbank"]["layer_weights"]["mean"]) == 1
     png = tmp_path / "plots" / "tiny" / "asr_layer_weights.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # the MLflow run is a child of the variant's parent run, with the metrics and both files
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (child,) = client.search_runs(
+        [client.get_experiment_by_name("smx").experiment_id], "tags.`smx.role` = 'probe'"
+    )
+    parent = client.get_run(child.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["smx.role"] == "variant" and parent.data.tags["variant"] == "tiny"
+    wer = result["probes"]["bilstm"]["pretrained"]["metrics"]["wer"]["mean"]
+    assert child.data.metrics["bilstm.pretrained.wer"] == pytest.approx(wer)
+    files = {f.path for f in client.list_artifacts(child.info.run_id, "probe")}
+    assert files == {"probe/asr.json", "probe/asr_layer_weights.png"}
 
 
 def test_pipeline_stage_refuses_an_encoder_of_another_variant(
@@ -107,9 +120,31 @@ def test_pipeline_stage_refuses_an_encoder_of_another_variant(
         "--encoder", str(encoder_file),
         "--metrics-dir", str(tmp_path),
         "--plots-dir", str(tmp_path),
+        "--no-mlflow",
     )  # fmt: skip
     assert res.returncode == 2
     err = res.stderr.strip()
     assert err.startswith(f"probe@deep-style: {encoder_file} does not match the architecture")
     assert len(err.splitlines()) == 1
     assert not list(tmp_path.glob("**/*.json")) and not list(tmp_path.glob("**/*.png"))
+
+
+def test_pipeline_stage_names_the_missing_input_and_the_stage_that_makes_it(
+    corpus_root: Path, tmp_path: Path
+) -> None:
+    res = probe_stage("--variant", "ghost", "--task", "asr", "--no-mlflow")
+    assert res.returncode == 2
+    assert res.stderr.strip() == (
+        "probe@ghost-asr: build/ghost/params.json is missing; run `dvc repro resolve@ghost` "
+        "first (is `ghost` listed under `variants` in params.yaml?)"
+    )
+    params = write_params(tmp_path / "params.yaml", corpus_root)
+    missing = tmp_path / "models" / "tiny" / "encoder.pt"
+    res = probe_stage(
+        "--params", str(params), "--variant", "tiny", "--task", "asr",
+        "--encoder", str(missing), "--no-mlflow",
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert res.stderr.strip() == (
+        f"probe@tiny-asr: {missing} is missing; run `dvc repro pretrain@tiny` first"
+    )

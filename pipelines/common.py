@@ -1,0 +1,52 @@
+"""What the DVC stage scripts share: a variant's resolved config and their required inputs.
+
+Each stage names itself (``probe@mhsa-asr``) in every message, and a missing input names
+the file and the stage that makes it, so `python -m pipelines.X` run out of order says what
+to run first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from smx.config import Params
+
+
+class StageInputError(RuntimeError):
+    """A stage's input is missing or unusable (exit 2, one sentence)."""
+
+
+def resolved_params(stage: str, variant: str, build: str | Path = "build") -> Params:
+    """The variant's config written by ``resolve@<variant>`` (build/<variant>/params.json).
+
+    Example
+    -------
+    >>> resolved_params("probe@nope-asr", "nope", "/nonexistent")
+    Traceback (most recent call last):
+    ...
+    pipelines.common.StageInputError: probe@nope-asr: /nonexistent/nope/params.json is missing; run `dvc repro resolve@nope` first (is `nope` listed under `variants` in params.yaml?)
+    """
+    source = Path(build) / variant / "params.json"
+    if not source.is_file():
+        raise StageInputError(
+            f"{stage}: {source} is missing; run `dvc repro resolve@{variant}` first "
+            f"(is `{variant}` listed under `variants` in params.yaml?)"
+        )
+    return Params.model_validate(json.loads(source.read_text()))
+
+
+def require(stage: str, path: str | Path, producer: str) -> Path:
+    """``path`` if it exists, else :class:`StageInputError` naming it and ``producer``.
+
+    Example
+    -------
+    >>> require("report", "/nonexistent/encoder.pt", "pretrain@mhsa")
+    Traceback (most recent call last):
+    ...
+    pipelines.common.StageInputError: report: /nonexistent/encoder.pt is missing; run `dvc repro pretrain@mhsa` first
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StageInputError(f"{stage}: {path} is missing; run `dvc repro {producer}` first")
+    return path

@@ -1,0 +1,192 @@
+"""Comparisons computed from a :class:`~smx.report.inputs.Study`, and the sentences that state them.
+
+Rules, so that every sentence can be checked against the tables:
+
+- a task's score for one upstream is that of its better probe (lowest WER/EER, highest
+  accuracy), with that probe's spread;
+- ``a`` beats ``b`` when it is better by at least the larger of the two standard deviations
+  over seeds; a smaller difference is "within the spread";
+- cost ratios divide by the baseline variant (the one whose mixer is MHSA, else the first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from smx.bench.mixers import measured
+from smx.report.inputs import Probe, Spread, Study
+
+Verdict = Literal["better", "worse", "within"]
+BASELINE_MIXER = "mhsa"
+
+
+def verdict(a: Spread, b: Spread, better: str) -> Verdict:
+    """Whether ``a`` is better than ``b`` beyond the spread (the larger std of the two).
+
+    Example
+    -------
+    >>> verdict(Spread(0.9, 0.01), Spread(0.8, 0.02), "higher")
+    'better'
+    >>> verdict(Spread(0.9, 0.2), Spread(0.8, 0.02), "higher")
+    'within'
+    >>> verdict(Spread(0.3, 0.0), Spread(0.2, 0.0), "lower")
+    'worse'
+    """
+    diff = a.mean - b.mean if better == "higher" else b.mean - a.mean
+    if abs(diff) < max(a.std, b.std) or diff == 0:
+        return "within"
+    return "better" if diff > 0 else "worse"
+
+
+def task_score(result: Probe, upstream: str) -> tuple[str, Spread]:
+    """(probe, score) of the better probe of ``upstream`` on the task's primary metric."""
+    ranked = sorted(
+        result.scores,
+        key=lambda p: result.primary(p, upstream).mean * (1 if result.better == "lower" else -1),
+    )
+    return ranked[0], result.primary(ranked[0], upstream)
+
+
+def baseline_variant(study: Study) -> str:
+    """The variant every cost ratio divides by: the MHSA one, else the first."""
+    for v in study.variants:
+        if study.pretrain[v].mixer == BASELINE_MIXER:
+            return v
+    return study.variants[0]
+
+
+@dataclass(frozen=True)
+class CostRatio:
+    """A variant's pre-training step time and peak memory over the baseline's."""
+
+    variant: str
+    baseline: str
+    time: float
+    memory: float
+
+
+def cost_ratios(study: Study) -> list[CostRatio]:
+    """Step time and peak memory of every non-baseline variant over the baseline's."""
+    base = baseline_variant(study)
+    b = study.pretrain[base]
+    return [
+        CostRatio(
+            v,
+            base,
+            study.pretrain[v].step_time_s / b.step_time_s,
+            study.pretrain[v].peak_memory_mb / b.peak_memory_mb,
+        )
+        for v in study.variants
+        if v != base
+    ]
+
+
+def beaten_tasks(study: Study, variant: str, against: str) -> tuple[int, list[str]]:
+    """How many tasks the pre-trained encoder won against ``against``; the others, and why."""
+    wins, misses = 0, []
+    for task in study.tasks:
+        result = study.probes[(variant, task)]
+        outcome = verdict(
+            task_score(result, "pretrained")[1], task_score(result, against)[1], result.better
+        )
+        if outcome == "better":
+            wins += 1
+        else:
+            misses.append(f"{task}: {'within the spread' if outcome == 'within' else 'worse'}")
+    return wins, misses
+
+
+def pretraining_helps(study: Study, variant: str) -> str:
+    """One sentence: on how many tasks the pre-trained encoder beat random init and fbank.
+
+    Example: "the pre-trained summarymixing encoder beat random init on 3/4 tasks (not on
+    speaker: within the spread) and fbank features on 4/4 tasks".
+    """
+    total = len(study.tasks)
+    parts = []
+    for against, name in (("random_init", "random init"), ("fbank", "fbank features")):
+        wins, misses = beaten_tasks(study, variant, against)
+        not_on = f" (not on {'; '.join(misses)})" if misses else ""
+        parts.append(f"{name} on {wins}/{total} tasks{not_on}")
+    return f"the pre-trained {variant} encoder beat {parts[0]} and {parts[1]}"
+
+
+def task_winner(study: Study, task: str) -> str:
+    """One sentence: which variant's pre-trained encoder scored best on ``task``, spread considered.
+
+    Each variant is compared with the best of the others on its better probe.
+    """
+    results = {v: study.probes[(v, task)] for v in study.variants}
+    first = results[study.variants[0]]
+    metric, better = first.primary_metric, first.better
+    scores = {v: task_score(r, "pretrained") for v, r in results.items()}
+    sign = 1 if better == "lower" else -1
+    order = sorted(study.variants, key=lambda v: sign * scores[v][1].mean)
+    shown = ", ".join(f"{v} {scores[v][1]} ({scores[v][0]})" for v in order)
+    head = f"{task} ({metric}, {better} is better): {shown}"
+    if len(order) < 2:
+        return head
+    best, runner = order[0], order[1]
+    if verdict(scores[best][1], scores[runner][1], better) == "better":
+        return f"{head}: {best} wins"
+    return f"{head}: {best} leads {runner} within the spread"
+
+
+def finetune_sentence(study: Study) -> str:
+    """One sentence on fine-tuned test WER per variant, pre-trained against random init.
+
+    Fine-tuning runs once per (variant, init), so there is no spread to compare with.
+    """
+    parts = []
+    for v in study.variants:
+        inits = study.finetune[v].inits
+        pre, rand = inits["pretrained"].wer["test"], inits["random_init"].wer["test"]
+        word = "lower" if pre < rand else ("higher" if pre > rand else "equal")
+        parts.append(f"{v} {pre:.3f} vs {rand:.3f} ({word} from pre-training)")
+    best = min(study.variants, key=lambda v: study.finetune[v].inits["pretrained"].wer["test"])
+    return (
+        "fine-tuned test WER from the pre-trained encoder vs from random init (one run each, "
+        f"no spread): {', '.join(parts)}; lowest after pre-training: {best}"
+    )
+
+
+def bench_sentences(study: Study) -> list[str]:
+    """At the longest benchmarked input, each mixer's step time and memory over MHSA's."""
+    out = []
+    records = study.bench.records
+    for objective in sorted({r["objective"] for r in records}):
+        points = [r for r in records if r["objective"] == objective and measured(r)]
+        with_ratio = [r for r in points if "time_ratio" in r and r["kind"] != BASELINE_MIXER]
+        if not with_ratio:
+            continue
+        longest = max(r["seconds"] for r in with_ratio)
+        parts = [
+            f"{r['kind']} {r['time_ratio']:.2f}x the time and {r['mem_ratio']:.2f}x the memory"
+            for r in with_ratio
+            if r["seconds"] == longest
+        ]
+        out.append(
+            f"in the scaling benchmark ({objective}, {longest:g} s input, one step), "
+            f"against MHSA: {'; '.join(parts)}"
+        )
+    return out
+
+
+def findings(study: Study) -> list[str]:
+    """The generated sentences of the report's summary, in the order shown."""
+    lines = []
+    for c in cost_ratios(study):
+        lines.append(
+            f"{c.variant}'s pre-training step took {c.time:.2f}x {c.baseline}'s time and "
+            f"{c.memory:.2f}x its peak memory (median step "
+            f"{study.pretrain[c.variant].step_time_s:.3f} s vs "
+            f"{study.pretrain[c.baseline].step_time_s:.3f} s; "
+            f"{study.pretrain[c.variant].peak_memory_mb:.0f} vs "
+            f"{study.pretrain[c.baseline].peak_memory_mb:.0f} MB)"
+        )
+    lines += bench_sentences(study)
+    lines += [pretraining_helps(study, v) for v in study.variants]
+    lines += [task_winner(study, t) for t in study.tasks]
+    lines.append(finetune_sentence(study))
+    return [line + "." for line in lines]

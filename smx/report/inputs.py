@@ -1,0 +1,384 @@
+"""Read every upstream output of the pipeline into one typed :class:`Study`.
+
+Files are found under the project folder ``root`` at the paths the DVC stages write:
+
+    metrics/pretrain/<variant>.json, plots/pretrain/<variant>.csv   pretrain@<variant>
+    metrics/probe/<variant>/<task>.json                              probe@<variant>-<task>
+    metrics/finetune/<variant>.json                                  finetune@<variant>
+    reports/bench/pretrain.json                                      bench
+
+A missing file raises :class:`ReportError` naming the file and the stage that makes it; a
+malformed one names the file and the key.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smx.config import Params
+
+UPSTREAMS = ("pretrained", "random_init", "fbank")
+INITS = ("pretrained", "random_init")
+SPLITS = ("dev", "test")
+
+
+class ReportError(ValueError):
+    """An input of the report is missing or malformed: one sentence naming the file."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file (relative to the project) and the DVC stage that writes it.
+
+    Example
+    -------
+    >>> str(Source("metrics/probe/mhsa/asr.json", "probe@mhsa-asr").missing())
+    'metrics/probe/mhsa/asr.json is missing; run `dvc repro probe@mhsa-asr`'
+    """
+
+    path: str
+    stage: str
+
+    def missing(self) -> ReportError:
+        return ReportError(f"{self.path} is missing; run `dvc repro {self.stage}`")
+
+    def bad(self, key: str, why: str) -> ReportError:
+        return ReportError(f"{self.path}: {key} {why}; re-run `dvc repro {self.stage}`")
+
+
+def pretrain_source(variant: str) -> Source:
+    return Source(f"metrics/pretrain/{variant}.json", f"pretrain@{variant}")
+
+
+def curve_source(variant: str) -> Source:
+    return Source(f"plots/pretrain/{variant}.csv", f"pretrain@{variant}")
+
+
+def probe_source(variant: str, task: str) -> Source:
+    return Source(f"metrics/probe/{variant}/{task}.json", f"probe@{variant}-{task}")
+
+
+def finetune_source(variant: str) -> Source:
+    return Source(f"metrics/finetune/{variant}.json", f"finetune@{variant}")
+
+
+BENCH_SOURCE = Source("reports/bench/pretrain.json", "bench")
+
+
+def sources(variants: list[str], tasks: list[str]) -> list[Source]:
+    """Every input the report reads, in reading order (the report stage's deps).
+
+    Example
+    -------
+    >>> [s.path for s in sources(["sm"], ["asr"])]  # doctest: +NORMALIZE_WHITESPACE
+    ['metrics/pretrain/sm.json', 'plots/pretrain/sm.csv', 'metrics/probe/sm/asr.json',
+     'metrics/finetune/sm.json', 'reports/bench/pretrain.json']
+    """
+    out: list[Source] = []
+    for v in variants:
+        out += [pretrain_source(v), curve_source(v)]
+        out += [probe_source(v, t) for t in tasks]
+        out.append(finetune_source(v))
+    return [*out, BENCH_SOURCE]
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def read_json(root: Path, source: Source) -> Any:
+    """The parsed JSON of ``source``; missing or unparsable files raise :class:`ReportError`."""
+    path = root / source.path
+    if not path.is_file():
+        raise source.missing()
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ReportError(
+            f"{source.path} is not valid JSON ({exc}); re-run `dvc repro {source.stage}`"
+        ) from None
+
+
+def need(data: Any, key: str, source: Source, kind: type = float) -> Any:
+    """The value at the dotted ``key`` of ``data``, checked to be a ``kind``.
+
+    Example
+    -------
+    >>> need({"a": {"b": 2}}, "a.b", BENCH_SOURCE)
+    2.0
+    >>> need({"a": {}}, "a.b", BENCH_SOURCE)
+    Traceback (most recent call last):
+    ...
+    smx.report.inputs.ReportError: reports/bench/pretrain.json: a.b is missing; re-run `dvc repro bench`
+    """
+    value = data
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise source.bad(key, "is missing")
+        value = value[part]
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise source.bad(key, f"is {value!r}, expected a number")
+        return float(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise source.bad(key, f"is {value!r}, expected an integer")
+        return value
+    if not isinstance(value, kind):
+        raise source.bad(key, f"is {value!r}, expected a {kind.__name__}")
+    return value
+
+
+# ------------------------------------------------------------------------------ summary
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean and sample standard deviation over seeds (std 0 for a single seed)."""
+
+    mean: float
+    std: float
+    n: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} ± {self.std:.3f}"
+
+
+@dataclass(frozen=True)
+class Pretrain:
+    """A variant's pre-training: final numbers and the loss curve."""
+
+    variant: str
+    mixer: str
+    loss: float
+    first_loss: float
+    accuracy: float | None
+    steps: int
+    audio_hours: float
+    train_seconds: float
+    audio_seconds_per_second: float
+    peak_memory_mb: float
+    step_time_s: float  # median of the logged steps' times
+    curve: list[tuple[int, float]]  # (step, loss)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A variant's probing of one task: ``scores[probe][upstream][metric]``."""
+
+    variant: str
+    task: str
+    primary_metric: str
+    better: str  # "lower" | "higher"
+    seeds: int
+    scores: dict[str, dict[str, dict[str, Spread]]]
+
+    def primary(self, probe: str, upstream: str) -> Spread:
+        return self.scores[probe][upstream][self.primary_metric]
+
+
+@dataclass(frozen=True)
+class FinetuneInit:
+    """CTC fine-tuning from one initialisation."""
+
+    wer: dict[str, float]  # split -> WER
+    cer: dict[str, float]
+    first_loss: float
+    loss: float
+    steps: int
+    freeze_steps: int
+    train_seconds: float
+    utterances: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Finetune:
+    variant: str
+    inits: dict[str, FinetuneInit]
+
+
+@dataclass(frozen=True)
+class Bench:
+    """``smx bench pretrain``: its meta data and records (as written, ratios included)."""
+
+    meta: dict[str, Any]
+    records: list[dict[str, Any]]
+
+    @property
+    def threads(self) -> int | None:
+        return self.meta.get("bench", {}).get("threads")
+
+
+@dataclass(frozen=True)
+class Study:
+    """Everything the report shows, variants and tasks in the order of params.yaml."""
+
+    variants: list[str]
+    tasks: list[str]
+    pretrain: dict[str, Pretrain]
+    probes: dict[tuple[str, str], Probe]  # (variant, task) -> result
+    finetune: dict[str, Finetune]
+    bench: Bench
+    inputs: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ parsers
+
+
+def read_pretrain(root: Path, variant: str, mixer: str) -> Pretrain:
+    """``metrics/pretrain/<v>.json`` and the history ``plots/pretrain/<v>.csv``."""
+    src = pretrain_source(variant)
+    data = read_json(root, src)
+    rows = read_curve(root, curve_source(variant))
+    times = [t for _, _, t in rows]
+    accuracy = need(data, "accuracy", src) if "accuracy" in data else None
+    return Pretrain(
+        variant=variant,
+        mixer=mixer,
+        loss=need(data, "loss", src),
+        first_loss=need(data, "first_loss", src),
+        accuracy=accuracy,
+        steps=need(data, "steps", src, int),
+        audio_hours=need(data, "audio_hours", src),
+        train_seconds=need(data, "train_seconds", src),
+        audio_seconds_per_second=need(data, "audio_seconds_per_second", src),
+        peak_memory_mb=need(data, "peak_memory_mb", src),
+        step_time_s=statistics.median(times),
+        curve=[(s, loss) for s, loss, _ in rows],
+    )
+
+
+def read_curve(root: Path, src: Source) -> list[tuple[int, float, float]]:
+    """(step, loss, step_time) of every logged step of a pre-training history CSV."""
+    path = root / src.path
+    if not path.is_file():
+        raise src.missing()
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        for column in ("step", "loss", "step_time"):
+            if column not in columns:
+                raise src.bad(f"column {column!r}", "is missing")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                values = (int(float(row["step"])), float(row["loss"]), float(row["step_time"]))
+            except (TypeError, ValueError):
+                raise src.bad(
+                    f"line {line}", "has a step, loss or step_time that is not a number"
+                ) from None
+            rows.append(values)
+    if not rows:
+        raise src.bad("the history", "has no rows")
+    return rows
+
+
+def spread(data: Any, key: str, src: Source) -> Spread:
+    """The ``{mean, std, values}`` entry at ``key``."""
+    values = need(data, key, src, dict).get("values")
+    n = len(values) if isinstance(values, list) else 1
+    return Spread(need(data, f"{key}.mean", src), need(data, f"{key}.std", src), n)
+
+
+def read_probe(root: Path, variant: str, task: str) -> Probe:
+    """``metrics/probe/<v>/<task>.json`` (format: :mod:`smx.downstream.run`)."""
+    src = probe_source(variant, task)
+    data = read_json(root, src)
+    if need(data, "task", src, str) != task:
+        raise src.bad("task", f"is {data['task']!r}, expected {task!r}")
+    primary = need(data, "primary_metric", src, str)
+    better = need(data, "better", src, str)
+    if better not in ("lower", "higher"):
+        raise src.bad("better", f"is {better!r}, expected 'lower' or 'higher'")
+    probes = need(data, "probes", src, dict)
+    if not probes:
+        raise src.bad("probes", "is empty")
+    scores: dict[str, dict[str, dict[str, Spread]]] = {}
+    for probe in probes:
+        scores[probe] = {}
+        for upstream in UPSTREAMS:
+            key = f"probes.{probe}.{upstream}.metrics"
+            names = need(data, key, src, dict)
+            if primary not in names:
+                raise src.bad(f"{key}.{primary}", "is missing")
+            scores[probe][upstream] = {m: spread(data, f"{key}.{m}", src) for m in names}
+    return Probe(
+        variant=variant,
+        task=task,
+        primary_metric=primary,
+        better=better,
+        seeds=len(need(data, "seeds", src, list)),
+        scores=scores,
+    )
+
+
+def read_finetune(root: Path, variant: str) -> Finetune:
+    """``metrics/finetune/<v>.json``: WER/CER on dev and test per initialisation."""
+    src = finetune_source(variant)
+    data = read_json(root, src)
+    inits = {}
+    for init in INITS:
+        p = f"inits.{init}"
+        inits[init] = FinetuneInit(
+            wer={s: need(data, f"{p}.{s}.wer", src) for s in SPLITS},
+            cer={s: need(data, f"{p}.{s}.cer", src) for s in SPLITS},
+            first_loss=need(data, f"{p}.first_loss", src),
+            loss=need(data, f"{p}.loss", src),
+            steps=need(data, f"{p}.steps", src, int),
+            freeze_steps=need(data, f"{p}.freeze_steps", src, int),
+            train_seconds=need(data, f"{p}.train_seconds", src),
+            utterances={s: need(data, f"{p}.utterances.{s}", src, int) for s in ("train", *SPLITS)},
+        )
+    return Finetune(variant, inits)
+
+
+def read_bench(root: Path) -> Bench:
+    """``reports/bench/pretrain.json`` from ``smx bench pretrain`` (checked record by record)."""
+    src = BENCH_SOURCE
+    data = read_json(root, src)
+    meta = need(data, "meta", src, dict)
+    records = need(data, "records", src, list)
+    if not records:
+        raise src.bad("records", "is empty")
+    for i, rec in enumerate(records):
+        for key in ("objective", "kind"):
+            if not isinstance(rec, dict) or not isinstance(rec.get(key), str):
+                raise src.bad(f"records[{i}].{key}", "is missing")
+        if not _number(rec.get("seconds")):
+            raise src.bad(f"records[{i}].seconds", "is missing or not a number")
+        if "median_s" in rec:
+            for key in ("median_s", "peak_mem_bytes"):
+                if not _number(rec.get(key)):
+                    raise src.bad(f"records[{i}].{key}", "is missing or not a number")
+    return Bench(meta, records)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def gather(root: str | Path, params: Params) -> Study:
+    """Read every input of the report for ``params.variants`` and ``downstream.tasks``."""
+    root = Path(root)
+    variants = list(params.variants)
+    if not variants:
+        raise ReportError("params.yaml defines no `variants`; the report compares variants")
+    tasks = list(params.downstream.tasks)
+    pretrain = {v: read_pretrain(root, v, params.variant(v).model.mixer.kind) for v in variants}
+    probes = {(v, t): read_probe(root, v, t) for v in variants for t in tasks}
+    finetune = {v: read_finetune(root, v) for v in variants}
+    bench = read_bench(root)
+    return Study(
+        variants=variants,
+        tasks=tasks,
+        pretrain=pretrain,
+        probes=probes,
+        finetune=finetune,
+        bench=bench,
+        inputs=[s.path for s in sources(variants, tasks)],
+    )

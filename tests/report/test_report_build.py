@@ -1,0 +1,203 @@
+"""The report: tables hold the numbers, sentences say the right thing, figures are PNGs,
+missing and malformed inputs name the file and the stage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+from report_helpers import write_inputs, write_params
+
+from smx.config import load
+from smx.report.analysis import verdict
+from smx.report.build import file_sha256, write_report
+from smx.report.figures import FIGURES
+from smx.report.inputs import ReportError, Spread, gather, read_bench
+from smx.report.markdown import Provenance
+
+PROJECT = Path(__file__).resolve().parents[2]
+PROVENANCE = Provenance("0123abc", "f" * 64)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Inputs, params and the written report in one folder (drawn once: ~5 s of matplotlib)."""
+    root = tmp_path_factory.mktemp("study")
+    write_inputs(root)
+    params = load(write_params(root, f"sqlite:///{root}/mlflow.db"))
+    write_report(gather(root, params), params, root / "reports", PROVENANCE)
+    return root, (root / "reports" / "report.md").read_text()
+
+
+def test_header_and_tables_hold_the_numbers(built: tuple[Path, str]) -> None:
+    _, text = built
+    assert "- git commit: `0123abc`" in text
+    assert f"- dvc.lock sha256: `{'f' * 64}`" in text
+    # median step times 0.8 s / 1.0 s -> 0.80x; peak memory 900 / 1000 MB -> 0.90x
+    assert (
+        "| summarymixing | summarymixing | 50 | 1.389 | 6.000 | 4.000 | 0.500 | 0.800 | 0.80x | 900 | 0.90x | 125.0 |"
+        in text
+    )
+    assert (
+        "| mhsa | mhsa | 50 | 1.389 | 6.000 | 4.000 | 0.500 | 1.000 | 1.00x | 1000 | 1.00x | 125.0 |"
+        in text
+    )
+    assert "### speaker: eer (lower is better)" in text
+    assert "| xvector | pretrained | 0.200 ± 0.050 | 0.350 ± 0.010 |" in text
+    assert "| bilstm_linear | random init | 0.550 ± 0.020 | 0.550 ± 0.020 |" in text
+    assert "| mhsa | random init | 0.910 | 0.455 | 0.960 | 0.480 | 40 (10) | 62 |" in text
+    # bench at 80 s: 6 s / 10 s and 500 / 1000 MiB; the skipped Mamba point says why
+    assert (
+        "| wav2vec2 | summarymixing | 80 | 2000 | 6.00 | 6.00 | 500 | 0.60x | 0.60x | 0.50x |"
+        in text
+    )
+    assert "| wav2vec2 | mamba | 80 | 2000 | projected 200 s per step exceeds" in text
+
+
+def test_generated_sentences_follow_the_numbers(built: tuple[Path, str]) -> None:
+    _, text = built
+    assert (
+        "- summarymixing's pre-training step took 0.80x mhsa's time and 0.90x its peak memory"
+    ) in text
+    assert (
+        "- the pre-trained summarymixing encoder beat random init on 3/4 tasks "
+        "(not on speaker: within the spread) and fbank features on 4/4 tasks." in text
+    )
+    assert (
+        "- the pre-trained mhsa encoder beat random init on 3/4 tasks (not on speaker: worse)"
+    ) in text
+    assert "mhsa 0.700 ± 0.020 (bilstm): summarymixing wins." in text  # 0.60 vs 0.70, std 0.02
+    assert "(linear): summarymixing leads mhsa within the spread." in text  # 0.85 vs 0.83 ± 0.03
+    assert "summarymixing 0.700 ± 0.010 (linear): mhsa wins." in text  # style 0.74 vs 0.70
+    assert "summarymixing 0.60x the time and 0.50x the memory" in text
+    assert "summarymixing 0.550 vs 0.950 (lower from pre-training)" in text
+    assert "lowest after pre-training: summarymixing." in text
+    assert "18 % less time and 23 % less peak VRAM" in text  # the published scale
+    assert "in 50 updates" in text
+
+
+def test_figures_are_linked_and_valid_pngs(built: tuple[Path, str]) -> None:
+    import matplotlib.image
+
+    root, text = built
+    for name in FIGURES:
+        assert f"](figures/{name})" in text
+        data = (root / "reports" / "figures" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", data[16:24])
+        assert width > 300 and height > 200
+        image = matplotlib.image.imread(root / "reports" / "figures" / name)
+        assert image.shape[:2] == (height, width)
+    assert not list((root / "reports").rglob("*.tmp"))  # atomic writes left nothing behind
+
+
+def test_summary_json_has_the_same_names_for_every_variant(built: tuple[Path, str]) -> None:
+    root, _ = built
+    summary = json.loads((root / "reports" / "summary.json").read_text())
+    sm, mhsa = summary["variants"]["summarymixing"], summary["variants"]["mhsa"]
+    assert sorted(sm) == sorted(mhsa)
+    assert sm["pretrain.step_time_s"] == pytest.approx(0.8)
+    assert mhsa["probe.speaker.xvector.pretrained.eer"] == pytest.approx(0.35)
+    assert sm["probe.intent.bilstm_linear.pretrained.accuracy_std"] == pytest.approx(0.03)
+    assert sm["finetune.random_init.test.wer"] == pytest.approx(0.95)
+    assert summary["dvc_lock_sha256"] == "f" * 64
+
+
+def test_verdict_uses_the_larger_std() -> None:
+    assert verdict(Spread(0.20, 0.05), Spread(0.22, 0.04), "lower") == "within"
+    assert verdict(Spread(0.20, 0.01), Spread(0.22, 0.01), "lower") == "better"
+    assert verdict(Spread(0.80, 0.0), Spread(0.80, 0.0), "higher") == "within"
+    assert verdict(Spread(0.70, 0.01), Spread(0.74, 0.01), "higher") == "worse"
+
+
+def test_dvc_lock_hash() -> None:
+    import hashlib
+
+    lock = PROJECT / "dvc.lock"
+    assert file_sha256(lock) == hashlib.sha256(lock.read_bytes()).hexdigest()
+
+
+def test_the_real_bench_output_of_the_docs_is_read(tmp_path: Path) -> None:
+    target = tmp_path / "reports" / "bench" / "pretrain.json"
+    target.parent.mkdir(parents=True)
+    shutil.copy(PROJECT / "docs" / "bench" / "pretrain.json", target)
+    bench = read_bench(tmp_path)
+    assert {r["objective"] for r in bench.records} == {"wav2vec2", "bestrq"}
+    assert bench.threads == 1
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> tuple[Path, object]:
+    write_inputs(tmp_path)
+    return tmp_path, load(write_params(tmp_path, f"sqlite:///{tmp_path}/mlflow.db"))
+
+
+@pytest.mark.parametrize(
+    ("path", "stage"),
+    [
+        ("metrics/pretrain/mhsa.json", "pretrain@mhsa"),
+        ("plots/pretrain/summarymixing.csv", "pretrain@summarymixing"),
+        ("metrics/probe/mhsa/asr.json", "probe@mhsa-asr"),
+        ("metrics/finetune/summarymixing.json", "finetune@summarymixing"),
+        ("reports/bench/pretrain.json", "bench"),
+    ],
+)
+def test_a_missing_input_names_the_file_and_the_stage(
+    inputs: tuple[Path, object], path: str, stage: str
+) -> None:
+    root, params = inputs
+    (root / path).unlink()
+    with pytest.raises(ReportError) as err:
+        gather(root, params)
+    assert str(err.value) == f"{path} is missing; run `dvc repro {stage}`"
+
+
+def _edit(path: Path, edit) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def test_malformed_inputs_name_the_file_and_the_key(inputs: tuple[Path, object]) -> None:
+    root, params = inputs
+    probe = root / "metrics/probe/summarymixing/speaker.json"
+    _edit(probe, lambda d: d["probes"]["ecapa"]["fbank"]["metrics"]["eer"].pop("std"))
+    with pytest.raises(ReportError) as err:
+        gather(root, params)
+    assert str(err.value) == (
+        "metrics/probe/summarymixing/speaker.json: probes.ecapa.fbank.metrics.eer.std is "
+        "missing; re-run `dvc repro probe@summarymixing-speaker`"
+    )
+    probe.write_text('{"task": "speaker",')
+    with pytest.raises(
+        ReportError, match=r"^metrics/probe/summarymixing/speaker.json is not valid JSON"
+    ):
+        gather(root, params)
+    write_inputs(root)
+    _edit(
+        root / "metrics/finetune/mhsa.json",
+        lambda d: d["inits"]["random_init"]["test"].update(wer="n/a"),
+    )
+    with pytest.raises(ReportError) as err:
+        gather(root, params)
+    assert str(err.value) == (
+        "metrics/finetune/mhsa.json: inits.random_init.test.wer is 'n/a', expected a number; "
+        "re-run `dvc repro finetune@mhsa`"
+    )
+    write_inputs(root)
+    _edit(root / "reports/bench/pretrain.json", lambda d: d["records"][1].pop("peak_mem_bytes"))
+    with pytest.raises(
+        ReportError, match=r"^reports/bench/pretrain.json: records\[1\].peak_mem_bytes "
+    ):
+        gather(root, params)
+    write_inputs(root)
+    curve = root / "plots/pretrain/mhsa.csv"
+    curve.write_text(curve.read_text().replace("step_time", "seconds"))
+    with pytest.raises(ReportError) as err:
+        gather(root, params)
+    assert str(err.value) == (
+        "plots/pretrain/mhsa.csv: column 'step_time' is missing; re-run `dvc repro pretrain@mhsa`"
+    )
