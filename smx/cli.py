@@ -18,7 +18,7 @@ from smx import __version__
 from smx.bench.cli import bench_app
 from smx.data.cli import prepare_app
 from smx.downstream.cli import probe_command
-from smx.train.cli import pretrain_command
+from smx.train.cli import finetune_command, pretrain_command
 from smx.yamlio import ConfigError
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ app.add_typer(prepare_app, name="prepare")
 app.add_typer(bench_app, name="bench")
 app.command("probe")(probe_command)
 app.command("pretrain")(pretrain_command)
+app.command("finetune")(finetune_command)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

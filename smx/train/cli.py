@@ -1,4 +1,4 @@
-"""``smx pretrain``: self-supervised pre-training of one encoder on Ray Train.
+"""``smx pretrain`` and ``smx finetune``: pre-training and CTC fine-tuning on Ray Train.
 
 User mistakes (a bad config, an unknown variant, a missing corpus, an unreachable MLflow
 server, a checkpoint of another model) end with one sentence on stderr and exit code 2;
@@ -65,4 +65,72 @@ def pretrain_command(
         pretrain(params, label, out=out, resume=resume, show_progress=progress)
     except PretrainError as exc:
         err_console.print(f"smx pretrain: {exc}", markup=False)
+        raise typer.Exit(EXIT_FAILED if exc.during_training else EXIT_USER) from None
+
+
+def finetune_command(
+    config: Annotated[Path, typer.Option("--config", help="YAML (or resolved JSON) config.")],
+    variant: Annotated[
+        str, typer.Option(help="The variant of the config's `variants` whose encoder to tune.")
+    ],
+    encoder: Annotated[
+        Path | None,
+        typer.Option(help="Pre-trained encoder file (default: models/<variant>/encoder.pt)."),
+    ] = None,
+    init: Annotated[
+        str, typer.Option(help="Which init to fine-tune: pretrained, random or both.")
+    ] = "both",
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Resume this fine-tuning checkpoint folder (of the same init)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for metrics/finetune and plots/finetune (default: the project)."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Draw the progress bar.")] = True,
+) -> None:
+    """Fine-tune a pre-trained encoder for CTC character ASR, against the same recipe from random init.
+
+    Runs on Ray Train like pre-training (local Ray, or the cluster of RAY_ADDRESS); the
+    encoder trains frozen for downstream.finetune.freeze_steps updates, then unfrozen. Writes
+    metrics/finetune/<variant>.json (dev and test WER/CER per init) and
+    plots/finetune/<variant>.csv, and logs one MLflow run per init.
+
+    Example: smx finetune --config params.yaml --variant summarymixing
+    """
+    from smx.config import load
+    from smx.train.finetune_launch import finetune
+    from smx.train.launch import PretrainError
+    from smx.yamlio import ConfigError
+
+    inits = {"pretrained": ("pretrained",), "random": ("random_init",), "both": None}
+    if init not in inits:
+        err_console.print(
+            f"smx finetune: --init '{init}' is not an init (choose pretrained, random or both)",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_USER)
+    try:
+        params = load(config).variant(variant)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            err_console.print(str(issue), markup=False)
+        raise typer.Exit(EXIT_USER) from None
+    except KeyError as exc:
+        err_console.print(f"smx finetune: {config}: {exc.args[0]}", markup=False)
+        raise typer.Exit(EXIT_USER) from None
+    chosen = inits[init] or ("pretrained", "random_init")
+    try:
+        finetune(
+            params,
+            variant,
+            encoder=encoder,
+            inits=chosen,
+            resume=resume,
+            out=out,
+            show_progress=progress,
+        )
+    except PretrainError as exc:
+        err_console.print(f"smx finetune: {exc}", markup=False)
         raise typer.Exit(EXIT_FAILED if exc.during_training else EXIT_USER) from None

@@ -423,6 +423,57 @@ def check_resources(cluster: Any, available: dict[str, float], local: bool = Tru
         )
 
 
+def start_cluster(params: Params, storage: str) -> None:
+    """Check the storage folder, start or join Ray and check its resources (PretrainError)."""
+    check_storage(storage)
+    start_ray()
+    import ray
+
+    check_resources(
+        params.cluster, ray.cluster_resources(), local=not os.environ.get("RAY_ADDRESS")
+    )
+
+
+def open_tracked_run(
+    params: Params,
+    uri: str,
+    variant: str,
+    name: str,
+    storage: str,
+    tags: dict[str, str],
+    role: str,
+    title: str | None = None,
+) -> tuple[str, Path | None]:
+    """The MLflow run of the Ray run ``name``, a child of the variant's run; and the run folder.
+
+    A relaunch of the same Ray run (storage + name) keeps its MLflow run. The run is tagged
+    with ``tags``, ``smx.role = role`` and the Ray run name and path, and titled ``title``
+    (default ``name``); its id is written to ``<run folder>/mlflow_run_id.txt``. The run
+    folder is None for object-store storage. MLflow problems raise :class:`PretrainError`.
+    """
+    run_dir = None if "://" in storage else Path(storage) / name
+    run_path = f"{storage.rstrip('/')}/{name}"
+    tags = {**tags, "ray_run_name": name, "ray_run_path": run_path, "smx.role": role}
+    try:
+        previous = find_run(uri, params.tracking.experiment, run_path)
+        parent = variant_run(uri, params.tracking.experiment, variant, config_hash(params))
+        tags["mlflow.parentRunId"] = parent
+        run_id = open_run(
+            uri,
+            params.tracking.experiment,
+            title or name,
+            params.model_dump(mode="json"),
+            tags,
+            previous,
+        )
+    except Exception as exc:
+        raise PretrainError(f"MLflow tracking at {uri} failed: {exc}") from None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "mlflow_run_id.txt", run_id + "\n")
+    return run_id, run_dir
+
+
 def pretrain(
     params: Params,
     variant: str = "default",
@@ -470,60 +521,18 @@ def pretrain(
     commit = git_commit(root)
     name = run_name(params, variant, commit)
     storage = absolute(params.cluster.storage_path, root)
-    check_storage(storage)
-    start_ray()
-    import ray.train
-
-    check_resources(
-        params.cluster, ray.cluster_resources(), local=not os.environ.get("RAY_ADDRESS")
-    )
-    run_dir = None if "://" in storage else Path(storage) / name
-    run_id_file = run_dir / "mlflow_run_id.txt" if run_dir else None
-    run_path = f"{storage.rstrip('/')}/{name}"
+    start_cluster(params, storage)
     tags = {
         "git_commit": commit,
         "variant": variant,
         "stage": os.environ.get("DVC_STAGE", "manual"),
-        "ray_run_name": name,
-        "ray_run_path": run_path,
         "mixer": params.model.mixer.kind,
         "objective": params.ssl.kind,
     }
-    try:
-        # the same Ray run (storage + name) resumed by a new launch keeps its MLflow run
-        previous = find_run(uri, params.tracking.experiment, run_path)
-        parent = variant_run(uri, params.tracking.experiment, variant, config_hash(params))
-        tags.update({"mlflow.parentRunId": parent, "smx.role": "pretrain"})
-        run_id = open_run(
-            uri, params.tracking.experiment, name, params.model_dump(mode="json"), tags, previous
-        )
-    except Exception as exc:
-        raise PretrainError(f"MLflow tracking at {uri} failed: {exc}") from None
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_id_file, run_id + "\n")
-
+    run_id, run_dir = open_tracked_run(params, uri, variant, name, storage, tags, "pretrain")
     config = loop_config(params, corpus, run_dir, uri, run_id, resume)
-    result = _fit(params, name, storage, config, show_progress)
-    summary = result.return_value or result.metrics or {}
-    status = summary.get("status")
-    final = result.checkpoint  # local or remote (s3://): read through Ray's Checkpoint
-    latest = latest_checkpoint(run_dir) if final is None and run_dir is not None else None
-    if latest is not None:
-        final = ray.train.Checkpoint.from_directory(str(latest))
-    checkpoint = final.path if final is not None else None
-    if status == "diverged":
-        m = summary
-        raise PretrainError(
-            f"the loss was not finite for {m['nan_streak']} steps in a row (up to step "
-            f"{m['step']}, train.max_nan_steps={params.train.max_nan_steps}); training stopped, "
-            f"the last good checkpoint is {checkpoint}",
-            during_training=True,
-        )
-    if final is None:
-        raise PretrainError(
-            f"run {name} finished without a checkpoint in {storage}", during_training=True
-        )
+    result = fit_run(params, name, storage, config, show_progress)
+    final = final_checkpoint(result, run_dir, name, storage, params.train.max_nan_steps)
     with final.as_directory() as folder:
         state = read_state(folder, config_hash(params))
     paths = write_outputs(state, variant, out)
@@ -539,25 +548,67 @@ def pretrain(
     )
     for key, path in paths.items():
         print(f"pretrain@{variant}: {key} -> {path}")
-    return PretrainResult(name, run_id, checkpoint, paths["encoder"], final_metrics(state))
+    return PretrainResult(name, run_id, final.path, paths["encoder"], final_metrics(state))
 
 
-def _fit(
-    params: Params, name: str, storage: str, config: dict[str, Any], show_progress: bool = True
+def final_checkpoint(
+    result: Any, run_dir: Path | None, name: str, storage: str, max_nan_steps: int
 ) -> Any:
-    """Run the TorchTrainer; a failure after the allowed restarts becomes PretrainError."""
+    """The last checkpoint of a finished Ray run (a ``ray.train.Checkpoint``).
+
+    Raises :class:`PretrainError` (during training) when the run diverged, naming its last
+    good checkpoint, or when it ended without any checkpoint.
+    """
+    import ray.train
+
+    summary = result.return_value or result.metrics or {}
+    final = result.checkpoint  # local or remote (s3://): read through Ray's Checkpoint
+    latest = latest_checkpoint(run_dir) if final is None and run_dir is not None else None
+    if latest is not None:
+        final = ray.train.Checkpoint.from_directory(str(latest))
+    if summary.get("status") == "diverged":
+        checkpoint = final.path if final is not None else None
+        raise PretrainError(
+            f"the loss was not finite for {summary['nan_streak']} steps in a row (up to step "
+            f"{summary['step']}, train.max_nan_steps={max_nan_steps}); training stopped, "
+            f"the last good checkpoint is {checkpoint}",
+            during_training=True,
+        )
+    if final is None:
+        raise PretrainError(
+            f"run {name} finished without a checkpoint in {storage}", during_training=True
+        )
+    return final
+
+
+def fit_run(
+    params: Params,
+    name: str,
+    storage: str,
+    config: dict[str, Any],
+    show_progress: bool = True,
+    loop: Any = None,
+    max_steps: int | None = None,
+) -> Any:
+    """Run the TorchTrainer; a failure after the allowed restarts becomes PretrainError.
+
+    ``loop`` is the workers' entry point (default
+    :func:`smx.train.loop.train_loop_per_worker`) and ``max_steps`` the progress bar's total
+    (default ``train.max_steps``).
+    """
     import ray.train
     from ray.train.torch import TorchTrainer
 
     from smx.train.loop import train_loop_per_worker
 
+    loop = loop or train_loop_per_worker
     cluster = params.cluster
     resources = {"CPU": cluster.cpus_per_worker}
     if cluster.use_gpu:
         resources["GPU"] = cluster.gpus_per_worker
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        loop,
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(
             num_workers=cluster.num_workers,
@@ -579,7 +630,7 @@ def _fit(
     if not show_progress:
         progress = None
     try:
-        with ProgressBar(progress, params.train.max_steps, name):
+        with ProgressBar(progress, max_steps or params.train.max_steps, name):
             return trainer.fit()
     except ray.train.TrainingFailedError as exc:
         raise PretrainError(

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from smx.config import Params
+from smx.config import Params, TrainCfg
 from smx.train.checkpoint import (
     config_hash,
     read_rank_state,
@@ -46,7 +46,7 @@ from smx.train.checkpoint import (
     set_rng_state,
     write_checkpoint,
 )
-from smx.train.schedule import make_schedule
+from smx.train.schedule import Schedule, make_schedule
 
 #: the metrics of a step that are summed (not averaged) over ranks
 SUMMED = ("audio_seconds", "bad")
@@ -157,11 +157,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
     Example: see ``tests/train`` (it needs a Ray Train worker context).
     """
+    return run_worker(Trainer, config)
+
+
+def run_worker(trainer_class: type[Trainer], config: dict[str, Any]) -> dict[str, Any]:
+    """Build ``trainer_class`` for this worker's rank and run it from Ray's latest checkpoint
+    (after an automatic restart) or from ``config["resume_from"]``."""
     import ray.train
-    import ray.train.torch
 
     ctx = ray.train.get_context()
-    trainer = Trainer(config, ctx.get_world_rank(), ctx.get_world_size())
+    trainer = trainer_class(config, ctx.get_world_rank(), ctx.get_world_size())
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
@@ -171,30 +176,36 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
 
 class Trainer:
-    """The state of one worker's training run (built by :func:`train_loop_per_worker`)."""
+    """The state of one worker's training run (built by :func:`train_loop_per_worker`).
+
+    Subclasses change what is trained by overriding the hooks :meth:`settings`,
+    :meth:`build_model`, :meth:`build_loader`, :meth:`build_schedule`, :meth:`model_hash`,
+    :meth:`inputs` and :meth:`extra_state` (see :mod:`smx.train.finetune`); the loop,
+    checkpoints, resume, DDP, logging and NaN handling stay here. The model is any module
+    whose ``forward(inputs)`` returns :class:`smx.ssl.objective.LossOutput` and that has
+    ``set_step(step)``; a ``generator`` attribute (a ``torch.Generator``) is seeded per rank
+    and saved in checkpoints when present.
+    """
 
     def __init__(self, config: dict[str, Any], rank: int, world: int) -> None:
         import ray.train.torch
 
-        from smx.data.loader import TrainLoader
-        from smx.data.manifests import load_cuts
-        from smx.ssl.objective import build_objective
-
         self.config, self.rank, self.world = config, rank, world
         self.params = params = Params.model_validate(config["params"])
-        self.hash = config_hash(params)
+        self.train_cfg = train = self.settings()
         self.device = ray.train.torch.get_device()
         run_dir = config.get("run_dir")
         self.run_dir = Path(run_dir) if run_dir else None
         self.hooks = Hooks(self.run_dir)
 
         seed_everything(params.seed)  # identical initial weights on every rank
-        self.objective = build_objective(params).to(self.device)
+        self.objective = self.build_model().to(self.device)
+        self.hash = self.model_hash()
         seed_everything(params.seed + rank)  # per-rank dropout, Gumbel noise, layerdrop
-        self.objective.generator.manual_seed(params.seed + rank)  # per-rank masks
-        cuts = load_cuts(config["corpus_dir"], "train")
-        self.loader = TrainLoader(cuts, params.data, rank=rank, world_size=world, seed=params.seed)
-        train = params.train
+        self.generator: torch.Generator | None = getattr(self.objective, "generator", None)
+        if self.generator is not None:
+            self.generator.manual_seed(params.seed + rank)  # per-rank masks
+        self.loader = self.build_loader()
         self.optimizer = torch.optim.AdamW(
             self.objective.parameters(),
             lr=train.lr,
@@ -202,13 +213,61 @@ class Trainer:
             eps=train.eps,
             weight_decay=train.weight_decay,
         )
-        self.schedule = make_schedule(train)
+        self.schedule = self.build_schedule()
         self.step = self.start_step = 0
         self.skipped = 0
         self.streak = 0
         self.audio_seconds = 0.0
         self.elapsed = 0.0
         self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ hooks
+    def settings(self) -> TrainCfg:
+        """The loop's settings: steps, optimiser, schedule, checkpoints (``train``)."""
+        return self.params.train
+
+    def build_model(self) -> torch.nn.Module:
+        """The module to train (called with the torch RNG seeded by ``seed``)."""
+        from smx.ssl.objective import build_objective
+
+        return build_objective(self.params)
+
+    def model_hash(self) -> str:
+        """The hash a checkpoint must carry to be loaded into this model."""
+        return config_hash(self.params)
+
+    def build_loader(self) -> Any:
+        """This rank's resumable batches (:class:`smx.data.loader.TrainLoader`)."""
+        from smx.data.loader import TrainLoader
+        from smx.data.manifests import load_cuts
+
+        cuts = load_cuts(self.config["corpus_dir"], "train")
+        return TrainLoader(
+            cuts, self.params.data, rank=self.rank, world_size=self.world, seed=self.params.seed
+        )
+
+    def build_schedule(self) -> Schedule:
+        """The learning rate of each update (:func:`smx.train.schedule.make_schedule`)."""
+        return make_schedule(self.train_cfg)
+
+    def find_unused_parameters(self) -> bool:
+        """DDP must look for parameters without gradients (layerdrop skips whole layers)."""
+        return self.params.model.encoder.layerdrop > 0
+
+    def inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The model's input of one loader batch, on the training device."""
+        return {
+            "audio": batch["audio"].to(self.device, non_blocking=True),  # [B, S]
+            "audio_lens": batch["audio_lens"].to(self.device),  # [B]
+        }
+
+    def extra_state(self) -> dict[str, Any]:
+        """More entries of rank 0's checkpoint state (plain data)."""
+        return {}
+
+    def logged(self, step: int) -> bool:
+        """Whether ``step`` gets a history row and MLflow metrics (every ``log_every``, the last)."""
+        return step % self.train_cfg.log_every == 0 or step == self.train_cfg.max_steps
 
     # ------------------------------------------------------------------ state
     def load(self, folder: Path) -> None:
@@ -225,7 +284,7 @@ class Trainer:
         mine = read_rank_state(folder, self.rank)
         if mine is not None and mine["loader"]["world_size"] == self.world:
             self.loader.load_state_dict(mine["loader"])
-            set_rng_state(mine["rng"], self.objective.generator)
+            set_rng_state(mine["rng"], self.generator)
 
     def save(self, metrics: dict[str, Any]) -> None:
         """Write this rank's part of the checkpoint of ``self.step`` and report it to Ray."""
@@ -236,7 +295,7 @@ class Trainer:
         rank_state = {
             "step": self.step,
             "loader": self.loader.state_dict(),
-            "rng": rng_state(self.objective.generator),
+            "rng": rng_state(self.generator),
         }
         shared = None
         if self.rank == 0:
@@ -247,12 +306,13 @@ class Trainer:
                 "world_size": self.world,
                 "model": self.objective.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
-                "scheduler": {"kind": self.params.train.schedule, "step": self.step},
+                "scheduler": {"kind": self.train_cfg.schedule, "step": self.step},
                 "skipped_steps": self.skipped,
                 "nan_streak": self.streak,
                 "audio_seconds": self.audio_seconds,
                 "elapsed": self.elapsed,
                 "history": self.history,
+                **self.extra_state(),
             }
         write_checkpoint(local, self.rank, rank_state, shared)
         try:
@@ -272,13 +332,11 @@ class Trainer:
 
         if resume is not None:
             self.load(resume)
-        train = self.params.train
+        train = self.train_cfg
         model = ray.train.torch.prepare_model(
             self.objective,
             move_to_device=False,
-            parallel_strategy_kwargs={
-                "find_unused_parameters": self.params.model.encoder.layerdrop > 0
-            },
+            parallel_strategy_kwargs={"find_unused_parameters": self.find_unused_parameters()},
         )
         logger = None
         if self.rank == 0 and self.config.get("run_id"):
@@ -332,7 +390,7 @@ class Trainer:
 
     def train_step(self, model: torch.nn.Module, batches: Iterator[dict[str, Any]]) -> dict:
         """One optimiser update over ``train.grad_accum`` batches; skipped if not finite."""
-        train, device = self.params.train, self.device
+        train, device = self.train_cfg, self.device
         start = time.perf_counter()
         lr = self.schedule(self.step)
         for group in self.optimizer.param_groups:
@@ -346,10 +404,7 @@ class Trainer:
             t0 = time.perf_counter()
             batch = next(batches)
             data_time += time.perf_counter() - t0
-            inputs = {
-                "audio": batch["audio"].to(device, non_blocking=True),  # [B, S]
-                "audio_lens": batch["audio_lens"].to(device),  # [B]
-            }
+            inputs = self.inputs(batch)
             last = micro == train.grad_accum - 1
             sync = nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
             with sync:
@@ -392,7 +447,7 @@ class Trainer:
         """Rank 0: write the progress file the driver's bar reads."""
         progress.write(
             step=self.step,
-            max_steps=self.params.train.max_steps,
+            max_steps=self.train_cfg.max_steps,
             loss=loss,
             audio_hours=self.audio_seconds / 3600,
             skipped_steps=self.skipped,
@@ -402,9 +457,9 @@ class Trainer:
 
     def record(self, metrics: dict[str, float], logger: Any, progress: Progress) -> None:
         """Rank 0: history row and MLflow metrics every ``log_every`` steps; progress file."""
-        train = self.params.train
+        train = self.train_cfg
         self.show(progress, metrics["loss"])
-        if self.step % train.log_every and self.step != train.max_steps:
+        if not self.logged(self.step):
             return
         if progress.path is None:  # no shared progress file: log lines reach the driver
             print(
