@@ -534,6 +534,8 @@ class DownstreamCfg(Section):
     # a multiple of 8 (ECAPA splits its channels in 8 for attention and 4 for Res2 scales)
     probe_dim: Annotated[int, Field(ge=8, multiple_of=8)] = 1024
     max_batch_duration: PositiveFloat = 120.0
+    #: hypotheses kept per frame by the ASR probes' CTC beam search (cost ~ beam_size^2)
+    beam_size: PositiveInt = 10
     newbob_threshold: Annotated[float, Field(ge=0.0)] = 0.0025
     newbob_factor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
     finetune: FinetuneCfg = FinetuneCfg()

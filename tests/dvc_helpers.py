@@ -37,7 +37,9 @@ def make_dvc_repo(folder: Path, tracking_uri: str | None = None) -> Path:
         shutil.copytree(ROOT / sub, folder / sub, ignore=shutil.ignore_patterns("__pycache__"))
     yaml = YAML()
     params = yaml.load(folder / "params.yaml")
-    params["data"]["synth"].update(hours=0.006, num_speakers=5, heldout_speakers=2)
+    # the tiny corpus of the probe tests: enough dev utterances by training speakers and
+    # held-out speakers for every task
+    params["data"]["synth"].update(tiny.DATA["synth"])
     params["data"]["min_duration"] = 0.5
     params["data"].update(max_duration=6.0, max_batch_duration=6.0)
     params["model"] = tiny.MODEL

@@ -5,7 +5,7 @@ hidden states of every utterance are extracted once; then every probe of the tas
 once per seed (``downstream.seeds`` seeds starting at ``params.seed``) and scored on the
 test split. The result is a JSON-ready dict::
 
-    task, primary_metric, better ("lower" | "higher"), seeds, utterances, beam_search,
+    task, primary_metric, better ("lower" | "higher"), seeds, utterances, beam_search, beam_size,
     probes: {probe: {upstream: {metrics: {name: {mean, std, values}},
                                 layer_weights: {mean, std}, best_epoch: [...]}}}
 
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from smx.atomic import write_json
 from smx.config import PROBES, Params
 from smx.downstream import metrics
-from smx.downstream.decoding import beam_backend, beam_decode, greedy_decode
+from smx.downstream.decoding import BEAM_SIZE, beam_backend, beam_decode, greedy_decode
 from smx.downstream.errors import ProbeError
 from smx.downstream.features import extract
 from smx.downstream.fit import Example, fit, predict
@@ -72,16 +72,20 @@ def examples(
 
 
 def score(
-    data: TaskData, outputs: dict[str, torch.Tensor], test: Sequence[Example]
+    data: TaskData,
+    outputs: dict[str, torch.Tensor],
+    test: Sequence[Example],
+    beam_size: int = BEAM_SIZE,
 ) -> dict[str, float]:
-    """The task's metrics from probe outputs on the test examples."""
+    """The task's metrics from probe outputs on the test examples (asr: ``beam_size`` beams)."""
     if data.task == "asr":
         assert data.vocab is not None
         refs = [data.vocab.decode(e.target.tolist()) for e in test]
         lps = [outputs[e.id] for e in test]
         greedy = [greedy_decode(lp[None], torch.tensor([lp.shape[0]]))[0] for lp in lps]
         beam = [
-            beam_decode(lp[None], torch.tensor([lp.shape[0]]), data.vocab.tokens)[0] for lp in lps
+            beam_decode(lp[None], torch.tensor([lp.shape[0]]), data.vocab.tokens, beam_size)[0]
+            for lp in lps
         ]
         hyp_g = [data.vocab.decode(ids) for ids in greedy]
         hyp_b = [data.vocab.decode(ids) for ids in beam]
@@ -134,7 +138,8 @@ def probe_upstream(
                 data.task, name, upstream.num_layers, upstream.dim, data.num_outputs, cfg.probe_dim
             )
             result = fit(data.task, model, train, dev, cfg, seed)
-            runs.append(score(data, predict(model, test, cfg.max_batch_duration), test))
+            outputs = predict(model, test, cfg.max_batch_duration)
+            runs.append(score(data, outputs, test, cfg.beam_size))
             weights.append(model.layers.weights().detach().tolist())
             best.append(result.best_epoch)
         by_layer = list(zip(*weights, strict=True))
@@ -179,6 +184,7 @@ def run_probing(
     }
     if data.task == "asr" and data.vocab is not None:
         result["beam_search"] = beam_backend(data.vocab.tokens)
+        result["beam_size"] = params.downstream.beam_size
     if data.task == "speaker":
         result["trials"] = len(data.trials)
     return result
