@@ -128,6 +128,8 @@ def task_winner(study: Study, task: str) -> str:
     if len(order) < 2:
         return head
     best, runner = order[0], order[1]
+    if scores[best][1].mean == scores[runner][1].mean:
+        return f"{head}: {best} and {runner} tie"
     if verdict(scores[best][1], scores[runner][1], better) == "better":
         return f"{head}: {best} wins"
     return f"{head}: {best} leads {runner} within the spread"
@@ -144,10 +146,16 @@ def finetune_sentence(study: Study) -> str:
         pre, rand = inits["pretrained"].wer["test"], inits["random_init"].wer["test"]
         word = "lower" if pre < rand else ("higher" if pre > rand else "equal")
         parts.append(f"{v} {pre:.3f} vs {rand:.3f} ({word} from pre-training)")
-    best = min(study.variants, key=lambda v: study.finetune[v].inits["pretrained"].wer["test"])
+    wers = {v: study.finetune[v].inits["pretrained"].wer["test"] for v in study.variants}
+    best = min(study.variants, key=wers.__getitem__)
+    lowest = (
+        f"lowest after pre-training: {best}"
+        if list(wers.values()).count(wers[best]) == 1
+        else "no single lowest after pre-training"
+    )
     return (
         "fine-tuned test WER from the pre-trained encoder vs from random init (one run each, "
-        f"no spread): {', '.join(parts)}; lowest after pre-training: {best}"
+        f"no spread): {', '.join(parts)}; {lowest}"
     )
 
 

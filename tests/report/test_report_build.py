@@ -201,3 +201,22 @@ def test_malformed_inputs_name_the_file_and_the_key(inputs: tuple[Path, object])
     assert str(err.value) == (
         "plots/pretrain/mhsa.csv: column 'step_time' is missing; re-run `dvc repro pretrain@mhsa`"
     )
+
+
+def test_equal_scores_are_called_a_tie_not_a_lead(tmp_path: Path) -> None:
+    from smx.report.analysis import finetune_sentence, task_winner
+
+    write_inputs(tmp_path)
+    params = load(write_params(tmp_path, f"sqlite:///{tmp_path}/mlflow.db"))
+    # both variants' intent results and pre-trained fine-tuning WER made identical
+    sm_intent = tmp_path / "metrics" / "probe" / "summarymixing" / "intent.json"
+    mhsa_intent = json.loads(sm_intent.read_text()) | {"variant": "mhsa"}
+    (tmp_path / "metrics" / "probe" / "mhsa" / "intent.json").write_text(json.dumps(mhsa_intent))
+    for variant in ("summarymixing", "mhsa"):
+        path = tmp_path / "metrics" / "finetune" / f"{variant}.json"
+        data = json.loads(path.read_text())
+        data["inits"]["pretrained"]["test"]["wer"] = 1.0
+        path.write_text(json.dumps(data))
+    study = gather(tmp_path, params)
+    assert task_winner(study, "intent").endswith(": summarymixing and mhsa tie")
+    assert finetune_sentence(study).endswith("; no single lowest after pre-training")
