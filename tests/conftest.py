@@ -37,9 +37,13 @@ def corpus_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local() -> Iterator[None]:
-    """One local Ray instance for the session (2 CPUs), shut down at the end."""
+    """A local Ray instance (2 CPUs) for one test module, shut down at its end.
+
+    Not per session: tests/infra/test_ray_job.py ends with `ray stop --force`, which kills
+    every Ray process on the machine, an in-process instance of another module included.
+    """
     import ray
 
     os.environ["RAY_AUTH_MODE"] = "disabled"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from dvc_helpers import run
 from ruamel.yaml import YAML
+from tiny import DATA
 
 pytestmark = pytest.mark.e2e
 
@@ -17,7 +18,7 @@ def test_prepare_stage_writes_the_corpus_and_metrics_then_is_cached(dvc_repo: Pa
     assert "Running stage 'prepare'" in first.stdout
     assert (dvc_repo / "data" / "synth" / "COMPLETE.json").exists()
     metrics = json.loads((dvc_repo / "metrics" / "prepare.json").read_text())
-    assert metrics["corpus"] == "synth" and metrics["total"]["speakers"] == 5
+    assert metrics["corpus"] == "synth" and metrics["total"]["speakers"] == DATA["synth"]["num_speakers"]
     assert metrics["synthesis"]["realtime_factor"] > 0
     summary = json.loads((dvc_repo / "data" / "synth" / "summary.json").read_text())
     assert {k: metrics[k] for k in summary} == summary
