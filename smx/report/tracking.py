@@ -24,34 +24,20 @@ from smx.report.build import ReportFiles, variant_metrics
 from smx.report.inputs import Study
 from smx.report.markdown import Provenance
 from smx.train.checkpoint import config_hash
-from smx.train.tracking import variant_run
+from smx.train.tracking import tagged_run, variant_run
 
 REPORT_ROLE = "report"
 
 
 def report_run(uri: str, experiment: str, provenance: Provenance, variants: list[str]) -> str:
     """The experiment's report run for this commit and dvc.lock: found by its tags, else created."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    query = (
-        f"tags.`smx.role` = '{REPORT_ROLE}' AND tags.git_commit = '{provenance.git_commit}' "
-        f"AND tags.dvc_lock_sha256 = '{provenance.dvc_lock_sha256}'"
-    )
-    runs = client.search_runs(
-        [experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]
-    )
-    if runs:
-        return runs[0].info.run_id
     tags = {
         "smx.role": REPORT_ROLE,
         "git_commit": provenance.git_commit,
         "dvc_lock_sha256": provenance.dvc_lock_sha256,
         "variants": ",".join(variants),
     }
-    return client.create_run(experiment_id, run_name="report", tags=tags).info.run_id
+    return tagged_run(uri, experiment, "report", tags)
 
 
 def log_study(

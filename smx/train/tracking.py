@@ -146,6 +146,27 @@ def find_run(uri: str, experiment: str, ray_run_path: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def tagged_run(uri: str, experiment: str, run_name: str, tags: dict[str, str]) -> str:
+    """The newest run of ``experiment`` carrying all ``tags``; else a new one (closed).
+
+    Creates the experiment when it does not exist. Tag values must not contain quotes.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    query = " AND ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    runs = client.search_runs(
+        [experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]
+    )
+    if runs:
+        return runs[0].info.run_id
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
 def variant_run(uri: str, experiment: str, variant: str, encoder_hash: str) -> str:
     """The variant's parent run in ``experiment``: found by its tags, else created.
 
@@ -154,24 +175,8 @@ def variant_run(uri: str, experiment: str, variant: str, encoder_hash: str) -> s
     ``encoder_hash`` is :func:`smx.train.checkpoint.config_hash` of the variant's config, so
     changing a variant's model opens a new parent and the old runs stay comparable.
     """
-    import mlflow
-
-    client = mlflow.MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    query = (
-        f"tags.`smx.role` = 'variant' AND tags.variant = '{variant}' "
-        f"AND tags.encoder_hash = '{encoder_hash}'"
-    )
-    runs = client.search_runs(
-        [experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]
-    )
-    if runs:
-        return runs[0].info.run_id
     tags = {"smx.role": "variant", "variant": variant, "encoder_hash": encoder_hash}
-    run = client.create_run(experiment_id, run_name=variant, tags=tags)
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
+    return tagged_run(uri, experiment, variant, tags)
 
 
 def open_run(
