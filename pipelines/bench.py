@@ -14,8 +14,7 @@ from pathlib import Path
 
 import typer
 
-from pipelines.common import StageInputError
-from pipelines.probe import open_tracking
+from pipelines.common import StageInputError, open_tracking
 from smx.bench.cli import pretrain as bench_pretrain
 from smx.config import load
 from smx.yamlio import ConfigError

@@ -50,3 +50,15 @@ def require(stage: str, path: str | Path, producer: str) -> Path:
     if not path.exists():
         raise StageInputError(f"{stage}: {path} is missing; run `dvc repro {producer}` first")
     return path
+
+
+def open_tracking(stage: str, params: Params) -> str:
+    """The checked MLflow URI of ``params.tracking`` (before any compute)."""
+    from smx.train.tracking import TrackingUnavailable, check_tracking_uri, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(params.tracking)
+    try:
+        check_tracking_uri(uri)
+    except TrackingUnavailable as exc:
+        raise StageInputError(f"{stage}: {exc}") from None
+    return uri

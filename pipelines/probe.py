@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import StageInputError, require, resolved_params
+from pipelines.common import StageInputError, open_tracking, require, resolved_params
 from smx.config import TASKS, Params, load
 from smx.data.report import PrepareError
 from smx.downstream.errors import ProbeError
@@ -33,18 +33,6 @@ def stage_params(stage: str, variant: str, params_file: str | None) -> Params:
         raise StageInputError(f"{stage}: {exc}") from None
     except KeyError as exc:
         raise StageInputError(f"{stage}: {params_file}: {exc.args[0]}") from None
-
-
-def open_tracking(stage: str, params: Params) -> str:
-    """The checked MLflow URI of ``params.tracking`` (before any compute)."""
-    from smx.train.tracking import TrackingUnavailable, check_tracking_uri, resolve_tracking_uri
-
-    uri = resolve_tracking_uri(params.tracking)
-    try:
-        check_tracking_uri(uri)
-    except TrackingUnavailable as exc:
-        raise StageInputError(f"{stage}: {exc}") from None
-    return uri
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,16 +14,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipelines.common import StageInputError, open_tracking
 from smx.config import load
 from smx.report.build import file_sha256, write_report
 from smx.report.inputs import ReportError, gather
 from smx.report.markdown import Provenance
-from smx.train.tracking import (
-    TrackingUnavailable,
-    check_tracking_uri,
-    git_commit,
-    resolve_tracking_uri,
-)
+from smx.train.tracking import git_commit
 from smx.yamlio import ConfigError
 
 STAGE = "report"
@@ -41,10 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load(args.params)
         study = gather(root, params)
-        uri = resolve_tracking_uri(params.tracking)
-        check_tracking_uri(uri)
-    except (ConfigError, ReportError, TrackingUnavailable) as exc:
+        uri = open_tracking(STAGE, params)
+    except (ConfigError, ReportError) as exc:
         print(f"{STAGE}: {exc}", file=sys.stderr)
+        return 2
+    except StageInputError as exc:
+        print(exc, file=sys.stderr)
         return 2
     provenance = Provenance(git_commit(root.resolve()), file_sha256(root / "dvc.lock"))
     files = write_report(study, params, out, provenance)
