@@ -24,7 +24,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from smx.yamlio import ConfigError, FieldProblem, load_yaml, validation_errors
 
@@ -213,6 +221,18 @@ class SummaryMixingCfg(Section):
     use_layernorm: bool = True
     dropout: DropoutRate = 0.1
     decay: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.995
+    #: recompute the cell in the backward pass instead of storing its activations (training
+    #: only; less memory, one more cell forward per step; outputs and gradients unchanged)
+    activation_checkpointing: bool = False
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out of dumps while off (its default): the weights do not depend on it, and
+        # the config hash of runs made before the field existed stays the same.
+        data = handler(self)
+        if not self.activation_checkpointing:
+            data.pop("activation_checkpointing", None)
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> SummaryMixingCfg:
@@ -272,11 +292,25 @@ class MambaCfg(Section):
     dt_rank: PositiveInt | None = None
 
 
+class NoMixingCfg(Section):
+    """No token mixing (an ablation, not a model): the mixer returns zeros, has no parameters.
+
+    A Conformer or Transformer block then keeps only its feed-forward and convolution
+    modules. ``smx bench pretrain`` runs it as the floor of every mixer: what the rest of
+    the step costs when the mixer is free (:mod:`smx.nn.mixers.no_mixing`).
+    """
+
+    kind: Literal["none"] = "none"
+
+
 MixerCfg = Annotated[
-    SummaryMixingCfg | MHSACfg | FastformerCfg | HyperMixingCfg | MambaCfg,
+    SummaryMixingCfg | MHSACfg | FastformerCfg | HyperMixingCfg | MambaCfg | NoMixingCfg,
     Field(discriminator="kind"),
 ]
+#: The token mixers compared by the project (``none``, the no-mixing ablation, is not one).
 MIXER_KINDS = ("summarymixing", "mhsa", "fastformer", "hypermixing", "mamba")
+#: The ablation kind: no token mixing, the lower bound of the benchmarks.
+NO_MIXING = "none"
 STREAMABLE_MIXERS = ("summarymixing", "mhsa")
 
 
@@ -363,7 +397,7 @@ class ModelCfg(Section):
                 "whose cgMLP branch supplies the local information",
             )
         if self.streaming.enabled:
-            if mixer.kind not in STREAMABLE_MIXERS:
+            if mixer.kind not in (*STREAMABLE_MIXERS, NO_MIXING):
                 raise FieldProblem(
                     "streaming.enabled",
                     f"needs a mixer with a streaming mode ({', '.join(STREAMABLE_MIXERS)}), "

@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from smx.bench.pretrain import DEFAULT_LENGTHS_S, DEFAULT_STEP_BUDGET_S, plot_time
-from smx.config import MIXER_KINDS, STREAMABLE_MIXERS
+from smx.bench.pretrain import DEFAULT_KINDS, DEFAULT_LENGTHS_S, DEFAULT_STEP_BUDGET_S, plot_time
+from smx.config import STREAMABLE_MIXERS
 
 bench_app = typer.Typer(
     help="Speed and memory benchmarks, each point in a fresh process.\n\nExample: smx bench mixers --lengths 5,20,80",
@@ -247,9 +247,10 @@ def pretrain(
     kinds: Annotated[
         str,
         typer.Option(
-            help="Variants (mixers), comma-separated; each must be a variant of every config."
+            help="Variants (mixers), comma-separated; each must be a variant of every config "
+            "('none': no token mixing, the floor)."
         ),
-    ] = ",".join(MIXER_KINDS),
+    ] = ",".join(DEFAULT_KINDS),
     lengths: Annotated[
         str, typer.Option(help="Utterance lengths in seconds, comma-separated.")
     ] = ",".join(f"{s:g}" for s in DEFAULT_LENGTHS_S),
@@ -260,7 +261,7 @@ def pretrain(
         float,
         typer.Option(
             help="Skip a point whose step time, projected from the same mixer's previous "
-            "length, exceeds this many seconds (Mamba's CPU scan at 80 s); never MHSA."
+            "length, exceeds this many seconds (Mamba's CPU scan at 80 s); never MHSA nor 'none'."
         ),
     ] = DEFAULT_STEP_BUDGET_S,
     device: DeviceOpt = "cpu",

@@ -11,7 +11,8 @@ masks. Ratios divide by MHSA at the same objective and length, measured in the s
 
 A point is skipped (not run) when its step time, projected linearly from the same mixer's
 previous length, exceeds the step budget: the pure-PyTorch Mamba scan at 80 s on a CPU.
-MHSA, the baseline of every ratio, is never skipped.
+MHSA, the baseline of every ratio, and ``none``, the floor (no token mixing: what the rest
+of the step costs, :mod:`smx.nn.mixers.no_mixing`), are never skipped.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from smx.bench.common import (
     variant,
 )
 from smx.bench.mixers import measured
-from smx.config import MIXER_KINDS, Params, TrainCfg
+from smx.config import MIXER_KINDS, NO_MIXING, Params, TrainCfg
 
 #: Lengths of the published comparisons (BEST-RQ paper: 20-80 s inputs).
 DEFAULT_LENGTHS_S = (20.0, 40.0, 80.0)
@@ -44,6 +45,12 @@ DEFAULT_STEP_BUDGET_S = 120.0
 
 #: The mixer every ratio divides by.
 BASELINE = "mhsa"
+
+#: Every mixer kind plus the no-mixing floor: the default variants.
+DEFAULT_KINDS = (*MIXER_KINDS, NO_MIXING)
+
+#: Variants never skipped for the budget: the baseline and the floor.
+NEVER_SKIPPED = (BASELINE, NO_MIXING)
 
 #: The metrics of a point, as written to the CSV and to MLflow.
 METRICS = ("time_s", "cpu_s", "peak_mib", "time_ratio", "cpu_ratio", "mem_ratio")
@@ -66,7 +73,8 @@ class PretrainBench:
     repeats, warmup : int
         Timed steps (the median is reported) and untimed steps before them.
     step_budget_s : float
-        Skip a point whose projected step time exceeds this many seconds (never MHSA).
+        Skip a point whose projected step time exceeds this many seconds (never MHSA, never
+        the ``none`` floor).
     device : str
         ``cpu`` or ``cuda``.
     threads : int or None
@@ -77,7 +85,7 @@ class PretrainBench:
     """
 
     configs: list[tuple[str, Path, Params]]
-    kinds: list[str] = field(default_factory=lambda: list(MIXER_KINDS))
+    kinds: list[str] = field(default_factory=lambda: list(DEFAULT_KINDS))
     lengths_s: list[float] = field(default_factory=lambda: list(DEFAULT_LENGTHS_S))
     batch: int = 1
     repeats: int = 3
@@ -155,8 +163,8 @@ def run(bench: PretrainBench, progress: Callable[[dict], None] | None = None) ->
     """Measure every (objective, mixer, length) point; one record per point, MHSA ratios added.
 
     At each length the mixers run one after the other, MHSA first, so that the points a
-    ratio compares are measured close in time (the machine's load drifts). MHSA is never
-    skipped for the budget: every ratio needs it.
+    ratio compares are measured close in time (the machine's load drifts). MHSA (every ratio
+    needs it) and the ``none`` floor are never skipped for the budget.
     """
     from smx.bench.measure import run_point
     from smx.bench.mixers import ratios
@@ -176,7 +184,7 @@ def run(bench: PretrainBench, progress: Callable[[dict], None] | None = None) ->
                     "frames": encoder_frames(cfg.model, seconds, cfg.data.sample_rate),
                 }
                 skip = over_budget(previous.get(kind), seconds, bench.step_budget_s)
-                if skip is not None and kind != BASELINE:
+                if skip is not None and kind not in NEVER_SKIPPED:
                     rec["skipped"] = skip
                 else:
                     spec = {

@@ -39,6 +39,7 @@ def build_mixer(cfg: MixerCfg, encoder: EncoderCfg) -> Mixer:
             dropout=cfg.dropout,
             activation=encoder.activation,
             decay=cfg.decay,
+            activation_checkpointing=cfg.activation_checkpointing,
         )
     if cfg.kind == "mhsa":
         from smx.nn.mixers.mhsa import MultiHeadSelfAttention
@@ -52,6 +53,10 @@ def build_mixer(cfg: MixerCfg, encoder: EncoderCfg) -> Mixer:
         from smx.nn.mixers.hypermixing import HyperMixing
 
         return HyperMixing(d_model, cfg.heads, cfg.hypernet_size, dropout=cfg.dropout)
+    if cfg.kind == "none":  # the no-mixing ablation (benchmark floor)
+        from smx.nn.mixers.no_mixing import NoMixing
+
+        return NoMixing(d_model)
     from smx.nn.mixers.mamba import BiMamba
 
     return BiMamba(

@@ -43,6 +43,9 @@ class CheckpointError(ValueError):
 def config_hash(params: Any) -> str:
     """SHA-256 of the ``model`` and ``ssl`` sections (what the weights' shapes depend on).
 
+    SummaryMixing's ``activation_checkpointing`` is left out: it changes memory, not weights,
+    so a run may resume with it switched on or off.
+
     Example
     -------
     >>> from smx.config import Params
@@ -50,10 +53,9 @@ def config_hash(params: Any) -> str:
     >>> config_hash(a) == config_hash(Params()), config_hash(a) == config_hash(b)
     (True, False)
     """
-    data = {
-        "model": params.model.model_dump(mode="json"),
-        "ssl": params.ssl.model_dump(mode="json"),
-    }
+    model = params.model.model_dump(mode="json")
+    model["mixer"].pop("activation_checkpointing", None)  # a training setting, not a shape
+    data = {"model": model, "ssl": params.ssl.model_dump(mode="json")}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -11,8 +11,8 @@ from bench_helpers import smx, tiny_config
 
 from smx.bench.common import BENCH_CONFIGS, default_config, load_bench_config, variant
 from smx.bench.mixers import MixerBench
-from smx.bench.pretrain import PretrainBench, csv_table, over_budget
-from smx.config import MIXER_KINDS
+from smx.bench.pretrain import PretrainBench, csv_table, over_budget, run
+from smx.config import MIXER_KINDS, NoMixingCfg
 
 
 @pytest.mark.parametrize("objective", sorted(BENCH_CONFIGS))
@@ -27,6 +27,48 @@ def test_bench_configs_hold_the_mixers_bench_conformer(objective: str) -> None:
         assert model.mixer == expected.mixer
     fe = params.model.frontend.kind
     assert fe == ("mel_cnn" if objective == "wav2vec2" else "conv2d")
+
+
+@pytest.mark.parametrize("objective", sorted(BENCH_CONFIGS))
+def test_bench_configs_hold_the_no_mixing_floor_with_the_same_encoder(objective: str) -> None:
+    params = load_bench_config(default_config(objective))
+    floor, sm = variant(params, "none", "bench").model, variant(params, "summarymixing", "b").model
+    assert floor.mixer == NoMixingCfg()
+    assert floor.encoder == sm.encoder and floor.frontend == sm.frontend
+
+
+def test_the_floor_and_the_baseline_are_never_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tiny_config(tmp_path, "wav2vec2")
+    path.write_text(
+        path.read_text().replace("variants:\n", "variants:\n  none: {mixer: {kind: none}}\n")
+    )
+    cost = {"mhsa": 4.0, "summarymixing": 3.0, "none": 1.0}  # per second of audio
+
+    def fake_point(module: str, spec: dict, threads: int | None = None) -> dict:
+        kind, seconds = spec["params"]["model"]["mixer"]["kind"], spec["seconds"]
+        return {"median_s": cost[kind] * seconds, "median_cpu_s": cost[kind] * seconds / 2,
+                "peak_mem_bytes": round(cost[kind] * 2**20)}  # fmt: skip
+
+    monkeypatch.setattr("smx.bench.measure.run_point", fake_point)
+    bench = PretrainBench(
+        configs=[("wav2vec2", path, load_bench_config(path))],
+        kinds=["summarymixing", "mhsa", "none"],
+        lengths_s=[1.0, 2.0],
+        step_budget_s=1e-6,  # every point after the first length is over the budget
+    )
+    records = {(r["kind"], r["seconds"]): r for r in run(bench)}
+    assert "exceeds the step budget" in records[("summarymixing", 2.0)]["skipped"]
+    for kind in ("mhsa", "none"):
+        assert "skipped" not in records[(kind, 2.0)]
+    floor = records[("none", 2.0)]
+    assert floor["time_ratio"] == floor["cpu_ratio"] == 0.25 and floor["mem_ratio"] == 0.25
+    assert rows_of(csv_table(list(records.values())))[1]["wav2vec2_none_mem_ratio"] == "0.25"
+
+
+def rows_of(table: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(table.splitlines()))
 
 
 def test_over_budget_projects_linearly_and_skips_after_a_gap() -> None:

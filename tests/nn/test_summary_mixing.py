@@ -414,3 +414,60 @@ def test_block_linear_errors():
         BlockLinear(8, 6, heads=4)
     with pytest.raises(ValueError, match="heads must be an integer >= 1"):
         BlockLinear(8, 8, heads=0)
+
+
+# ------------------------------------------------------------------ activation checkpointing
+
+
+def saved_bytes(fn) -> int:
+    """Bytes of the distinct storages that autograd saves for the backward pass of ``fn()``."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fn()
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize(("mode", "chunked"), [*((m, False) for m in MODES), ("full", True)])
+def test_checkpointing_keeps_outputs_and_gradients(mode: str, chunked: bool) -> None:
+    x, pad_mask = batch([9, 5], 9)
+    results = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        mixer = make(mode, dropout=0.3, activation_checkpointing=checkpointing).train()
+        xi = x.clone().requires_grad_(True)
+        torch.manual_seed(1)  # the same dropout masks, drawn again in the recomputation
+        if chunked:
+            y = mixer.forward_chunked(xi, pad_mask, chunk_size=4, left_chunks=1)
+        else:
+            y = mixer(xi, pad_mask)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        grads = [xi.grad, *(p.grad for p in mixer.parameters())]
+        results.append((y.detach(), grads))
+    (y0, g0), (y1, g1) = results
+    assert not torch.equal(y0, make(mode, dropout=0.0)(x, pad_mask))  # dropout was active
+    torch.testing.assert_close(y1, y0, rtol=0, atol=1e-6)
+    assert len(g0) == len(g1)
+    for a, b in zip(g0, g1, strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
+
+
+def test_checkpointing_stores_only_the_input() -> None:
+    d_model, time = 16, 50
+    x = torch.randn(1, time, d_model, requires_grad=True)
+    pad_mask = torch.ones(1, time, dtype=torch.bool)
+    sizes = {"local_hidden": [16], "local_out": 16, "summary_hidden": [16], "heads": 4}
+    plain = SummaryMixing(d_model, **sizes, dropout=0.0).train()
+    ckpt = SummaryMixing(d_model, **sizes, dropout=0.0, activation_checkpointing=True).train()
+    ckpt.load_state_dict(plain.state_dict())  # the same parameter layout
+    frame_bytes = time * d_model * 4  # one [1, T, D] float32 tensor
+    # without: x, both MLPs' hidden and output frames, the LayerNorm and combiner inputs, ...
+    assert saved_bytes(lambda: plain(x, pad_mask)) >= 9 * frame_bytes
+    assert saved_bytes(lambda: ckpt(x, pad_mask)) <= frame_bytes + 64  # x and the mask
+    ckpt.eval()  # inference: plain forward, nothing recomputed
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt(x, pad_mask), plain.eval()(x, pad_mask))

@@ -39,6 +39,16 @@ Streaming (``full``, ``lite``, ``fast``): :meth:`SummaryMixing.forward_chunked` 
 time (reference §1.9); :meth:`SummaryMixing.forward_step` produces the same outputs one chunk
 at a time from a running state, at a cost per chunk that does not grow with the position.
 
+Activation checkpointing
+------------------------
+With ``activation_checkpointing=True`` the offline and chunked forwards do not keep the
+cell's intermediate activations for the backward pass (the two MLPs' hidden and output
+frames, the LayerNorm input, the combiner's input and pre-activation: about nine
+``[B, T, D]`` tensors per layer at the benchmarks' sizes); only ``x`` is kept and the cell is
+run again during the backward pass (:func:`torch.utils.checkpoint.checkpoint`, non-reentrant,
+same dropout masks). The cell is linear in ``T``, so the recomputation costs one more cell
+forward. Only while training with gradients enabled; outputs and gradients are unchanged.
+
 Differences from the reference implementation
 ---------------------------------------------
 - One mask convention, ``pad_mask`` True = real frame (the reference mixes both polarities,
@@ -69,6 +79,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from smx.nn.activations import ActivationName
 from smx.nn.activations import activation as make_activation
@@ -409,6 +420,9 @@ class SummaryMixing(Mixer):
         ``"swish"``, ``"gelu"`` or ``"relu"``; follows every linear layer.
     decay : float
         Per-frame decay of ``expdecay`` in ``(0, 1)``; a fixed buffer, not trained.
+    activation_checkpointing : bool
+        In training, recompute the cell in the backward pass instead of storing its
+        activations (see the module docstring); outputs and gradients are unchanged.
 
     Example
     -------
@@ -438,6 +452,7 @@ class SummaryMixing(Mixer):
         dropout: float = 0.1,
         activation: ActivationName = "swish",
         decay: float = 0.995,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         _check_arguments(
@@ -446,6 +461,7 @@ class SummaryMixing(Mixer):
         self.d_model = d_model
         self.mode = mode
         self.heads = heads
+        self.activation_checkpointing = activation_checkpointing
         self.streamable = mode != "expdecay"
         self.activation = make_activation(activation)
         self.dropout = nn.Dropout(dropout)
@@ -470,7 +486,8 @@ class SummaryMixing(Mixer):
             nn.init.zeros_(self.combiner.bias)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, mode={self.mode!r}, heads={self.heads}"
+        ckpt = ", activation_checkpointing=True" if self.activation_checkpointing else ""
+        return f"d_model={self.d_model}, mode={self.mode!r}, heads={self.heads}{ckpt}"
 
     # ---- the cells: one per mode; ``summarize`` decides offline / chunked / step / expdecay
 
@@ -505,6 +522,14 @@ class SummaryMixing(Mixer):
         y = cells[self.mode](x, pad_mask, summarize)  # [B, T, D]
         return y.masked_fill(~pad_mask.unsqueeze(-1), 0)  # padded frames are zero
 
+    def _run_cell(
+        self, x: torch.Tensor, pad_mask: torch.Tensor, summarize: Summarize
+    ) -> torch.Tensor:
+        """The cell, recomputed in the backward pass when checkpointing while training."""
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(self._cell, x, pad_mask, summarize, use_reentrant=False)
+        return self._cell(x, pad_mask, summarize)  # [B, T, D]
+
     # ---- the public entry points
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
@@ -524,8 +549,8 @@ class SummaryMixing(Mixer):
         """
         check_mixer_input(x, pad_mask, self.d_model, "SummaryMixing")
         if self.mode == "expdecay":
-            return self._cell(x, pad_mask, partial(_decayed_summary, decay=self.decay))
-        return self._cell(x, pad_mask, _global_summary)
+            return self._run_cell(x, pad_mask, partial(_decayed_summary, decay=self.decay))
+        return self._run_cell(x, pad_mask, _global_summary)
 
     def _check_streamable(self) -> None:
         if not self.streamable:
@@ -559,7 +584,7 @@ class SummaryMixing(Mixer):
         check_mixer_input(x, pad_mask, self.d_model, "SummaryMixing")
         check_chunking(chunk_size, left_chunks, "SummaryMixing")
         summarize = partial(_chunked_summary, chunk_size=chunk_size, left_chunks=left_chunks)
-        return self._cell(x, pad_mask, summarize)
+        return self._run_cell(x, pad_mask, summarize)
 
     def init_state(
         self, batch_size: int, device: torch.device, dtype: torch.dtype
