@@ -570,6 +570,9 @@ class DownstreamCfg(Section):
     max_batch_duration: PositiveFloat = 120.0
     #: hypotheses kept per frame by the ASR probes' CTC beam search (cost ~ beam_size^2)
     beam_size: PositiveInt = 10
+    #: the ASR metric comparisons are made on (both are always reported): ``wer`` as MP3S;
+    #: ``cer`` for small labelled sets, where every upstream's WER stays near 1
+    asr_metric: Literal["wer", "cer"] = "wer"
     newbob_threshold: Annotated[float, Field(ge=0.0)] = 0.0025
     newbob_factor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
     finetune: FinetuneCfg = FinetuneCfg()

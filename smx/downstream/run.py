@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from smx.atomic import write_json
-from smx.config import PROBES, Params
+from smx.config import PROBES, DownstreamCfg, Params
 from smx.downstream import metrics
 from smx.downstream.decoding import BEAM_SIZE, beam_backend, beam_decode, greedy_decode
 from smx.downstream.errors import ProbeError
@@ -44,13 +44,28 @@ from smx.downstream.upstream import (
     random_upstream,
 )
 
-#: the metric a comparison is made on, and its direction
+#: the metric a comparison is made on, and its direction (asr: ``downstream.asr_metric``)
 PRIMARY = {
     "asr": ("wer", "lower"),
     "speaker": ("eer", "lower"),
     "intent": ("accuracy", "higher"),
     "style": ("accuracy", "higher"),
 }
+
+
+def primary_metric(task: str, cfg: DownstreamCfg) -> tuple[str, str]:
+    """The metric ``task`` is compared on and whether ``lower`` or ``higher`` is better.
+
+    Example
+    -------
+    >>> primary_metric("asr", DownstreamCfg()), primary_metric("asr", DownstreamCfg(asr_metric="cer"))
+    (('wer', 'lower'), ('cer', 'lower'))
+    """
+    if task == "asr":
+        return cfg.asr_metric, "lower"
+    return PRIMARY[task]
+
+
 UPSTREAMS = ("pretrained", "random_init", "fbank")
 
 Progress = Callable[[str], None]
@@ -173,7 +188,7 @@ def run_probing(
         label: probe_upstream(data, up, names, params, progress, label)
         for label, up in upstreams.items()
     }
-    primary, better = PRIMARY[data.task]
+    primary, better = primary_metric(data.task, params.downstream)
     result: dict[str, Any] = {
         "task": data.task,
         "primary_metric": primary,

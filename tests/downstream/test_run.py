@@ -73,7 +73,7 @@ def write_params(path: Path, corpus_root: Path, **downstream: object) -> Path:
 def test_pipeline_stage_writes_asr_metrics_and_plot(
     corpus_root: Path, encoder_file: Path, tmp_path: Path
 ) -> None:
-    params = write_params(tmp_path / "params.yaml", corpus_root, seeds=1)
+    params = write_params(tmp_path / "params.yaml", corpus_root, seeds=1, asr_metric="cer")
     res = probe_stage(
         "--params", str(params),
         "--variant", "tiny",
@@ -87,6 +87,8 @@ def test_pipeline_stage_writes_asr_metrics_and_plot(
     assert f"wrote {tmp_path / 'metrics' / 'tiny' / 'asr.json'}" in res.stdout
     result = json.loads((tmp_path / "metrics" / "tiny" / "asr.json").read_text())
     assert result["variant"] == "tiny" and result["beam_search"] in ("prefix", "torchaudio")
+    assert (result["primary_metric"], result["better"]) == ("cer", "lower")  # asr_metric
+    assert "asr: cer " in res.stdout
     assert set(result["probes"]) == {"bilstm", "conv"}
     for by_upstream in result["probes"].values():
         assert set(by_upstream) == {"pretrained", "random_init", "fbank"}
