@@ -58,7 +58,7 @@ def test_show_prints_defaults_and_variants(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     shown = YAML(typ="safe").load(res.stdout)
     assert shown["model"]["encoder"]["d_model"] == 128  # from params.yaml
-    assert shown["ssl"]["mask_prob"] == 0.65  # a default from smx.config
+    assert shown["ssl"]["mask_prob"] == 0.15  # a default of BEST-RQ in smx.config
     res = smx("config", "show", "params.yaml", "--variant", "mhsa", "--json")
     assert json.loads(res.stdout)["model"]["mixer"] == {
         "kind": "mhsa",
