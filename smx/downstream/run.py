@@ -44,9 +44,9 @@ from smx.downstream.upstream import (
     random_upstream,
 )
 
-#: the metric a comparison is made on, and its direction (asr: ``downstream.asr_metric``)
+#: the metric a comparison is made on, and its direction (asr: ``downstream.asr_metric``,
+#: lower is better; see :func:`primary_metric`)
 PRIMARY = {
-    "asr": ("wer", "lower"),
     "speaker": ("eer", "lower"),
     "intent": ("accuracy", "higher"),
     "style": ("accuracy", "higher"),
