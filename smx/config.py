@@ -227,8 +227,9 @@ class SummaryMixingCfg(Section):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Left out of dumps while off (its default): the weights do not depend on it, and
-        # the config hash of runs made before the field existed stays the same.
+        # Left out of dumps while off (its default), so that resolved configs, Ray run names
+        # and DVC params of runs made before the field existed stay the same; config_hash
+        # (smx.train.checkpoint) ignores it either way.
         data = handler(self)
         if not self.activation_checkpointing:
             data.pop("activation_checkpointing", None)
