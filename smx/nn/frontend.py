@@ -290,8 +290,9 @@ class Conv2dSubsampling(nn.Module):
     """Stride-2 Conv2d blocks over (time, frequency): 4x time subsampling with two blocks.
 
     Each block is ``Conv2d(kernel k, stride 2, 'same' zero padding k//2) -> LayerNorm over
-    channels -> LeakyReLU -> Dropout``; the output ``[B, T', F', C]`` is flattened to
-    ``C·F'`` features per frame and optionally projected by a Linear to ``out_dim``. Time
+    each frame's frequencies and channels -> LeakyReLU -> Dropout``; the output
+    ``[B, T', F', C]`` is flattened to ``C·F'`` features per frame and optionally projected
+    by a Linear to ``out_dim``. Time
     and frequency shrink as ``n -> (n - 1) // 2 + 1`` per block (for odd k), so two blocks
     give ``ceil(ceil(T/2)/2)`` frames of 40 ms from 10 ms input. The reference BEST-RQ
     recipe uses channels (128, 32), the supervised recipes (64, 32) (§1.7, §3.2); the
@@ -346,12 +347,19 @@ class Conv2dSubsampling(nn.Module):
             nn.Conv2d(c_in, c_out, kernel_size, stride=2, padding=kernel_size // 2)
             for c_in, c_out in pairwise(sizes)
         )
-        self.norms = nn.ModuleList(nn.LayerNorm(c) for c in channels)
-        self.activation = nn.LeakyReLU()
-        self.dropout = nn.Dropout(dropout)
+        freqs = []  # F' after each block
         freq = in_dim
         for _ in channels:
             freq = self._shrink(freq)
+            freqs.append(freq)
+        # each output frame is normalised over frequency and channels together, as the
+        # reference: over channels alone, every time-frequency cell would lose its level and
+        # the spectral envelope (what a speaker sounds like) would not reach the encoder
+        self.norms = nn.ModuleList(
+            nn.LayerNorm((f, c)) for f, c in zip(freqs, channels, strict=True)
+        )
+        self.activation = nn.LeakyReLU()
+        self.dropout = nn.Dropout(dropout)
         self.flat_dim = channels[-1] * freq
         self.proj = nn.Linear(self.flat_dim, out_dim) if out_dim is not None else None
         self.output_dim = out_dim if out_dim is not None else self.flat_dim
