@@ -292,11 +292,11 @@ class Conv2dSubsampling(nn.Module):
     Each block is ``Conv2d(kernel k, stride 2, 'same' zero padding k//2) -> LayerNorm over
     each frame's frequencies and channels -> LeakyReLU -> Dropout``; the output
     ``[B, T', F', C]`` is flattened to ``C·F'`` features per frame and optionally projected
-    by a Linear to ``out_dim``. Time
-    and frequency shrink as ``n -> (n - 1) // 2 + 1`` per block (for odd k), so two blocks
-    give ``ceil(ceil(T/2)/2)`` frames of 40 ms from 10 ms input. The reference BEST-RQ
-    recipe uses channels (128, 32), the supervised recipes (64, 32) (§1.7, §3.2); the
-    reference convolution pads with reflection, this one with zeros.
+    by a Linear to ``out_dim``. Time and frequency shrink as ``n -> (n - 1) // 2 + 1`` per
+    block (for odd k), so two blocks give ``ceil(ceil(T/2)/2)`` frames of 40 ms from 10 ms
+    input. The reference BEST-RQ recipe uses channels (128, 32), the supervised recipes
+    (64, 32) (§1.7, §3.2); the reference convolution pads with reflection, this one with
+    zeros.
 
     Padding: padded input frames are zeroed, and so are the padded frames after each block,
     so the frames just past an utterance's end look exactly like the zero 'same' padding of
