@@ -3,7 +3,8 @@
 Reads the variant's resolved config (build/<variant>/params.json, or `--params` + the
 variant), models/<variant>/encoder.pt (checked against that config) and the corpus
 <data.root>/<data.corpus>; trains both probes of the task on the frozen encoder, on its
-random-init twin and on plain fbank features, over downstream.seeds seeds; writes
+random-init twin and on plain fbank features, over downstream.seeds seeds (downstream.workers
+trainings at once; a line on stderr after each); writes
 <metrics-dir>/<variant>/<task>.json (mean and std per probe and upstream) and
 <plots-dir>/<variant>/<task>_layer_weights.png, each atomically; logs them as an MLflow run
 nested under the variant's parent run (skip with --no-mlflow).
@@ -64,7 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     corpus = Path(params.data.root) / params.data.corpus
     try:
-        result = probe_encoder(encoder, args.task, params, corpus, arch=params)
+        result = probe_encoder(
+            encoder,
+            args.task,
+            params,
+            corpus,
+            arch=params,
+            progress=lambda what, _: print(f"{stage}: {what}", file=sys.stderr, flush=True),
+        )
     except (ProbeError, PrepareError) as exc:
         print(f"{stage}: {exc}", file=sys.stderr)
         return 2

@@ -104,11 +104,9 @@ def probe_command(
     try:
         with Progress(console=err_console, transient=True) as bar:
             job = bar.add_task("probing", total=total)
-            started = [0]
 
-            def progress(what: str) -> None:  # called before each probe training
-                bar.update(job, description=what, completed=started[0])
-                started[0] += 1
+            def progress(what: str, finished: int) -> None:
+                bar.update(job, description=what, completed=finished)
 
             result = probe_encoder(
                 encoder,

@@ -2,8 +2,8 @@
 
 For each upstream (the pre-trained encoder, its random-init twin, plain fbank features) the
 hidden states of every utterance are extracted once; then every probe of the task is trained
-once per seed (``downstream.seeds`` seeds starting at ``params.seed``) and scored on the
-test split. The result is a JSON-ready dict::
+once per seed (``downstream.seeds`` seeds starting at ``params.seed``), ``downstream.workers``
+trainings at once (:mod:`smx.downstream.jobs`), and scored on the test split. The result is a JSON-ready dict::
 
     task, primary_metric, better ("lower" | "higher"), seeds, utterances, beam_search, beam_size,
     probes: {probe: {upstream: {metrics: {name: {mean, std, values}},
@@ -32,9 +32,9 @@ from smx.downstream import metrics
 from smx.downstream.decoding import BEAM_SIZE, beam_backend, beam_decode, greedy_decode
 from smx.downstream.errors import ProbeError
 from smx.downstream.features import extract
-from smx.downstream.fit import Example, fit, predict
+from smx.downstream.fit import Example
+from smx.downstream.jobs import Job, JobResult, Split, run_jobs
 from smx.downstream.plots import plot_layer_weights
-from smx.downstream.probes import build_probe_model
 from smx.downstream.tasks import Item, TaskData, check_task, load_task_data
 from smx.downstream.upstream import (
     Upstream,
@@ -68,7 +68,8 @@ def primary_metric(task: str, cfg: DownstreamCfg) -> tuple[str, str]:
 
 UPSTREAMS = ("pretrained", "random_init", "fbank")
 
-Progress = Callable[[str], None]
+#: told what was done (a short line) and how many probe trainings have finished
+Progress = Callable[[str, int], None]
 
 
 def examples(
@@ -127,46 +128,20 @@ def _spread(values: list[float]) -> dict[str, Any]:
     }
 
 
-def probe_upstream(
-    data: TaskData,
-    upstream: Upstream,
-    probes: Sequence[str],
-    params: Params,
-    progress: Progress | None = None,
-    label: str = "",
-) -> dict[str, dict[str, Any]]:
-    """Train and score every probe on one upstream over all seeds -> ``{probe: result}``."""
-    cfg = params.downstream
-    feats = extract(upstream, data.cuts(), cfg.max_batch_duration)
-    train, dev, test = (examples(data, s, feats) for s in (data.train, data.dev, data.test))
-    out: dict[str, dict[str, Any]] = {}
-    for name in probes:
-        runs: list[dict[str, float]] = []
-        weights: list[list[float]] = []
-        best: list[int] = []
-        for i in range(cfg.seeds):
-            seed = params.seed + i
-            if progress:
-                progress(f"{data.task}/{name} on {label}, seed {seed}")
-            torch.manual_seed(seed)
-            model = build_probe_model(
-                data.task, name, upstream.num_layers, upstream.dim, data.num_outputs, cfg.probe_dim
-            )
-            result = fit(data.task, model, train, dev, cfg, seed)
-            outputs = predict(model, test, cfg.max_batch_duration)
-            runs.append(score(data, outputs, test, cfg.beam_size))
-            weights.append(model.layers.weights().detach().tolist())
-            best.append(result.best_epoch)
-        by_layer = list(zip(*weights, strict=True))
-        out[name] = {
-            "metrics": {k: _spread([r[k] for r in runs]) for k in runs[0]},
-            "layer_weights": {
-                "mean": [round(statistics.fmean(w), 6) for w in by_layer],
-                "std": [round(statistics.stdev(w), 6) if len(w) > 1 else 0.0 for w in by_layer],
-            },
-            "best_epoch": best,
-        }
-    return out
+def aggregate(
+    data: TaskData, runs: Sequence[JobResult], test: Sequence[Example], cfg: DownstreamCfg
+) -> dict[str, Any]:
+    """One probe on one upstream over its seeds: metrics, layer weights, best epochs."""
+    scores = [score(data, r.outputs, test, cfg.beam_size) for r in runs]
+    by_layer = list(zip(*(r.layer_weights for r in runs), strict=True))
+    return {
+        "metrics": {k: _spread([s[k] for s in scores]) for k in scores[0]},
+        "layer_weights": {
+            "mean": [round(statistics.fmean(w), 6) for w in by_layer],
+            "std": [round(statistics.stdev(w), 6) if len(w) > 1 else 0.0 for w in by_layer],
+        },
+        "best_epoch": [r.best_epoch for r in runs],
+    }
 
 
 def run_probing(
@@ -176,7 +151,12 @@ def run_probing(
     probes: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """The protocol of the module docstring over the given upstreams (name -> upstream)."""
+    """The protocol of the module docstring over the given upstreams (name -> upstream).
+
+    The states of every upstream are extracted first; then the probe trainings (upstreams x
+    probes x seeds) run as jobs, ``downstream.workers`` at once; ``progress`` is called with
+    a short line after each.
+    """
     names = list(probes or PROBES[data.task])
     for name in names:
         if name not in PROBES[data.task]:
@@ -184,22 +164,55 @@ def run_probing(
                 f"probe '{name}' is not a probe of task '{data.task}' (choose from "
                 f"{', '.join(PROBES[data.task])})"
             )
-    by_upstream = {
-        label: probe_upstream(data, up, names, params, progress, label)
+    cfg = params.downstream
+    splits: dict[str, Split] = {}
+    for label, upstream in upstreams.items():
+        if progress:
+            progress(f"{data.task}: hidden states of {label}", 0)
+        feats = extract(upstream, data.cuts(), cfg.max_batch_duration)
+        splits[label] = Split(
+            *(examples(data, s, feats) for s in (data.train, data.dev, data.test))
+        )
+    jobs = [
+        Job(data.task, name, label, params.seed + i, up.num_layers, up.dim, data.num_outputs)
         for label, up in upstreams.items()
-    }
-    primary, better = primary_metric(data.task, params.downstream)
+        for name in names
+        for i in range(cfg.seeds)
+    ]
+
+    def done(r: JobResult, count: int) -> None:
+        if progress:
+            j = r.job
+            progress(
+                f"{data.task}/{j.probe} on {j.upstream}, seed {j.seed}: trained in "
+                f"{r.seconds:.0f} s ({count}/{len(jobs)})",
+                count,
+            )
+
+    finished = run_jobs(jobs, splits, cfg, cfg.workers, done)
+    primary, better = primary_metric(data.task, cfg)
     result: dict[str, Any] = {
         "task": data.task,
         "primary_metric": primary,
         "better": better,
-        "seeds": [params.seed + i for i in range(params.downstream.seeds)],
+        "seeds": [params.seed + i for i in range(cfg.seeds)],
         "utterances": {"train": len(data.train), "dev": len(data.dev), "test": len(data.test)},
-        "probes": {n: {label: by_upstream[label][n] for label in upstreams} for n in names},
+        "probes": {
+            name: {
+                label: aggregate(
+                    data,
+                    [r for r in finished if r.job.probe == name and r.job.upstream == label],
+                    splits[label].test,
+                    cfg,
+                )
+                for label in upstreams
+            }
+            for name in names
+        },
     }
     if data.task == "asr" and data.vocab is not None:
         result["beam_search"] = beam_backend(data.vocab.tokens)
-        result["beam_size"] = params.downstream.beam_size
+        result["beam_size"] = cfg.beam_size
     if data.task == "speaker":
         result["trials"] = len(data.trials)
     return result
@@ -228,7 +241,7 @@ def probe_encoder(
     arch: the expected architecture (None: the one stored in ``encoder.pt``; an MLflow URI
         uses ``params``).
     tracking_uri: MLflow tracking URI for model URIs.
-    progress: called with a short description before each probe training.
+    progress: told what was done and how many probe trainings have finished.
 
     Labels and splits are checked before the encoder is loaded, the encoder before any
     compute; problems raise :class:`ProbeError`.

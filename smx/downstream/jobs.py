@@ -1,0 +1,150 @@
+"""Probe trainings as independent jobs: one (upstream, probe, seed) each, run here or in a pool.
+
+A job seeds torch, builds the probe, trains it on cached states (:func:`smx.downstream.fit.fit`)
+and returns its outputs on the test split, its layer weights and its best epoch; scoring stays
+with the caller. With ``workers > 1`` the jobs run in that many spawned processes, one torch
+thread each (a probe 32 wide gains little from a second intra-op thread, much from a second
+process); the cached states reach them through one file per upstream in a temporary
+directory. A job's result does not depend on where it ran, up to float rounding.
+
+Example
+-------
+>>> ex = [Example(str(i), 1.0, torch.full((4, 2, 8), float(i % 2)), i % 2) for i in range(8)]
+>>> job = Job("style", "linear", "toy", seed=0, num_layers=2, dim=8, outputs=2)
+>>> cfg = DownstreamCfg(epochs=2, probe_dim=8, seeds=1)
+>>> [r.job.seed for r in run_jobs([job], {"toy": Split(ex, ex, ex)}, cfg, workers=1)]
+[0]
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from smx.config import DownstreamCfg
+from smx.downstream.fit import Example, fit, predict
+from smx.downstream.probes import build_probe_model
+
+
+@dataclass(frozen=True)
+class Split:
+    """The cached examples of one upstream: train, dev and test."""
+
+    train: Sequence[Example]
+    dev: Sequence[Example]
+    test: Sequence[Example]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One probe training: which probe, on which upstream's states, with which seed."""
+
+    task: str
+    probe: str
+    upstream: str
+    seed: int
+    num_layers: int
+    dim: int
+    outputs: int
+
+
+@dataclass
+class JobResult:
+    """A trained probe's test outputs (per example id), layer weights and best dev epoch."""
+
+    job: Job
+    outputs: dict[str, torch.Tensor]
+    layer_weights: list[float]
+    best_epoch: int
+    seconds: float
+
+
+#: called after each finished job with its result and how many jobs have finished
+Done = Callable[[JobResult, int], None]
+
+
+def train_job(job: Job, split: Split, cfg: DownstreamCfg) -> JobResult:
+    """Seed, build, train and run one probe on the test split."""
+    start = time.perf_counter()
+    torch.manual_seed(job.seed)
+    model = build_probe_model(
+        job.task, job.probe, job.num_layers, job.dim, job.outputs, cfg.probe_dim
+    )
+    result = fit(job.task, model, split.train, split.dev, cfg, job.seed)
+    outputs = predict(model, split.test, cfg.max_batch_duration)
+    weights = model.layers.weights().detach().tolist()
+    return JobResult(job, outputs, weights, result.best_epoch, time.perf_counter() - start)
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    splits: dict[str, Split],
+    cfg: DownstreamCfg,
+    workers: int,
+    done: Done | None = None,
+) -> list[JobResult]:
+    """Every job's result, in the order of ``jobs``; ``workers > 1`` runs them in processes."""
+    results: list[JobResult | None] = [None] * len(jobs)
+    if workers <= 1 or len(jobs) <= 1:
+        for i, job in enumerate(jobs):
+            results[i] = train_job(job, splits[job.upstream], cfg)
+            if done:
+                done(results[i], i + 1)
+        return [r for r in results if r is not None]
+    # the longest jobs first: more frames per utterance = a longer training
+    order = sorted(range(len(jobs)), key=lambda i: -_frames(splits[jobs[i].upstream]))
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="smx-probe-") as tmp:
+        files = {}
+        for name, split in splits.items():
+            files[name] = str(Path(tmp) / f"{len(files)}.pt")
+            torch.save(_rows(split), files[name])
+        with ProcessPoolExecutor(
+            min(workers, len(jobs)),
+            mp_context=context,
+            initializer=torch.set_num_threads,
+            initargs=(1,),
+        ) as pool:
+            futures = {
+                pool.submit(_train_in_worker, jobs[i], files[jobs[i].upstream], cfg): i
+                for i in order
+            }
+            for count, future in enumerate(as_completed(futures), start=1):
+                results[futures[future]] = future.result()
+                if done:
+                    done(future.result(), count)
+    return [r for r in results if r is not None]
+
+
+def _frames(split: Split) -> int:
+    return sum(e.states.shape[0] for e in split.train)
+
+
+Row = tuple[str, float, torch.Tensor, object]
+
+
+def _rows(split: Split) -> dict[str, list[Row]]:
+    """The split as plain tuples (what ``torch.load(weights_only=True)`` accepts)."""
+    return {
+        part: [(e.id, e.duration, e.states, e.target) for e in getattr(split, part)]
+        for part in ("train", "dev", "test")
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def _load_split(path: str) -> Split:
+    rows = torch.load(path, weights_only=True)
+    train, dev, test = ([Example(*row) for row in rows[part]] for part in ("train", "dev", "test"))
+    return Split(train, dev, test)
+
+
+def _train_in_worker(job: Job, path: str, cfg: DownstreamCfg) -> JobResult:
+    return train_job(job, _load_split(path), cfg)
