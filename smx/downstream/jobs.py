@@ -92,36 +92,48 @@ def run_jobs(
     done: Done | None = None,
 ) -> list[JobResult]:
     """Every job's result, in the order of ``jobs``; ``workers > 1`` runs them in processes."""
-    results: list[JobResult | None] = [None] * len(jobs)
     if workers <= 1 or len(jobs) <= 1:
-        for i, job in enumerate(jobs):
-            results[i] = train_job(job, splits[job.upstream], cfg)
+        results = []
+        for count, job in enumerate(jobs, start=1):
+            results.append(train_job(job, splits[job.upstream], cfg))
             if done:
-                done(results[i], i + 1)
-        return [r for r in results if r is not None]
+                done(results[-1], count)
+        return results
+    return _run_in_pool(jobs, splits, cfg, min(workers, len(jobs)), done)
+
+
+def _run_in_pool(
+    jobs: Sequence[Job],
+    splits: dict[str, Split],
+    cfg: DownstreamCfg,
+    workers: int,
+    done: Done | None,
+) -> list[JobResult]:
     # the longest jobs first: more frames per utterance = a longer training
     order = sorted(range(len(jobs)), key=lambda i: -_frames(splits[jobs[i].upstream]))
-    context = multiprocessing.get_context("spawn")
+    finished: dict[int, JobResult] = {}
     with tempfile.TemporaryDirectory(prefix="smx-probe-") as tmp:
-        files = {}
+        files = {name: str(Path(tmp) / f"{i}.pt") for i, name in enumerate(splits)}
         for name, split in splits.items():
-            files[name] = str(Path(tmp) / f"{len(files)}.pt")
             torch.save(_rows(split), files[name])
-        with ProcessPoolExecutor(
-            min(workers, len(jobs)),
-            mp_context=context,
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
             initializer=torch.set_num_threads,
             initargs=(1,),
-        ) as pool:
+        )
+        try:
             futures = {
                 pool.submit(_train_in_worker, jobs[i], files[jobs[i].upstream], cfg): i
                 for i in order
             }
             for count, future in enumerate(as_completed(futures), start=1):
-                results[futures[future]] = future.result()
+                finished[futures[future]] = future.result()
                 if done:
-                    done(future.result(), count)
-    return [r for r in results if r is not None]
+                    done(finished[futures[future]], count)
+        finally:  # on an error: no waiting for the jobs not started yet
+            pool.shutdown(wait=True, cancel_futures=True)
+    return [finished[i] for i in range(len(jobs))]
 
 
 def _frames(split: Split) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from smx.config import DownstreamCfg
@@ -75,3 +76,11 @@ def test_seeds_give_different_probes_and_one_seed_gives_the_same_probe() -> None
     a, b, c = run_jobs([job, job, other], splits, CFG, workers=1)
     assert a.layer_weights == b.layer_weights
     assert a.layer_weights != c.layer_weights
+
+
+def test_a_failing_job_in_the_pool_raises_its_error_in_the_caller() -> None:
+    splits = {"short": toy_split(6, seed=0)}
+    good = Job("style", "linear", "short", 0, num_layers=2, dim=8, outputs=2)
+    bad = Job("style", "no_such_probe", "short", 0, num_layers=2, dim=8, outputs=2)
+    with pytest.raises(ValueError, match="no_such_probe"):
+        run_jobs([good, bad, good], splits, CFG, workers=2)
