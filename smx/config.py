@@ -577,8 +577,9 @@ class DownstreamCfg(Section):
     newbob_threshold: Annotated[float, Field(ge=0.0)] = 0.0025
     newbob_factor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
     #: probe trainings run at once, each in its own process with one torch thread (1: one
-    #: after the other in the calling process); a small probe uses one core, so up to the
-    #: number of cores pays
+    #: after the other in the calling process, with its threads); a small probe uses one core,
+    #: so up to the number of cores pays. Thread counts change float rounding, which a few
+    #: epochs can turn into a different test prediction now and then
     workers: PositiveInt = 1
     finetune: FinetuneCfg = FinetuneCfg()
 
