@@ -6,9 +6,8 @@ with the caller. With ``workers > 1`` the jobs run in that many spawned processe
 thread each (a probe 32 wide gains little from a second intra-op thread, much from a second
 process); the cached states reach them through one file per upstream in a temporary
 directory. A job's result depends on where it ran only through float rounding (one torch
-thread in a worker, the caller's threads here).
-A script that runs jobs with ``workers > 1`` needs the ``if __name__ == "__main__":``
-guard: spawned workers import the main module.
+thread in a worker, the caller's threads here). A script that runs jobs with ``workers > 1``
+needs the ``if __name__ == "__main__":`` guard: spawned workers import the main module.
 
 Example
 -------

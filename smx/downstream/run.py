@@ -2,8 +2,9 @@
 
 For each upstream (the pre-trained encoder, its random-init twin, plain fbank features) the
 hidden states of every utterance are extracted once; then every probe of the task is trained
-once per seed (``downstream.seeds`` seeds starting at ``params.seed``), ``downstream.workers``
-trainings at once (:mod:`smx.downstream.jobs`), and scored on the test split. The result is a JSON-ready dict::
+once per seed (``downstream.seeds`` seeds starting at ``params.seed``; ``downstream.workers``
+trainings at once, :mod:`smx.downstream.jobs`) and scored on the test split. The result is a
+JSON-ready dict::
 
     task, primary_metric, better ("lower" | "higher"), seeds, utterances, beam_search, beam_size,
     probes: {probe: {upstream: {metrics: {name: {mean, std, values}},
