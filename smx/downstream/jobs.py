@@ -112,7 +112,8 @@ def _run_in_pool(
     done: Done | None,
 ) -> list[JobResult]:
     # the longest jobs first: more frames per utterance = a longer training
-    order = sorted(range(len(jobs)), key=lambda i: -_frames(splits[jobs[i].upstream]))
+    frames = {name: _frames(split) for name, split in splits.items()}
+    order = sorted(range(len(jobs)), key=lambda i: -frames[jobs[i].upstream])
     finished: dict[int, JobResult] = {}
     with tempfile.TemporaryDirectory(prefix="smx-probe-") as tmp:
         files = {name: str(Path(tmp) / f"{i}.pt") for i, name in enumerate(splits)}

@@ -190,7 +190,9 @@ def run_probing(
                 count,
             )
 
-    finished = run_jobs(jobs, splits, cfg, cfg.workers, done)
+    runs: dict[tuple[str, str], list[JobResult]] = {}
+    for r in run_jobs(jobs, splits, cfg, cfg.workers, done):
+        runs.setdefault((r.job.probe, r.job.upstream), []).append(r)
     primary, better = primary_metric(data.task, cfg)
     result: dict[str, Any] = {
         "task": data.task,
@@ -200,12 +202,7 @@ def run_probing(
         "utterances": {"train": len(data.train), "dev": len(data.dev), "test": len(data.test)},
         "probes": {
             name: {
-                label: aggregate(
-                    data,
-                    [r for r in finished if r.job.probe == name and r.job.upstream == label],
-                    splits[label].test,
-                    cfg,
-                )
+                label: aggregate(data, runs[name, label], splits[label].test, cfg)
                 for label in upstreams
             }
             for name in names
