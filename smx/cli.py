@@ -17,6 +17,7 @@ from rich.table import Table
 from smx import __version__
 from smx.bench.cli import bench_app
 from smx.data.cli import prepare_app
+from smx.doctor import MIN_FREE_GB
 from smx.downstream.cli import probe_command
 from smx.train.cli import finetune_command, pretrain_command
 from smx.yamlio import ConfigError
@@ -220,6 +221,14 @@ def doctor(
         Path | None,
         typer.Option(help="Config whose tracking URI is probed (default: $MLFLOW_TRACKING_URI)."),
     ] = None,
+    min_free_gb: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Free disk (GB) the project needs; the default covers the demo, "
+            "real corpora need their own size on top.",
+        ),
+    ] = MIN_FREE_GB,
 ) -> None:
     """Check torch, torchaudio, CUDA, espeak-ng, Ray, MLflow, DVC and disk; say how to fix problems.
 
@@ -230,7 +239,7 @@ def doctor(
     from smx.doctor import run_checks
 
     tracking = _load_or_exit(config).tracking if config else None
-    checks = run_checks(tracking)
+    checks = run_checks(tracking, min_free_gb)
     table = Table(title="smx doctor")
     for col in ("component", "status", "detail", "fix"):
         table.add_column(col, overflow="fold")

@@ -107,7 +107,8 @@ def test_every_command_has_help_with_an_example(command: list[str]) -> None:
 
 
 def test_doctor_reports_every_component() -> None:
-    res = smx("doctor")
+    # The disk row's verdict depends on the machine; its threshold is tested below.
+    res = smx("doctor", "--min-free-gb", "0")
     for component in (
         "python",
         "torch",
@@ -122,6 +123,20 @@ def test_doctor_reports_every_component() -> None:
     ):
         assert f"│ {component} " in res.stdout, component
     assert res.returncode == 0, res.stdout + res.stderr  # everything is installed by `make test`
+
+
+def test_doctor_flags_too_little_free_disk() -> None:
+    res = smx("doctor", "--min-free-gb", "1000000", env={"COLUMNS": "200"})
+    assert res.returncode == 1
+    assert "problems: disk" in res.stderr
+    assert "free at least 1e+06 GB" in res.stdout
+
+
+def test_doctor_refuses_a_negative_disk_threshold() -> None:
+    res = smx("doctor", "--min-free-gb", "-1")
+    assert res.returncode == 2
+    assert "--min-free-gb" in res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_doctor_flags_unreachable_services() -> None:
