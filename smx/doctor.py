@@ -161,9 +161,7 @@ def check_disk(root: Path, min_free_gb: float = MIN_FREE_GB) -> Check:
     free_gb = shutil.disk_usage(root).free / 1e9
     ok = free_gb >= min_free_gb
     fix = (
-        ""
-        if ok
-        else f"free at least {min_free_gb:g} GB for corpora, checkpoints and the DVC cache"
+        "" if ok else f"free at least {min_free_gb:g} GB for corpora, checkpoints and the DVC cache"
     )
     return Check("disk", ok, f"{free_gb:.1f} GB free at {root}", fix)
 
