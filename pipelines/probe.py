@@ -1,10 +1,12 @@
 """DVC stage `probe@<variant>-<task>`: MP3S-style scoring of one pre-trained encoder on one task.
 
 Reads the variant's resolved config (build/<variant>/params.json, or `--params` + the
-variant), models/<variant>/encoder.pt (checked against that config) and the corpus
-<data.root>/<data.corpus>; trains both probes of the task on the frozen encoder, on its
-random-init twin and on plain fbank features, over downstream.seeds seeds (downstream.workers
-trainings at once; a line on stderr after each); writes
+variant), models/<variant>/encoder.pt (checked against that config), the corpus
+<data.root>/<data.corpus> and the task's fbank baseline (metrics/baseline/<task>.json, made
+by `baseline@<task>`); trains both probes of the task on the frozen encoder and on its
+random-init twin over downstream.seeds seeds (downstream.workers trainings at once; a line
+on stderr after each) and takes the fbank rows from the baseline (probing fbank here, with a
+note, when the baseline was made with other settings, e.g. a variant's own front-end); writes
 <metrics-dir>/<variant>/<task>.json (mean and std per probe and upstream) and
 <plots-dir>/<variant>/<task>_layer_weights.png, each atomically; logs them as an MLflow run
 nested under the variant's parent run (skip with --no-mlflow).
@@ -13,14 +15,16 @@ nested under the variant's parent run (skip with --no-mlflow).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from pipelines.common import StageInputError, open_tracking, require, resolved_params
 from smx.config import TASKS, Params, load
 from smx.data.report import PrepareError
 from smx.downstream.errors import ProbeError
-from smx.downstream.run import probe_encoder, write_results
+from smx.downstream.run import baseline_mismatch, probe_encoder, write_results
 from smx.yamlio import ConfigError
 
 
@@ -36,6 +40,23 @@ def stage_params(stage: str, variant: str, params_file: str | None) -> Params:
         raise StageInputError(f"{stage}: {params_file}: {exc.args[0]}") from None
 
 
+def read_baseline(stage: str, path: Path, task: str) -> dict[str, Any]:
+    """The stored fbank baseline at ``path`` (StageInputError when missing or unreadable)."""
+    require(stage, path, f"baseline@{task}")
+    try:
+        baseline = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StageInputError(
+            f"{stage}: {path} is not readable JSON ({exc}); re-run `dvc repro baseline@{task}`"
+        ) from None
+    if not isinstance(baseline, dict) or baseline.get("task") != task:
+        raise StageInputError(
+            f"{stage}: {path} is not the fbank baseline of task '{task}'; re-run "
+            f"`dvc repro baseline@{task}`"
+        )
+    return baseline
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -45,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", required=True, choices=TASKS, help="the probing task")
     parser.add_argument(
         "--encoder", default=None, help="encoder file (default: models/<variant>/encoder.pt)"
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="stored fbank baseline (default: metrics/baseline/<task>.json)",
     )
     parser.add_argument(
         "--metrics-dir", default="metrics/probe", help="metrics root (default: metrics/probe)"
@@ -59,10 +85,16 @@ def main(argv: list[str] | None = None) -> int:
         params = stage_params(stage, args.variant, args.params)
         default = Path("models") / args.variant / "encoder.pt"
         encoder = require(stage, args.encoder or default, f"pretrain@{args.variant}")
+        baseline_path = Path(args.baseline or Path("metrics/baseline") / f"{args.task}.json")
+        stored = read_baseline(stage, baseline_path, args.task)
         uri = None if args.no_mlflow else open_tracking(stage, params)
     except StageInputError as exc:
         print(exc, file=sys.stderr)
         return 2
+    why = baseline_mismatch(stored, params, args.task)
+    if why:
+        print(f"{stage}: probing fbank here: {baseline_path} does not fit: {why}", file=sys.stderr)
+    baseline = None if why else stored
     corpus = Path(params.data.root) / params.data.corpus
     try:
         result = probe_encoder(
@@ -72,11 +104,13 @@ def main(argv: list[str] | None = None) -> int:
             corpus,
             arch=params,
             progress=lambda what, _: print(f"{stage}: {what}", file=sys.stderr, flush=True),
+            baseline=baseline,
         )
     except (ProbeError, PrepareError) as exc:
         print(f"{stage}: {exc}", file=sys.stderr)
         return 2
     result["variant"] = args.variant
+    result["fbank_baseline"] = str(baseline_path) if baseline else "probed in this stage"
     metrics = Path(args.metrics_dir) / args.variant / f"{args.task}.json"
     plot = Path(args.plots_dir) / args.variant / f"{args.task}_layer_weights.png"
     write_results(result, metrics, plot)

@@ -34,6 +34,14 @@ def test_the_probe_stage_lists_every_downstream_setting_it_reads() -> None:
     assert {"seed", "data"} <= stage_params("probe")
 
 
+def test_the_baseline_stage_lists_what_the_probe_stage_lists_and_the_front_end() -> None:
+    listed = stage_params("baseline")
+    assert {k for k in listed if k.startswith("downstream.")} == {
+        k for k in stage_params("probe") if k.startswith("downstream.")
+    }
+    assert {"seed", "data", "model.frontend"} <= listed
+
+
 def test_the_finetune_stage_lists_the_finetune_section_and_the_batch_size() -> None:
     listed = stage_params("finetune")
     assert {"downstream.finetune", "downstream.max_batch_duration"} <= listed

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.e2e
 
 VARIANTS = ("mhsa", "summarymixing")
 TASKS = ("asr", "intent", "speaker", "style")
+BASELINES = [f"baseline@{task}" for task in TASKS]  # fbank probes, once per task
 
 
 def per_variant(*variants: str) -> list[str]:
@@ -31,7 +32,7 @@ def test_whole_pipeline_then_nothing_then_only_what_a_change_touches(
     repo = make_dvc_repo(tmp_path, tracking_uri=mlflow_server)
     first = run(["dvc", "repro"], repo, timeout=1800)
     assert ran_stages(first.stdout) == sorted(
-        ["prepare", *per_variant(*VARIANTS), "bench", "report"]
+        ["prepare", *BASELINES, *per_variant(*VARIANTS), "bench", "report"]
     )
     resolved = json.loads((repo / "build" / "mhsa" / "params.json").read_text())
     assert resolved["model"]["mixer"]["kind"] == "mhsa"
@@ -45,6 +46,7 @@ def test_whole_pipeline_then_nothing_then_only_what_a_change_touches(
         for task in TASKS:
             probe = json.loads((repo / "metrics" / "probe" / variant / f"{task}.json").read_text())
             assert probe["variant"] == variant and probe["task"] == task
+            assert probe["fbank_baseline"] == f"metrics/baseline/{task}.json"
     report = (repo / "reports" / "report.md").read_text()
     assert "summarymixing" in report and "mhsa" in report
     assert (repo / "reports" / "bench" / "pretrain.json").is_file()
@@ -62,7 +64,7 @@ def test_whole_pipeline_then_nothing_then_only_what_a_change_touches(
     third = run(["dvc", "repro"], repo, timeout=1800)
     probes = [f"probe@{v}-{t}" for v in VARIANTS for t in TASKS]
     assert ran_stages(third.stdout) == sorted(
-        [*(f"resolve@{v}" for v in VARIANTS), *probes, "report"]
+        [*(f"resolve@{v}" for v in VARIANTS), *BASELINES, *probes, "report"]
     )
 
     params["variants"]["mhsa"]["mixer"]["heads"] = 8  # one variant's chain, then the summary

@@ -1,7 +1,9 @@
 """The probing protocol of one encoder on one task: upstreams x probes x seeds, then metrics.
 
 For each upstream (the pre-trained encoder, its random-init twin, plain fbank features) the
-hidden states of every utterance are extracted once; then every probe of the task is trained
+hidden states of every utterance are extracted once (fbank's rows can come from a stored
+:func:`probe_baseline` result instead: they do not depend on the encoder, so the pipeline
+probes fbank once per task for every variant); then every probe of the task is trained
 once per seed (``downstream.seeds`` seeds starting at ``params.seed``; ``downstream.workers``
 trainings at once, :mod:`smx.downstream.jobs`) and scored on the test split. The result is a
 JSON-ready dict::
@@ -216,6 +218,93 @@ def run_probing(
     return result
 
 
+def baseline_settings(params: Params, task: str, arch: Params | None = None) -> dict[str, Any]:
+    """Everything the fbank baseline of ``task`` depends on besides the corpus' audio.
+
+    ``arch`` is the config whose front-end makes the features (default: ``params``). A stored
+    baseline is reused only under equal settings (:func:`baseline_mismatch`);
+    ``downstream.workers`` is left out: it only says how many trainings run at once.
+    """
+    features = arch or params
+    return {
+        "task": task,
+        "seed": params.seed,
+        "data": params.data.model_dump(mode="json"),
+        "frontend": features.model.frontend.model_dump(mode="json"),
+        "sample_rate": features.data.sample_rate,
+        "downstream": params.downstream.model_dump(
+            mode="json", exclude={"tasks", "finetune", "workers"}
+        ),
+    }
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    """The dotted path of the first setting where ``a`` and ``b`` differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            where = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+            if where:
+                return where
+        return None
+    return None if a == b else path or "settings"
+
+
+def baseline_mismatch(
+    baseline: dict[str, Any],
+    params: Params,
+    task: str,
+    probes: Sequence[str] | None = None,
+    arch: Params | None = None,
+) -> str | None:
+    """Why a stored fbank baseline cannot stand in for probing fbank under ``params``, or None.
+
+    ``probes`` (default: both of the task) must all have an fbank row; ``arch`` as in
+    :func:`baseline_settings`.
+
+    Example
+    -------
+    >>> params = Params()
+    >>> rows = {"bilstm": {"fbank": {}}, "conv": {"fbank": {}}}
+    >>> stored = {"settings": baseline_settings(params, "asr"), "probes": rows}
+    >>> baseline_mismatch(stored, params, "asr") is None
+    True
+    >>> baseline_mismatch(stored, params.model_copy(update={"seed": 7}), "asr")
+    'it was made with other settings (seed)'
+    >>> baseline_mismatch({**stored, "probes": {"conv": {"fbank": {}}}}, params, "asr")
+    'it has no result for probe bilstm'
+    """
+    if not isinstance(baseline.get("settings"), dict):
+        return "it records no settings"
+    where = _first_difference(baseline["settings"], baseline_settings(params, task, arch))
+    if where:
+        return f"it was made with other settings ({where})"
+    rows = baseline.get("probes", {})
+    missing = [p for p in probes or PROBES[task] if "fbank" not in rows.get(p, {})]
+    if missing:
+        return f"it has no result for probe {', '.join(missing)}"
+    return None
+
+
+def probe_baseline(
+    task: str,
+    params: Params,
+    corpus_dir: str | Path,
+    *,
+    probes: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The fbank baseline of ``task`` alone: the result of :func:`run_probing` + ``settings``.
+
+    It does not depend on the encoder, so one result serves every variant whose
+    :func:`baseline_settings` are equal (``probe_encoder(..., baseline=...)``).
+    """
+    check_task(task)
+    data = load_task_data(corpus_dir, task)
+    result = run_probing(data, {"fbank": fbank_upstream(params)}, params, probes, progress)
+    result["settings"] = baseline_settings(params, task)
+    return result
+
+
 def probe_encoder(
     source: str | Path,
     task: str,
@@ -226,6 +315,7 @@ def probe_encoder(
     arch: Params | None = None,
     tracking_uri: str | None = None,
     progress: Progress | None = None,
+    baseline: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score the encoder at ``source`` on ``task`` against its random-init and fbank baselines.
 
@@ -240,6 +330,8 @@ def probe_encoder(
         uses ``params``).
     tracking_uri: MLflow tracking URI for model URIs.
     progress: told what was done and how many probe trainings have finished.
+    baseline: a :func:`probe_baseline` result to take the fbank rows from instead of
+        probing fbank again; it must fit (:func:`baseline_mismatch`).
 
     Labels and splits are checked before the encoder is loaded, the encoder before any
     compute; problems raise :class:`ProbeError`.
@@ -249,12 +341,20 @@ def probe_encoder(
     if arch is None and is_mlflow_uri(str(source)):
         arch = params
     pretrained, arch = load_upstream(source, arch, tracking_uri)
+    if baseline is not None:
+        why = baseline_mismatch(baseline, params, task, probes, arch)
+        if why:
+            raise ProbeError(f"the fbank baseline cannot be reused: {why}")
     upstreams: dict[str, Upstream] = {
         "pretrained": pretrained,
         "random_init": random_upstream(arch, seed=params.seed),
-        "fbank": fbank_upstream(arch),
     }
+    if baseline is None:
+        upstreams["fbank"] = fbank_upstream(arch)
     result = run_probing(data, upstreams, params, probes, progress)
+    if baseline is not None:
+        for name, rows in result["probes"].items():
+            rows["fbank"] = baseline["probes"][name]["fbank"]
     result["encoder"] = {
         "source": str(source),
         "layers": pretrained.num_layers,
