@@ -4,8 +4,9 @@ Plain log-mel features do not depend on the encoder, so their probes are trained
 task (over downstream.seeds seeds, downstream.workers at once, a line on stderr after each)
 and each `probe@<variant>-<task>` takes its fbank rows from
 <metrics-dir>/<task>.json (written atomically) when the variant's settings match those
-recorded in it. The config is params.yaml's base model (its front-end makes the features);
-a variant that changes the front-end gets its fbank baseline probed in its own stage.
+recorded in it. The config is the base one (build/params.json, written by `defaults`, or
+`--params`): its front-end makes the features; a variant that changes the front-end gets its
+fbank baseline probed in its own stage.
 """
 
 from __future__ import annotations
@@ -14,19 +15,28 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipelines.common import StageInputError, resolved_params
 from smx.atomic import write_json
-from smx.config import TASKS, load
+from smx.config import TASKS, Params, load
 from smx.data.report import PrepareError
 from smx.downstream.errors import ProbeError
 from smx.downstream.run import probe_baseline
 from smx.yamlio import ConfigError
 
 
+def base_params(stage: str, params_file: str | None) -> Params:
+    """``params_file`` (a YAML config) when given, else build/params.json."""
+    if params_file is None:
+        return resolved_params(stage, None)
+    try:
+        return load(params_file)
+    except ConfigError as exc:
+        raise StageInputError(f"{stage}: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--params", default="params.yaml", help="config file (default: params.yaml)"
-    )
+    parser.add_argument("--params", default=None, help="config file (default: build/params.json)")
     parser.add_argument("--task", required=True, choices=TASKS, help="the probing task")
     parser.add_argument(
         "--metrics-dir",
@@ -36,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stage = f"baseline@{args.task}"
     try:
-        params = load(args.params)
-    except ConfigError as exc:
-        print(f"{stage}: {exc}", file=sys.stderr)
+        params = base_params(stage, args.params)
+    except StageInputError as exc:
+        print(exc, file=sys.stderr)
         return 2
     corpus = Path(params.data.root) / params.data.corpus
     try:

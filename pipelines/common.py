@@ -17,8 +17,9 @@ class StageInputError(RuntimeError):
     """A stage's input is missing or unusable (exit 2, one sentence)."""
 
 
-def resolved_params(stage: str, variant: str, build: str | Path = "build") -> Params:
-    """The variant's config written by ``resolve@<variant>`` (build/<variant>/params.json).
+def resolved_params(stage: str, variant: str | None, build: str | Path = "build") -> Params:
+    """The variant's config written by ``resolve@<variant>`` (build/<variant>/params.json), or
+    with ``variant=None`` the base config written by ``defaults`` (build/params.json).
 
     Example
     -------
@@ -26,8 +27,15 @@ def resolved_params(stage: str, variant: str, build: str | Path = "build") -> Pa
     Traceback (most recent call last):
     ...
     pipelines.common.StageInputError: probe@nope-asr: /nonexistent/nope/params.json is missing; run `dvc repro resolve@nope` first (is `nope` listed under `variants` in params.yaml?)
+    >>> resolved_params("baseline@asr", None, "/nonexistent")
+    Traceback (most recent call last):
+    ...
+    pipelines.common.StageInputError: baseline@asr: /nonexistent/params.json is missing; run `dvc repro defaults` first
     """
-    source = Path(build) / variant / "params.json"
+    if variant is None:
+        source = require(stage, Path(build) / "params.json", "defaults")
+    else:
+        source = Path(build) / variant / "params.json"
     if not source.is_file():
         raise StageInputError(
             f"{stage}: {source} is missing; run `dvc repro resolve@{variant}` first "

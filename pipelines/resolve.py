@@ -1,7 +1,10 @@
-"""DVC stage `resolve@<variant>`: validate params.yaml and write the variant's full config.
+"""DVC stages `resolve@<variant>` and `defaults`: validate params.yaml, write full configs.
 
-Later stages read build/<variant>/params.json, so every number they use is the resolved,
-validated value (defaults included) and the file records exactly what ran.
+`resolve@<variant>` writes build/<variant>/params.json (the base config with the variant's
+patch of `model`); `defaults` (no --variant) writes build/params.json, the base config that
+stages shared by every variant read (`baseline@<task>`). Later stages read these files, so
+every number they use is the resolved, validated value (defaults included) and the file
+records exactly what ran.
 """
 
 from __future__ import annotations
@@ -20,21 +23,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--params", default="params.yaml", help="config file (default: params.yaml)"
     )
-    parser.add_argument("--variant", required=True, help="a name under `variants` in the config")
+    parser.add_argument(
+        "--variant",
+        default=None,
+        help="a name under `variants` in the config (default: the base config, for `defaults`)",
+    )
     parser.add_argument("--out", default="build", help="output folder (default: build)")
     args = parser.parse_args(argv)
+    stage = f"resolve@{args.variant}" if args.variant else "defaults"
     try:
         params = load(args.params)
-        resolved = params.variant(args.variant)
+        resolved = params.variant(args.variant) if args.variant else params
     except ConfigError as exc:
-        print(f"resolve: {exc}", file=sys.stderr)
+        print(f"{stage}: {exc}", file=sys.stderr)
         return 2
     except KeyError as exc:
-        print(f"resolve@{args.variant}: {args.params}: {exc.args[0]}", file=sys.stderr)
+        print(f"{stage}: {args.params}: {exc.args[0]}", file=sys.stderr)
         return 2
-    out = Path(args.out) / args.variant / "params.json"
+    out = Path(args.out) / (args.variant or "") / "params.json"
     write_json(out, resolved.model_dump(mode="json"))
-    print(f"resolve@{args.variant}: wrote {out}")
+    print(f"{stage}: wrote {out}")
     return 0
 
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 VARIANTS = ("mhsa", "summarymixing")
 TASKS = ("asr", "intent", "speaker", "style")
-BASELINES = [f"baseline@{task}" for task in TASKS]  # fbank probes, once per task
+BASELINES = ["defaults", *(f"baseline@{task}" for task in TASKS)]  # fbank probes, once per task
 
 
 def per_variant(*variants: str) -> list[str]:
