@@ -136,6 +136,7 @@ def log_run(uri: str, params: Params, variant: str, result: dict, files: list[Pa
     parent = variant_run(uri, params.tracking.experiment, variant, config_hash(params))
     ds = params.downstream
     settings = {"probe_dim": ds.probe_dim, "epochs": ds.epochs, "lr": ds.lr}
+    settings.update({f"epochs.{probe}": n for probe, n in ds.probe_epochs.items()})
     return log_probe_run(uri, parent, result, files, settings)
 
 

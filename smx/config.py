@@ -503,6 +503,7 @@ PROBES: dict[str, tuple[str, str]] = {
     "intent": ("linear", "bilstm_linear"),
     "style": ("linear", "ecapa"),
 }
+ProbeName = Literal["bilstm", "conv", "xvector", "ecapa", "linear", "bilstm_linear"]
 
 
 class FinetuneCfg(Section):
@@ -563,6 +564,10 @@ class DownstreamCfg(Section):
     )
     seeds: PositiveInt = 3
     epochs: PositiveInt = 20
+    #: epochs of the named probes instead of ``epochs``, e.g. ``{linear: 30}``: a pooled
+    #: linear probe's epoch costs a few per cent of a BiLSTM's or ECAPA's, and it needs many
+    #: more epochs to converge (unconverged, its accuracy swings with the seed)
+    probe_epochs: dict[ProbeName, PositiveInt] = Field(default_factory=dict)
     lr: PositiveFloat = 2e-4
     lr_weights: PositiveFloat = 1e-2
     # probe width: BiLSTM units per direction, conv/TDNN channels, embedding size (MP3S: 1024);
@@ -588,6 +593,17 @@ class DownstreamCfg(Section):
         if len(set(self.tasks)) != len(self.tasks):
             raise FieldProblem("tasks", "must not repeat a task")
         return self
+
+    def epochs_of(self, probe: str) -> int:
+        """Training epochs of ``probe``.
+
+        Example
+        -------
+        >>> cfg = DownstreamCfg(epochs=4, probe_epochs={"linear": 30})
+        >>> cfg.epochs_of("linear"), cfg.epochs_of("bilstm")
+        (30, 4)
+        """
+        return self.probe_epochs.get(probe, self.epochs)  # type: ignore[call-overload]
 
 
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "databricks")

@@ -128,6 +128,12 @@ MALFORMED = {
         "model.streaming.enabled",
         "streaming mode",
     ),
+    "probe_epochs_of_an_unknown_probe": (
+        "downstream:\n  probe_epochs:\n    lineer: 30\n",
+        3,
+        "downstream.probe_epochs",
+        "linear",
+    ),
     "gpu_without_gpus": ("cluster:\n  use_gpu: true\n", 2, "cluster", "gpus_per_worker"),
     "file_tracking_store": ("tracking:\n  uri: ./mlruns\n", 2, "tracking.uri", "file store"),
     "warmup_longer_than_training": (

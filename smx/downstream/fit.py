@@ -125,16 +125,18 @@ def fit(
     dev: Sequence[Example],
     cfg: DownstreamCfg,
     seed: int,
+    epochs: int | None = None,
 ) -> FitResult:
-    """Train ``model`` on ``train`` for ``cfg.epochs`` epochs; keep its best dev epoch.
+    """Train ``model`` on ``train`` for ``epochs`` epochs; keep its best dev epoch.
 
     Arguments
     ---------
     task: ``asr``, ``speaker``, ``intent`` or ``style`` (selects the loss).
     model: layer weights + probe; trained in place.
     train, dev: cached examples.
-    cfg: the ``downstream`` section (epochs, lr, lr_weights, batch duration, NewBob).
+    cfg: the ``downstream`` section (lr, lr_weights, batch duration, NewBob).
     seed: seeds the batch order (the caller seeds the model's initialisation).
+    epochs: training epochs (None: ``cfg.epochs``; the jobs pass ``cfg.epochs_of(probe)``).
     """
     generator = torch.Generator().manual_seed(seed)
     weights = [model.layers.logits]
@@ -146,7 +148,7 @@ def fit(
     batches = duration_batches(train, cfg.max_batch_duration)
     result = FitResult()
     best_state: dict[str, torch.Tensor] | None = None
-    for epoch in range(cfg.epochs):
+    for epoch in range(cfg.epochs if epochs is None else epochs):
         model.train()
         for i in torch.randperm(len(batches), generator=generator).tolist():
             loss = batch_loss(task, model, batches[i])

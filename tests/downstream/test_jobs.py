@@ -84,3 +84,12 @@ def test_a_failing_job_in_the_pool_raises_its_error_in_the_caller() -> None:
     bad = Job("style", "no_such_probe", "short", 0, num_layers=2, dim=8, outputs=2)
     with pytest.raises(ValueError, match="no_such_probe"):
         run_jobs([good, bad, good], splits, CFG, workers=2)
+
+
+def test_probe_epochs_set_the_training_length_of_the_named_probe_only() -> None:
+    splits = {"short": toy_split(6, seed=0), "long": toy_split(20, seed=1)}
+    cfg = CFG.model_copy(update={"epochs": 1, "probe_epochs": {"linear": 6}})
+    results = run_jobs(jobs(), splits, cfg, workers=1)
+    # one epoch: the only one is the best; six: the toy task keeps improving after the first
+    assert all(r.best_epoch == 0 for r in results if r.job.probe == "ecapa")
+    assert all(r.best_epoch >= 1 for r in results if r.job.probe == "linear")
