@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -72,10 +72,35 @@ class JobResult:
 #: called after each finished job with its result and how many jobs have finished
 Done = Callable[[JobResult, int], None]
 
+#: probes whose output depends on the states only through their average over time: the
+#: pooled linear probe (the layer sum and the average are both linear, so they commute).
+#: They train on each utterance's average, ``[T, L, D] -> [1, L, D]``: the same numbers up to
+#: float rounding, at a fraction of the cost
+AVERAGE_FIRST = frozenset({"linear"})
+
+
+def averaged(split: Split) -> Split:
+    """Every example's states averaged over time, ``[T, L, D] -> [1, L, D]``.
+
+    Example
+    -------
+    >>> e = Example("u", 1.0, torch.tensor([[[1.0]], [[3.0]]]), 0)
+    >>> averaged(Split([e], [], [])).train[0].states.tolist()
+    [[[2.0]]]
+    """
+    return Split(
+        *(
+            [replace(e, states=e.states.mean(0, keepdim=True)) for e in part]
+            for part in (split.train, split.dev, split.test)
+        )
+    )
+
 
 def train_job(job: Job, split: Split, cfg: DownstreamCfg) -> JobResult:
     """Seed, build, train and run one probe on the test split."""
     start = time.perf_counter()
+    if job.probe in AVERAGE_FIRST:
+        split = averaged(split)
     torch.manual_seed(job.seed)
     model = build_probe_model(
         job.task, job.probe, job.num_layers, job.dim, job.outputs, cfg.probe_dim
@@ -111,9 +136,13 @@ def _run_in_pool(
     workers: int,
     done: Done | None,
 ) -> list[JobResult]:
-    # the longest jobs first: more frames per utterance = a longer training
+    # the longest jobs first: more frames per utterance = a longer training; the probes that
+    # train on averages last (they take a second)
     frames = {name: _frames(split) for name, split in splits.items()}
-    order = sorted(range(len(jobs)), key=lambda i: -frames[jobs[i].upstream])
+    order = sorted(
+        range(len(jobs)),
+        key=lambda i: (jobs[i].probe in AVERAGE_FIRST, -frames[jobs[i].upstream]),
+    )
     finished: dict[int, JobResult] = {}
     with tempfile.TemporaryDirectory(prefix="smx-probe-") as tmp:
         files = {name: str(Path(tmp) / f"{i}.pt") for i, name in enumerate(splits)}

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from smx.config import DownstreamCfg
+from smx.downstream import jobs as jobs_module
 from smx.downstream.fit import Example
-from smx.downstream.jobs import Job, JobResult, Split, run_jobs
+from smx.downstream.jobs import Job, JobResult, Split, run_jobs, train_job
 
 
 def toy_split(frames: int, seed: int) -> Split:
@@ -93,3 +94,17 @@ def test_probe_epochs_set_the_training_length_of_the_named_probe_only() -> None:
     # one epoch: the only one is the best; six: the toy task keeps improving after the first
     assert all(r.best_epoch == 0 for r in results if r.job.probe == "ecapa")
     assert all(r.best_epoch >= 1 for r in results if r.job.probe == "linear")
+
+
+def test_the_linear_probe_trained_on_averages_gives_what_it_gives_on_every_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    split = toy_split(20, seed=3)
+    job = Job("intent", "linear", "toy", 0, num_layers=2, dim=8, outputs=2)
+    fast = train_job(job, split, CFG)
+    monkeypatch.setattr(jobs_module, "AVERAGE_FIRST", frozenset())
+    slow = train_job(job, split, CFG)
+    assert fast.best_epoch == slow.best_epoch
+    assert torch.allclose(torch.tensor(fast.layer_weights), torch.tensor(slow.layer_weights))
+    for key, out in slow.outputs.items():
+        assert torch.allclose(fast.outputs[key], out, atol=1e-5)
