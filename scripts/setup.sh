@@ -41,13 +41,20 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 # 3. Python packages, pinned by requirements.lock; skipped when nothing changed.
+# pip's output without its "is ignored" notes; a failed install stops here, with pip's reason
+pip_install() {
+  local status=0
+  "$VENV/bin/python" -m pip install --quiet "$@" > "$VENV/pip.log" 2>&1 || status=$?
+  grep -v "is ignored" "$VENV/pip.log" || true
+  [ "$status" -eq 0 ] || die "pip install $* failed (pip's reason above; 'No space left on device': free disk space, the venv needs about 7 GB)."
+}
 want="$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   say "packages up to date ($VENV)"
 else
   say "installing smx and its pinned dependencies into $VENV (first time: a few minutes)"
-  "$VENV/bin/python" -m pip install --quiet --upgrade "pip>=25" 2>&1 | grep -v "is ignored" || true
-  "$VENV/bin/python" -m pip install --quiet -c requirements.lock -e '.[dev]' 2>&1 | grep -v "is ignored" || true
+  pip_install --upgrade "pip>=25"
+  pip_install -c requirements.lock -e '.[dev]'
   "$VENV/bin/python" scripts/check_env.py || die "the environment check failed (see above)."
   echo "$want" > "$STAMP"
 fi
