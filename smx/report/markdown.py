@@ -162,11 +162,13 @@ def limits(params: Params, study: Study) -> str:
         else f"the `{params.data.corpus}` corpus"
     )
     enc, down = params.model.encoder, params.downstream
+    own = ", ".join(f"{probe}: {n}" for probe, n in sorted(down.probe_epochs.items()))
+    epochs = f"{down.epochs} epochs" + (f" ({own})" if own else "")
     return " ".join(
         [
             f"These runs use {corpus} (each encoder saw up to {hours:.3f} h of audio in",
             f"{steps} updates), encoders of {enc.num_layers} layers of width {enc.d_model}",
-            f"and probes {down.probe_dim} wide trained for {down.epochs} epochs over",
+            f"and probes {down.probe_dim} wide trained for {epochs} over",
             f"{down.seeds} seeds, on this machine's CPU.",
             "Absolute WER, EER and accuracy are therefore meaningless as speech results:",
             "synthetic voices are far easier to tell apart and far poorer in acoustics than",

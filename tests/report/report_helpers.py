@@ -174,7 +174,7 @@ def write_params(root: Path, tracking_uri: str, experiment: str = "smx-report-te
             "summarymixing": {"mixer": {"kind": "summarymixing"}},
             "mhsa": {"mixer": {"kind": "mhsa", "heads": 4}},
         },
-        "downstream": {"seeds": 2, "epochs": 5, "probe_dim": 32},
+        "downstream": {"seeds": 2, "epochs": 5, "probe_dim": 32, "probe_epochs": {"linear": 9}},
         "tracking": {"uri": tracking_uri, "experiment": experiment},
     }
     path = root / "params.yaml"
