@@ -262,3 +262,11 @@ def test_tracking_uri_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         resolve_tracking_uri(TrackingCfg(uri="sqlite:////abs/x.db"), tmp_path)
         == "sqlite:////abs/x.db"
     )
+
+
+def test_probe_names_of_probe_epochs_are_the_probes_of_the_tasks() -> None:
+    from typing import get_args
+
+    from smx.config import PROBES, ProbeName
+
+    assert set(get_args(ProbeName)) == {name for names in PROBES.values() for name in names}
