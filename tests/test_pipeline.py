@@ -26,6 +26,7 @@ def per_variant(*variants: str) -> list[str]:
     return names
 
 
+@pytest.mark.timeout(1800)  # four `dvc repro` runs: about 15 min on 2 cores (the default: 900 s)
 def test_whole_pipeline_then_nothing_then_only_what_a_change_touches(
     tmp_path: Path, mlflow_server: str
 ) -> None:
