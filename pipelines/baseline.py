@@ -15,23 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import StageInputError, resolved_params
+from pipelines.common import StageInputError, stage_params
 from smx.atomic import write_json
-from smx.config import TASKS, Params, load
+from smx.config import TASKS
 from smx.data.report import PrepareError
 from smx.downstream.errors import ProbeError
 from smx.downstream.run import probe_baseline
-from smx.yamlio import ConfigError
-
-
-def base_params(stage: str, params_file: str | None) -> Params:
-    """``params_file`` (a YAML config) when given, else build/params.json."""
-    if params_file is None:
-        return resolved_params(stage, None)
-    try:
-        return load(params_file)
-    except ConfigError as exc:
-        raise StageInputError(f"{stage}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stage = f"baseline@{args.task}"
     try:
-        params = base_params(stage, args.params)
+        params = stage_params(stage, None, args.params)
     except StageInputError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from smx.config import Params
+from smx.config import Params, load
+from smx.yamlio import ConfigError
 
 
 class StageInputError(RuntimeError):
@@ -32,16 +33,30 @@ def resolved_params(stage: str, variant: str | None, build: str | Path = "build"
     ...
     pipelines.common.StageInputError: baseline@asr: /nonexistent/params.json is missing; run `dvc repro defaults` first
     """
+    source = Path(build) / (variant or "") / "params.json"
     if variant is None:
-        source = require(stage, Path(build) / "params.json", "defaults")
-    else:
-        source = Path(build) / variant / "params.json"
-    if not source.is_file():
+        require(stage, source, "defaults")
+    elif not source.is_file():
         raise StageInputError(
             f"{stage}: {source} is missing; run `dvc repro resolve@{variant}` first "
             f"(is `{variant}` listed under `variants` in params.yaml?)"
         )
     return Params.model_validate(json.loads(source.read_text()))
+
+
+def stage_params(stage: str, variant: str | None, params_file: str | None) -> Params:
+    """The stage's config: ``params_file`` (YAML; patched by ``variant`` when given) when
+    given, else what ``resolve@<variant>`` or, without a variant, ``defaults`` wrote in build/.
+    """
+    if params_file is None:
+        return resolved_params(stage, variant)
+    try:
+        params = load(params_file)
+        return params.variant(variant) if variant else params
+    except ConfigError as exc:
+        raise StageInputError(f"{stage}: {exc}") from None
+    except KeyError as exc:
+        raise StageInputError(f"{stage}: {params_file}: {exc.args[0]}") from None
 
 
 def require(stage: str, path: str | Path, producer: str) -> Path:

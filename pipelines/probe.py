@@ -20,24 +20,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines.common import StageInputError, open_tracking, require, resolved_params
-from smx.config import TASKS, Params, load
+from pipelines.common import StageInputError, open_tracking, require, stage_params
+from smx.config import TASKS, Params
 from smx.data.report import PrepareError
 from smx.downstream.errors import ProbeError
 from smx.downstream.run import baseline_mismatch, probe_encoder, write_results
-from smx.yamlio import ConfigError
-
-
-def stage_params(stage: str, variant: str, params_file: str | None) -> Params:
-    """The variant's config: from ``params_file`` when given, else build/<variant>/."""
-    if params_file is None:
-        return resolved_params(stage, variant)
-    try:
-        return load(params_file).variant(variant)
-    except ConfigError as exc:
-        raise StageInputError(f"{stage}: {exc}") from None
-    except KeyError as exc:
-        raise StageInputError(f"{stage}: {params_file}: {exc.args[0]}") from None
 
 
 def read_baseline(stage: str, path: Path, task: str) -> dict[str, Any]:

@@ -113,6 +113,23 @@ def asr_baseline(corpus_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return tmp / "asr.json"
 
 
+def asr_probe_stage(
+    params: Path, encoder: Path, baseline: Path, out: Path, *args: str, tracking_uri: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """`probe@tiny-asr` on ``encoder`` with ``baseline``, writing under ``out``/metrics|plots."""
+    return probe_stage(
+        "--params", str(params),
+        "--variant", "tiny",
+        "--task", "asr",
+        "--encoder", str(encoder),
+        "--baseline", str(baseline),
+        "--metrics-dir", str(out / "metrics"),
+        "--plots-dir", str(out / "plots"),
+        *args,
+        tracking_uri=tracking_uri,
+    )  # fmt: skip
+
+
 def test_baseline_stage_writes_the_fbank_rows_of_both_probes(asr_baseline: Path) -> None:
     result = json.loads(asr_baseline.read_text())
     assert result["task"] == "asr" and result["primary_metric"] == "cer"
@@ -138,16 +155,9 @@ def test_pipeline_stage_writes_asr_metrics_and_plot(
     corpus_root: Path, encoder_file: Path, asr_baseline: Path, tmp_path: Path
 ) -> None:
     params = write_params(tmp_path / "params.yaml", corpus_root, seeds=1, asr_metric="cer")
-    res = probe_stage(
-        "--params", str(params),
-        "--variant", "tiny",
-        "--task", "asr",
-        "--encoder", str(encoder_file),
-        "--baseline", str(asr_baseline),
-        "--metrics-dir", str(tmp_path / "metrics"),
-        "--plots-dir", str(tmp_path / "plots"),
-        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
-    )  # fmt: skip
+    res = asr_probe_stage(
+        params, encoder_file, asr_baseline, tmp_path, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"
+    )
     assert res.returncode == 0, res.stderr
     assert "probing fbank here" not in res.stderr
     assert "on fbank" not in res.stderr  # no fbank training: its rows come from the baseline
@@ -190,16 +200,7 @@ def test_pipeline_stage_probes_fbank_itself_when_the_baseline_does_not_fit(
     params = write_params(
         tmp_path / "params.yaml", corpus_root, seeds=1, asr_metric="cer", beam_size=2, epochs=1
     )
-    res = probe_stage(
-        "--params", str(params),
-        "--variant", "tiny",
-        "--task", "asr",
-        "--encoder", str(encoder_file),
-        "--baseline", str(asr_baseline),
-        "--metrics-dir", str(tmp_path / "metrics"),
-        "--plots-dir", str(tmp_path / "plots"),
-        "--no-mlflow",
-    )  # fmt: skip
+    res = asr_probe_stage(params, encoder_file, asr_baseline, tmp_path, "--no-mlflow")
     assert res.returncode == 0, res.stderr
     assert (
         f"probe@tiny-asr: probing fbank here: {asr_baseline} does not fit: it was made with "
