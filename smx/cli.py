@@ -77,17 +77,6 @@ def _load_or_exit(path: Path) -> Any:
         raise typer.Exit(EXIT_CONFIG) from None
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        flat: dict[str, Any] = {}
-        for key, value in data.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        if not data and prefix:
-            flat[prefix[:-1]] = {}
-        return flat
-    return {prefix[:-1]: data}
-
-
 @config_app.command("validate")
 def config_validate(
     files: Annotated[list[Path], typer.Argument(help="YAML config files to check.")],
@@ -159,14 +148,14 @@ def config_diff(
 
     Example: smx config diff configs/w2v2_155m_summarymixing.yaml configs/w2v2_155m_mhsa.yaml
     """
-    left = _flatten(_load_or_exit(a).model_dump(mode="json"))
-    right = _flatten(_load_or_exit(b).model_dump(mode="json"))
-    keys = sorted(set(left) | set(right))
-    missing = "(absent)"
+    from smx.config import ABSENT, differing_keys, flat_values
+
+    left = _load_or_exit(a).model_dump(mode="json")
+    right = _load_or_exit(b).model_dump(mode="json")
+    flat_left, flat_right = flat_values(left), flat_values(right)
     changed = [
-        (k, left.get(k, missing), right.get(k, missing))
-        for k in keys
-        if left.get(k, missing) != right.get(k, missing)
+        (k, flat_left.get(k, ABSENT), flat_right.get(k, ABSENT))
+        for k in differing_keys(left, right)
     ]
     if not changed:
         out.print(f"{a} and {b}: no differences", markup=False)

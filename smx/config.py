@@ -756,6 +756,40 @@ def variant_problems(name: str, patch: Any) -> str | None:
     return None
 
 
+def flat_values(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to ``{"a.b": value}``; an empty dict below the top stays a value.
+
+    Example
+    -------
+    >>> flat_values({"a": {"b": 1, "c": {}}, "d": [2]})
+    {'a.b': 1, 'a.c': {}, 'd': [2]}
+    """
+    if isinstance(data, dict):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(flat_values(value, f"{prefix}{key}."))
+        if not data and prefix:
+            flat[prefix[:-1]] = {}
+        return flat
+    return {prefix[:-1]: data}
+
+
+#: what :func:`differing_keys` compares a key absent on one side as
+ABSENT = "(absent)"
+
+
+def differing_keys(left: dict[str, Any], right: dict[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two nested dicts (absent counts), sorted.
+
+    Example
+    -------
+    >>> differing_keys({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 0})
+    ['a.c', 'd']
+    """
+    a, b = flat_values(left), flat_values(right)
+    return [k for k in sorted(set(a) | set(b)) if a.get(k, ABSENT) != b.get(k, ABSENT)]
+
+
 def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """Recursively merge ``patch`` into a copy of ``base``; a changed ``kind`` replaces the section.
 

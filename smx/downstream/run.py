@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from smx.atomic import write_json
-from smx.config import PROBES, DownstreamCfg, Params
+from smx.config import PROBES, DownstreamCfg, Params, differing_keys
 from smx.downstream import metrics
 from smx.downstream.decoding import BEAM_SIZE, beam_backend, beam_decode, greedy_decode
 from smx.downstream.errors import ProbeError
@@ -238,17 +238,6 @@ def baseline_settings(params: Params, task: str, arch: Params | None = None) -> 
     }
 
 
-def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
-    """The dotted path of the first setting where ``a`` and ``b`` differ, or None."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            where = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
-            if where:
-                return where
-        return None
-    return None if a == b else path or "settings"
-
-
 def baseline_mismatch(
     baseline: dict[str, Any],
     params: Params,
@@ -275,9 +264,9 @@ def baseline_mismatch(
     """
     if not isinstance(baseline.get("settings"), dict):
         return "it records no settings"
-    where = _first_difference(baseline["settings"], baseline_settings(params, task, arch))
-    if where:
-        return f"it was made with other settings ({where})"
+    differ = differing_keys(baseline["settings"], baseline_settings(params, task, arch))
+    if differ:
+        return f"it was made with other settings ({differ[0]})"
     rows = baseline.get("probes", {})
     missing = [p for p in probes or PROBES[task] if "fbank" not in rows.get(p, {})]
     if missing:
