@@ -35,7 +35,7 @@ from smx.bench.common import (
     variant,
 )
 from smx.bench.mixers import measured
-from smx.config import MIXER_KINDS, NO_MIXING, Params, TrainCfg
+from smx.config import MIXER_KINDS, NO_MIXING, Params
 
 #: Lengths of the published comparisons (BEST-RQ paper: 20-80 s inputs).
 DEFAULT_LENGTHS_S = (20.0, 40.0, 80.0)
@@ -206,25 +206,13 @@ def run(bench: PretrainBench, progress: Callable[[dict], None] | None = None) ->
     return ratios(records, baseline=BASELINE, group="objective")
 
 
-def make_optimizer(model: Any, train: TrainCfg) -> Any:
-    """AdamW over ``model``'s parameters with the training config's hyper-parameters."""
-    import torch
-
-    return torch.optim.AdamW(
-        model.parameters(),
-        lr=train.lr,
-        betas=(train.betas[0], train.betas[1]),
-        eps=train.eps,
-        weight_decay=train.weight_decay,
-    )
-
-
 def main_point() -> None:
     """One point in its own process: spec JSON on stdin, measurement JSON on stdout."""
     import torch
 
     from smx.bench.measure import measure, measurement_dict
     from smx.ssl.objective import build_objective
+    from smx.train.schedule import make_optimizer
 
     spec = json.loads(sys.stdin.read())
     params = Params.model_validate(spec["params"])
@@ -233,7 +221,7 @@ def main_point() -> None:
     objective = build_objective(params).to(device).train()
     if spec["compile"]:
         compile_blocks(objective.encoder)
-    optimizer = make_optimizer(objective, params.train)
+    optimizer = make_optimizer(objective.parameters(), params.train)
     samples = round(spec["seconds"] * params.data.sample_rate)
     batch = {
         "audio": torch.randn(spec["batch"], samples, device=device),  # [B, S]

@@ -1,4 +1,4 @@
-"""Hidden states of a frozen upstream, extracted once per utterance and kept in memory.
+"""Hidden states of frozen upstreams, extracted once per utterance and kept in memory.
 
 The upstream is frozen, so its outputs never change while probes train: every utterance is
 encoded once and the probes of every seed read the cached ``[T, L, D]`` tensors. Batches
@@ -15,7 +15,7 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -53,20 +53,24 @@ def duration_batches(items: Iterable[T], max_batch_duration: float) -> list[list
 
 
 def extract(
-    upstream: Upstream, cuts: Sequence[Any], max_batch_duration: float
-) -> dict[str, torch.Tensor]:
-    """Every cut's hidden states: cut id -> ``[T, L, D]`` float32 (real frames only).
+    upstreams: Mapping[str, Upstream], cuts: Sequence[Any], max_batch_duration: float
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Every cut's hidden states under every upstream: name -> cut id -> ``[T, L, D]`` float32.
+
+    Each batch's audio is read once and run through every upstream; only the real frames of
+    each cut are kept.
 
     Arguments
     ---------
-    upstream: a frozen upstream (:mod:`smx.downstream.upstream`).
+    upstreams: frozen upstreams by name (:mod:`smx.downstream.upstream`).
     cuts: Lhotse cuts with audio.
     max_batch_duration: seconds of audio per forward pass.
     """
-    out: dict[str, torch.Tensor] = {}
+    out: dict[str, dict[str, torch.Tensor]] = {name: {} for name in upstreams}
     for batch_cuts in duration_batches(cuts, max_batch_duration):
         batch = collate(CutSet.from_cuts(batch_cuts))
-        states, lengths = upstream(batch["audio"], batch["audio_lens"])  # [B, T, L, D], [B]
-        for cut_id, row, n in zip(batch["ids"], states, lengths.tolist(), strict=True):
-            out[cut_id] = row[:n].float().clone()
+        for name, upstream in upstreams.items():
+            states, lengths = upstream(batch["audio"], batch["audio_lens"])  # [B, T, L, D], [B]
+            for cut_id, row, n in zip(batch["ids"], states, lengths.tolist(), strict=True):
+                out[name][cut_id] = row[:n].float().clone()
     return out

@@ -141,9 +141,9 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     weights = [model.layers.logits]
     others = [p for n, p in model.named_parameters() if not n.startswith("layers.")]
-    optimizers = [
-        torch.optim.Adam(others, lr=cfg.lr),
-        torch.optim.Adam(weights, lr=cfg.lr_weights),
+    optimizers = [  # foreach: the same numbers, a few per cent faster on CPU (see make_optimizer)
+        torch.optim.Adam(others, lr=cfg.lr, foreach=True),
+        torch.optim.Adam(weights, lr=cfg.lr_weights, foreach=True),
     ]
     batches = duration_batches(train, cfg.max_batch_duration)
     result = FitResult()

@@ -156,9 +156,9 @@ def run_probing(
 ) -> dict[str, Any]:
     """The protocol of the module docstring over the given upstreams (name -> upstream).
 
-    The states of every upstream are extracted first; then the probe trainings (upstreams x
-    probes x seeds) run as jobs, ``downstream.workers`` at once; ``progress`` is called with
-    a short line after each.
+    The states of every upstream are extracted first (each batch of audio read once for all
+    of them); then the probe trainings (upstreams x probes x seeds) run as jobs,
+    ``downstream.workers`` at once; ``progress`` is called with a short line after each.
     """
     names = list(probes or PROBES[data.task])
     for name in names:
@@ -168,14 +168,13 @@ def run_probing(
                 f"{', '.join(PROBES[data.task])})"
             )
     cfg = params.downstream
-    splits: dict[str, Split] = {}
-    for label, upstream in upstreams.items():
-        if progress:
-            progress(f"{data.task}: hidden states of {label}", 0)
-        feats = extract(upstream, data.cuts(), cfg.max_batch_duration)
-        splits[label] = Split(
-            *(examples(data, s, feats) for s in (data.train, data.dev, data.test))
-        )
+    if progress:
+        progress(f"{data.task}: hidden states of {', '.join(upstreams)}", 0)
+    states = extract(upstreams, data.cuts(), cfg.max_batch_duration)
+    splits = {
+        label: Split(*(examples(data, s, feats) for s in (data.train, data.dev, data.test)))
+        for label, feats in states.items()
+    }
     jobs = [
         Job(data.task, name, label, params.seed + i, up.num_layers, up.dim, data.num_outputs)
         for label, up in upstreams.items()

@@ -46,7 +46,7 @@ from smx.train.checkpoint import (
     set_rng_state,
     write_checkpoint,
 )
-from smx.train.schedule import Schedule, make_schedule
+from smx.train.schedule import Schedule, make_optimizer, make_schedule
 
 #: the metrics of a step that are summed (not averaged) over ranks
 SUMMED = ("audio_seconds", "bad")
@@ -206,13 +206,7 @@ class Trainer:
         if self.generator is not None:
             self.generator.manual_seed(params.seed + rank)  # per-rank masks
         self.loader = self.build_loader()
-        self.optimizer = torch.optim.AdamW(
-            self.objective.parameters(),
-            lr=train.lr,
-            betas=(train.betas[0], train.betas[1]),
-            eps=train.eps,
-            weight_decay=train.weight_decay,
-        )
+        self.optimizer = make_optimizer(self.objective.parameters(), train)
         self.schedule = self.build_schedule()
         self.step = self.start_step = 0
         self.skipped = 0

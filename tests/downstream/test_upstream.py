@@ -108,3 +108,26 @@ def test_baselines(encoder_file: Path) -> None:
     assert states.shape == (2, 101, 1, 80) and frames.tolist() == [101, 69]
     assert fbank.num_layers == 1 and fbank.frame_shift == pytest.approx(0.01)
     assert upstream.frame_shift == pytest.approx(0.02)
+
+
+def test_extract_reads_each_batch_once_for_every_upstream(
+    encoder_file: Path, corpus_root: Path
+) -> None:
+    from smx.data.manifests import load_cuts
+    from smx.downstream.features import extract
+
+    upstream, params = load_upstream(encoder_file)
+    fbank = fbank_upstream(params)
+    cuts = list(load_cuts(corpus_root / "synth", "train"))[:5]
+    both_ups = {"pretrained": upstream, "fbank": fbank}
+    both = extract(both_ups, cuts, max_batch_duration=6.0)
+    assert len(both["fbank"]) == 5
+    assert list(both) == ["pretrained", "fbank"]
+    alone = {name: extract({name: up}, cuts, 100.0)[name] for name, up in both_ups.items()}
+    for cut in cuts:  # the same states whatever the batching and the company
+        for name in both:
+            torch.testing.assert_close(both[name][cut.id], alone[name][cut.id])
+        assert both["fbank"][cut.id].shape == (1 + cut.num_samples // 160, 1, 80)  # 10 ms hop
+        frames = both["pretrained"][cut.id].shape[0]
+        assert frames == pytest.approx(cut.duration / upstream.frame_shift, abs=4)
+        assert both["pretrained"][cut.id].shape[1:] == (upstream.num_layers, upstream.dim)
