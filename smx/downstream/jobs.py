@@ -2,12 +2,13 @@
 
 A job seeds torch, builds the probe, trains it on cached states (:func:`smx.downstream.fit.fit`)
 and returns its outputs on the test split, its layer weights and its best epoch; scoring stays
-with the caller. With ``workers > 1`` the jobs run in that many spawned processes, one torch
-thread each (a probe 32 wide gains little from a second intra-op thread, much from a second
-process); the cached states reach them through one file per upstream in a temporary
-directory. A job's result depends on where it ran only through float rounding (one torch
-thread in a worker, the caller's threads here). A script that runs jobs with ``workers > 1``
-needs the ``if __name__ == "__main__":`` guard: spawned workers import the main module.
+with the caller. With ``workers > 1`` the jobs run in that many processes, one torch thread
+each (a probe 32 wide gains little from a second intra-op thread, much from a second
+process). On Linux they are forked: they start at once, with the caller's modules and cached
+states already in memory (shared until written; torch's DataLoader forks its workers the same
+way); elsewhere they are spawned and receive the states pickled, and a script that runs jobs
+needs the ``if __name__ == "__main__":`` guard. A job's result depends on where it ran only
+through float rounding (one torch thread in a worker, the caller's threads here).
 
 Example
 -------
@@ -20,14 +21,12 @@ Example
 
 from __future__ import annotations
 
-import functools
 import multiprocessing
-import tempfile
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 
@@ -144,51 +143,37 @@ def _run_in_pool(
         key=lambda i: (jobs[i].probe in AVERAGE_FIRST, -frames[jobs[i].upstream]),
     )
     finished: dict[int, JobResult] = {}
-    with tempfile.TemporaryDirectory(prefix="smx-probe-") as tmp:
-        files = {name: str(Path(tmp) / f"{i}.pt") for i, name in enumerate(splits)}
-        for name, split in splits.items():
-            torch.save(_rows(split), files[name])
-        pool = ProcessPoolExecutor(
-            workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=torch.set_num_threads,
-            initargs=(1,),
-        )
-        try:
-            futures = {
-                pool.submit(_train_in_worker, jobs[i], files[jobs[i].upstream], cfg): i
-                for i in order
-            }
-            for count, future in enumerate(as_completed(futures), start=1):
-                finished[futures[future]] = future.result()
-                if done:
-                    done(finished[futures[future]], count)
-        finally:  # on an error: no waiting for the jobs not started yet
-            pool.shutdown(wait=True, cancel_futures=True)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=_pool_context(), initializer=_start_worker, initargs=(splits,)
+    )
+    try:
+        futures = {pool.submit(_train_in_worker, jobs[i], cfg): i for i in order}
+        for count, future in enumerate(as_completed(futures), start=1):
+            finished[futures[future]] = future.result()
+            if done:
+                done(finished[futures[future]], count)
+    finally:  # on an error: no waiting for the jobs not started yet
+        pool.shutdown(wait=True, cancel_futures=True)
     return [finished[i] for i in range(len(jobs))]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Fork where it is the platform's default (Linux), spawn elsewhere (macOS, Windows)."""
+    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
 
 
 def _frames(split: Split) -> int:
     return sum(e.states.shape[0] for e in split.train)
 
 
-Row = tuple[str, float, torch.Tensor, object]
+#: a pool worker's cached states per upstream, set once when it starts
+_worker_splits: dict[str, Split] = {}
 
 
-def _rows(split: Split) -> dict[str, list[Row]]:
-    """The split as plain tuples (what ``torch.load(weights_only=True)`` accepts)."""
-    return {
-        part: [(e.id, e.duration, e.states, e.target) for e in getattr(split, part)]
-        for part in ("train", "dev", "test")
-    }
+def _start_worker(splits: dict[str, Split]) -> None:
+    torch.set_num_threads(1)
+    _worker_splits.update(splits)
 
 
-@functools.lru_cache(maxsize=4)
-def _load_split(path: str) -> Split:
-    rows = torch.load(path, weights_only=True)
-    train, dev, test = ([Example(*row) for row in rows[part]] for part in ("train", "dev", "test"))
-    return Split(train, dev, test)
-
-
-def _train_in_worker(job: Job, path: str, cfg: DownstreamCfg) -> JobResult:
-    return train_job(job, _load_split(path), cfg)
+def _train_in_worker(job: Job, cfg: DownstreamCfg) -> JobResult:
+    return train_job(job, _worker_splits[job.upstream], cfg)

@@ -1,7 +1,8 @@
 """Utterance embedders of the speaker and style probes: x-vector TDNN and ECAPA-TDNN.
 
 Both map frames ``[B, T, D]`` with lengths ``[B]`` to one embedding ``[B, E]``. Padded frames
-are zeroed after every layer and excluded from every pooling, so an utterance's embedding
+are zeroed on the way in and after every layer (a layer expects zeros there: its input comes
+zeroed from the layer before) and excluded from every pooling, so an utterance's embedding
 does not depend on the padding of its batch. Per-frame LayerNorm replaces BatchNorm (it does
 not mix frames, padded or not).
 
@@ -48,7 +49,7 @@ def masked_mean_std(
 
 
 class TdnnLayer(nn.Module):
-    """Dilated 'same' Conv1d over time, ReLU, LayerNorm; padded frames zeroed.
+    """Dilated 'same' Conv1d over time, ReLU, LayerNorm; padded frames (zero on input) zeroed.
 
     Example
     -------
@@ -66,8 +67,7 @@ class TdnnLayer(nn.Module):
         self.activation = nn.ReLU()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``x [B, T, C_in]``, ``mask [B, T]`` -> ``[B, T, C_out]``."""
-        x = x.masked_fill(~mask[..., None], 0.0)
+        """``x [B, T, C_in]`` (zero where not ``mask [B, T]``) -> ``[B, T, C_out]``."""
         y = self.conv(x.transpose(1, 2)).transpose(1, 2)  # [B, T, C_out]
         return self.norm(self.activation(y)).masked_fill(~mask[..., None], 0.0)
 
@@ -107,6 +107,7 @@ class XVector(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``x [B, T, D]``, ``lengths [B]`` -> embeddings ``[B, channels]``."""
         mask = lengths_to_mask(lengths, x.shape[1])  # [B, T]
+        x = x.masked_fill(~mask[..., None], 0.0)
         for layer in self.layers:
             x = layer(x, mask)
         mean, std = masked_mean_std(x, mask)  # [B, C]
@@ -218,7 +219,7 @@ class Ecapa(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``x [B, T, D]``, ``lengths [B]`` -> embeddings ``[B, channels]``."""
         mask = lengths_to_mask(lengths, x.shape[1])  # [B, T]
-        x = self.stem(x, mask)
+        x = self.stem(x.masked_fill(~mask[..., None], 0.0), mask)
         outs = []
         for block in self.blocks:
             x = block(x, mask)

@@ -108,3 +108,20 @@ def test_the_linear_probe_trained_on_averages_gives_what_it_gives_on_every_frame
     assert torch.allclose(torch.tensor(fast.layer_weights), torch.tensor(slow.layer_weights))
     for key, out in slow.outputs.items():
         assert torch.allclose(fast.outputs[key], out, atol=1e-5)
+
+
+def test_spawned_workers_where_fork_is_not_the_default_give_the_same_results(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import multiprocessing
+
+    assert jobs_module._pool_context().get_start_method() == "fork"  # Linux: forked workers
+    monkeypatch.setattr(jobs_module, "_pool_context", lambda: multiprocessing.get_context("spawn"))
+    splits = {"short": toy_split(6, seed=0)}
+    some = [j for j in jobs() if j.upstream == "short"]
+    here = run_jobs(some, splits, CFG, workers=1)
+    spawned = run_jobs(some, splits, CFG, workers=2)
+    for a, b in zip(here, spawned, strict=True):
+        assert a.job == b.job and a.best_epoch == b.best_epoch
+        for key in a.outputs:
+            torch.testing.assert_close(a.outputs[key], b.outputs[key], atol=1e-4, rtol=1e-4)
