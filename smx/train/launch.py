@@ -10,8 +10,7 @@ writes, atomically, from the final checkpoint:
     <out>/metrics/pretrain/<variant>.json final loss, accuracy, steps, throughput, ...
     <out>/plots/pretrain/<variant>.csv    one row per logged step
 
-Ray runs locally (``ray.init()``, without the dashboard unless ``SMX_RAY_DASHBOARD=1``)
-unless ``RAY_ADDRESS`` names a cluster. The Ray run name is
+Ray runs locally (``ray.init()``) unless ``RAY_ADDRESS`` names a cluster. The Ray run name is
 ``<variant>-<hash of model, ssl, train, data, seed, workers>-<git commit>``, so launching the
 same config at the same commit again resumes it from ``<cluster.storage_path>/<name>``, and
 changing either starts a new run.
@@ -373,11 +372,10 @@ def start_ray() -> None:
                 f"RAY_ADDRESS={address}: no Ray cluster answers there ({exc}); start one with "
                 "`ray start --head`, or unset RAY_ADDRESS to train on a local Ray instance"
             ) from None
-    # a local instance runs no dashboard unless asked: on 2 cores it cost 2 s per start and
-    # 2 % of the CPU while training (measured); joining a cluster ignores the flag
-    dashboard = os.environ.get("SMX_RAY_DASHBOARD", "") == "1"
+    # with the dashboard: Ray Train's placement-group cleaner asks the state API it serves
+    # for the controller's state every second (without, a warning each time)
     try:
-        ray.init(log_to_driver=True, include_dashboard=dashboard)
+        ray.init(log_to_driver=True)
     except (ConnectionError, RuntimeError) as exc:
         raise PretrainError(f"Ray could not start or join a cluster: {exc}") from None
 
