@@ -148,15 +148,11 @@ def config_diff(
 
     Example: smx config diff configs/w2v2_155m_summarymixing.yaml configs/w2v2_155m_mhsa.yaml
     """
-    from smx.config import ABSENT, differing_keys, flat_values
+    from smx.config import differences
 
-    left = _load_or_exit(a).model_dump(mode="json")
-    right = _load_or_exit(b).model_dump(mode="json")
-    flat_left, flat_right = flat_values(left), flat_values(right)
-    changed = [
-        (k, flat_left.get(k, ABSENT), flat_right.get(k, ABSENT))
-        for k in differing_keys(left, right)
-    ]
+    changed = differences(
+        _load_or_exit(a).model_dump(mode="json"), _load_or_exit(b).model_dump(mode="json")
+    )
     if not changed:
         out.print(f"{a} and {b}: no differences", markup=False)
         return

@@ -774,20 +774,23 @@ def flat_values(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: data}
 
 
-#: what :func:`differing_keys` compares a key absent on one side as
+#: the value :func:`differences` gives a key absent on one side
 ABSENT = "(absent)"
 
 
-def differing_keys(left: dict[str, Any], right: dict[str, Any]) -> list[str]:
-    """The dotted keys whose values differ between two nested dicts (absent counts), sorted.
+def differences(left: dict[str, Any], right: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, left value, right value)`` wherever two nested dicts differ, by key.
+
+    A key present on one side only differs, with :data:`ABSENT` on the other.
 
     Example
     -------
-    >>> differing_keys({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 0})
-    ['a.c', 'd']
+    >>> differences({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 0})
+    [('a.c', 2, 3), ('d', '(absent)', 0)]
     """
     a, b = flat_values(left), flat_values(right)
-    return [k for k in sorted(set(a) | set(b)) if a.get(k, ABSENT) != b.get(k, ABSENT)]
+    pairs = ((k, a.get(k, ABSENT), b.get(k, ABSENT)) for k in sorted(set(a) | set(b)))
+    return [(k, x, y) for k, x, y in pairs if x != y]
 
 
 def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

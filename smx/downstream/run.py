@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from smx.atomic import write_json
-from smx.config import PROBES, DownstreamCfg, Params, differing_keys
+from smx.config import PROBES, DownstreamCfg, Params, differences
 from smx.downstream import metrics
 from smx.downstream.decoding import BEAM_SIZE, beam_backend, beam_decode, greedy_decode
 from smx.downstream.errors import ProbeError
@@ -263,9 +263,9 @@ def baseline_mismatch(
     """
     if not isinstance(baseline.get("settings"), dict):
         return "it records no settings"
-    differ = differing_keys(baseline["settings"], baseline_settings(params, task, arch))
+    differ = differences(baseline["settings"], baseline_settings(params, task, arch))
     if differ:
-        return f"it was made with other settings ({differ[0]})"
+        return f"it was made with other settings ({differ[0][0]})"
     rows = baseline.get("probes", {})
     missing = [p for p in probes or PROBES[task] if "fbank" not in rows.get(p, {})]
     if missing:
