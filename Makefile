@@ -19,12 +19,17 @@ demo: setup
 	@echo "[demo]          (dvc metrics show; dvc plots show), checkpoints ray_results/"
 	@echo "[demo] compare the runs in MLflow: make ui   (then open http://127.0.0.1:5000)"
 
+# Tests run in 2 worker processes (pytest-xdist; tests/conftest.py says which tests share one),
+# each with single-threaded torch so that together they do not oversubscribe 2 cores.
+PYTEST := PATH="$(CURDIR)/$(BIN):$$PATH" OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2
+
 ## make test: set up, then run every test (unit and end-to-end)
 test: setup
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	@$(PYTEST)
 
+## make test-fast: set up, then the tests that start no Ray, no server and no end-to-end run
 test-fast: setup
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not e2e"
+	@$(PYTEST) -m "not e2e and not ray and not server"
 
 lint: setup
 	@$(BIN)/ruff check . && $(BIN)/ruff format --check .

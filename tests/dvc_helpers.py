@@ -12,13 +12,20 @@ import tiny
 from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the probing tasks of the study in a temporary repository
+PIPELINE_TASKS = ("asr", "speaker")
 
 
 def run(
-    cmd: list[str], cwd: Path, check: bool = True, timeout: float = 600
+    cmd: list[str],
+    cwd: Path,
+    check: bool = True,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``cmd`` in ``cwd`` with the project's virtualenv first on PATH."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    """Run ``cmd`` in ``cwd`` with the project's virtualenv first on PATH and ``env`` added."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "PATH": path, **(env or {})}
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and res.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
@@ -44,12 +51,17 @@ def make_dvc_repo(folder: Path, tracking_uri: str | None = None) -> Path:
     params["data"].update(max_duration=6.0, max_batch_duration=6.0)
     params["model"] = tiny.MODEL
     params["ssl"] = tiny.SSL
-    params["train"] = {**tiny.TRAIN, "max_steps": 4, "warmup_steps": 1, "checkpoint_every": 2}
+    # the smallest study that runs every stage: 2 updates of pre-training and of fine-tuning
+    # (one frozen), one seed and one epoch per probe, one benchmark length, and two tasks: ASR
+    # (CTC decoding) and speaker verification (trials); the utterance-classification tasks
+    # run the same stage (tests/downstream probe them through `smx probe` and the stage)
+    params["downstream"]["tasks"] = list(PIPELINE_TASKS)
+    params["train"] = {**tiny.TRAIN, "max_steps": 2, "warmup_steps": 1, "checkpoint_every": 1}
     params["cluster"]["num_workers"] = 1
-    # seconds per probe, fine-tuning run and benchmark point
-    params["downstream"].update(seeds=1, epochs=2, probe_dim=16)
-    params["downstream"]["finetune"] = {"max_steps": 4, "freeze_steps": 2}
-    params["bench"] = {"lengths_s": [1.0, 2.0], "repeats": 1, "warmup": 0, "threads": 1}
+    params["downstream"].update(seeds=1, epochs=1, probe_dim=16)
+    params["downstream"]["probe_epochs"] = {}
+    params["downstream"]["finetune"] = {"max_steps": 2, "freeze_steps": 1}
+    params["bench"] = {"lengths_s": [1.0], "repeats": 1, "warmup": 0, "threads": 1}
     uri = tracking_uri or f"sqlite:///{folder.resolve()}/mlflow.db"
     params["tracking"] = {"uri": uri, "experiment": "pipeline-e2e"}
     yaml.dump(params, folder / "params.yaml")

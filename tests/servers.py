@@ -1,4 +1,4 @@
-"""Real servers for tests: a free local port and an ``mlflow server`` process."""
+"""Real servers for tests: a free local port, an ``mlflow server`` process, a Ray head node."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 VENV_BIN = Path(sys.executable).parent
@@ -76,3 +77,74 @@ def mlflow_server(folder: Path) -> Iterator[str]:
             yield uri
         finally:
             stop(proc)
+
+
+@dataclass(frozen=True)
+class RayHead:
+    """A running Ray head node: its GCS address (``ray.init``, ``RAY_ADDRESS``) and the URL
+    of its dashboard (job submission, state API)."""
+
+    address: str
+    dashboard: str
+
+
+#: the environment of a test head node: no token authentication, no usage stats, and Ray
+#: Train's worker polls every 0.25 s as on a local instance (smx.train.launch.start_ray)
+RAY_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
+}
+
+
+@contextmanager
+def ray_head(folder: Path, num_cpus: int = 2) -> Iterator[RayHead]:
+    """``ray start --head --block`` on 127.0.0.1 with the dashboard, stopped on exit.
+
+    SIGTERM to the blocking ``ray start`` stops every process it started (its workers
+    included); SIGKILL to its process group if that has not happened in 60 s.
+    """
+    port, dashboard = free_port(), free_port()
+    log_path = folder / "ray-head.log"
+    cmd = [
+        str(VENV_BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard}",
+        f"--num-cpus={num_cpus}",
+        "--include-dashboard=true",
+        # fixed defaults that a second head on this machine (another xdist worker) would share
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        "--disable-usage-stats",
+    ]
+    # the venv first on PATH (the drivers of submitted jobs run its `smx`); on SIGTERM, stop
+    # at once instead of draining the node for 30 s (nothing runs on it by then)
+    env = {
+        **os.environ,
+        **RAY_ENV,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+    }
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
+        url = f"http://127.0.0.1:{dashboard}"
+        try:
+            wait_http(url + "/api/version", proc, log_path)
+            yield RayHead(f"127.0.0.1:{port}", url)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

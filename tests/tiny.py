@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from smx.config import Params
 
@@ -86,3 +90,56 @@ def tiny_params(corpus_root: Path, storage: Path, tracking_uri: str | None, **tr
             "cluster": {"num_workers": 2, "storage_path": str(storage), "max_failures": 2},
         }
     )
+
+
+def save_encoder(objective: torch.nn.Module, params: Params, path: Path, step: int = 7) -> Path:
+    """``objective``'s front-end and encoder as the ``encoder.pt`` pre-training writes
+    (smx.train.launch.write_outputs)."""
+    from smx.train.launch import encoder_state
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "format": 1,
+            "step": step,
+            "config_hash": "test",
+            "params": json.dumps(params.model_dump(mode="json")),
+            "state_dict": encoder_state(objective.state_dict()),
+        },
+        path,
+    )
+    return path
+
+
+def write_encoder(params: Params, path: Path, seed: int = 1) -> Path:
+    """An ``encoder.pt`` of ``params``' architecture with weights drawn with ``seed``."""
+    from smx.ssl.objective import build_objective
+
+    torch.manual_seed(seed)
+    return save_encoder(build_objective(params), params, path, step=3)
+
+
+@dataclass
+class PretrainRun:
+    """A finished pre-training run of :func:`pretrain_tiny`."""
+
+    params: Params
+    result: Any  # smx.train.launch.PretrainResult
+    out: Path  # models/, metrics/ and plots/ of the run
+    storage: Path  # cluster.storage_path (the Ray run folders)
+
+    @property
+    def encoder(self) -> Path:
+        return self.out / "models" / "sm" / "encoder.pt"
+
+
+def pretrain_tiny(
+    corpus_root: Path, tmp: Path, uri: str, resume: Path | None = None, **train: Any
+) -> PretrainRun:
+    """Pre-train the tiny model (variant ``sm``) on the running Ray instance; ``train``
+    overrides the loop (see :data:`TRAIN`)."""
+    from smx.train.launch import pretrain
+
+    params = tiny_params(corpus_root, tmp / "ray", uri, **train)
+    result = pretrain(params, "sm", out=tmp / "out", resume=resume, show_progress=False)
+    return PretrainRun(params, result, tmp / "out", tmp / "ray")

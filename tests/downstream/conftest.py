@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from downstream_helpers import tiny_params, write_encoder
+from downstream_helpers import tiny_params
+from tiny import save_encoder
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +30,6 @@ def encoder_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     params = tiny_params()
     torch.manual_seed(0)
-    return write_encoder(
+    return save_encoder(
         build_objective(params), params, tmp_path_factory.mktemp("models") / "encoder.pt"
     )

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from tiny import DATA, MODEL, SSL
 
 from smx.config import Params
-from smx.train.launch import encoder_state
 
 #: the tiny corpus, model and wav2vec 2.0 objective of every slow test (tests/tiny.py)
 TINY_MODEL = MODEL
@@ -44,19 +41,3 @@ def tiny_params(corpus_root: Path | None = None, ssl: str = "wav2vec2", **overri
             "downstream": {**DOWNSTREAM, **overrides},
         }
     )
-
-
-def write_encoder(objective: torch.nn.Module, params: Params, path: Path) -> Path:
-    """An ``encoder.pt`` as pre-training writes it (smx.train.launch.write_outputs)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "format": 1,
-            "step": 7,
-            "config_hash": "test",
-            "params": json.dumps(params.model_dump(mode="json")),
-            "state_dict": encoder_state(objective.state_dict()),
-        },
-        path,
-    )
-    return path

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from downstream_helpers import tiny_params, write_encoder
+from downstream_helpers import tiny_params
+from tiny import save_encoder
 
 from smx.downstream.errors import ProbeError
 from smx.downstream.upstream import (
@@ -27,7 +28,7 @@ def test_encoder_file_round_trip(tmp_path: Path, ssl: str) -> None:
     params = tiny_params(ssl=ssl)
     torch.manual_seed(3)
     objective = build_objective(params).eval()
-    path = write_encoder(objective, params, tmp_path / "encoder.pt")
+    path = save_encoder(objective, params, tmp_path / "encoder.pt")
     upstream, arch = load_upstream(path)
     assert arch == params
     assert checkpoint_params(path) == params

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from lhotse import CutSet
 from tiny import tiny_params
 
 from smx.config import Params
-from smx.ssl.objective import build_objective
-from smx.train.launch import encoder_state
 
 #: a short fine-tuning run: 4 frozen updates, then 8 with the encoder
 FINETUNE: dict[str, Any] = {"max_steps": 12, "freeze_steps": 4, "lr": 3e-3}
@@ -29,24 +25,6 @@ def finetune_params(corpus_root: Path, storage: Path, uri: str | None, **finetun
     data["downstream"]["max_batch_duration"] = 30.0
     data["variants"] = {"sm": {}}
     return Params.model_validate(data)
-
-
-def write_encoder(params: Params, path: Path, seed: int = 1) -> Path:
-    """An ``encoder.pt`` as pre-training writes it, with weights drawn with ``seed``."""
-    torch.manual_seed(seed)
-    objective = build_objective(params)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "format": 1,
-            "step": 3,
-            "config_hash": "test",
-            "params": json.dumps(params.model_dump(mode="json")),
-            "state_dict": encoder_state(objective.state_dict()),
-        },
-        path,
-    )
-    return path
 
 
 def copy_corpus(source: Path, target: Path, edit: dict[str, Callable[[Any], Any | None]]) -> Path:

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from finetune_helpers import copy_corpus, finetune_params, write_encoder
+from finetune_helpers import copy_corpus, finetune_params
+from tiny import write_encoder
 
 from smx.config import Params
 

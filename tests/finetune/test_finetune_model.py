@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from finetune_helpers import finetune_params, write_encoder
+from finetune_helpers import finetune_params
+from tiny import write_encoder
 from lhotse import CutSet
 
 from smx.data.loader import collate

@@ -1,8 +1,7 @@
 """`ray job submit ... -- smx pretrain` against a head node started with `ray start --head`.
 
-The head node and the MLflow server are real processes on 127.0.0.1, stopped whatever happens.
-`ray stop --force` stops every Ray process of this user: do not run this file next to another
-Ray job on the same machine.
+The head node (the session's ``ray_cluster``) and the MLflow server are real processes on
+127.0.0.1, stopped whatever happens.
 """
 
 from __future__ import annotations
@@ -12,13 +11,12 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pytest
-from servers import free_port
+from servers import RayHead, free_port
 from tiny import tiny_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,30 +41,10 @@ def ray(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def head() -> Iterator[str]:
-    """A Ray head node with 2 CPUs and the dashboard (job server); its dashboard URL."""
-    port, dashboard = free_port(), free_port()
-    started = ray(
-        "start",
-        "--head",
-        f"--port={port}",
-        f"--dashboard-port={dashboard}",
-        "--dashboard-host=127.0.0.1",
-        "--num-cpus=2",
-        "--include-dashboard=true",
-        "--disable-usage-stats",
-    )
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
-        yield f"http://127.0.0.1:{dashboard}"
-    finally:
-        ray("stop", "--force", timeout=120)
-
-
 def test_a_submitted_job_trains_checkpoints_and_logs_to_the_shared_server(
-    head: str, corpus_root: Path, mlflow_server: str, tmp_path: Path, monkeypatch: Any
+    ray_cluster: RayHead, corpus_root: Path, mlflow_server: str, tmp_path: Path, monkeypatch: Any
 ) -> None:
+    head = ray_cluster.dashboard
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # for the job client of this process
     params = tiny_params(corpus_root, tmp_path / "storage", mlflow_server)
     data = params.model_dump(mode="json")

@@ -1,24 +1,23 @@
-"""Pre-training on a real local Ray instance with 2 workers, logged to a real MLflow server.
+"""Pre-training on a real Ray instance with 2 workers, logged to a real MLflow server.
 
-The reference run (30 steps, seed 0) is shared by the tests that compare against it; the
-killed-worker, --resume and NaN runs each train again with the same config and seed.
+The reference run (30 steps, seed 0) is the session's ``pretrained`` fixture, shared with the
+fine-tuning tests; the killed-worker, --resume and NaN runs each train again with the same
+config and seed.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pytest
 import torch
-from tiny import tiny_params
+from tiny import PretrainRun, pretrain_tiny, tiny_params
 
-from smx.config import Params
 from smx.train.checkpoint import config_hash, read_state
-from smx.train.launch import PretrainError, PretrainResult, pretrain, run_name
+from smx.train.launch import PretrainError, run_name
 
 pytestmark = pytest.mark.e2e
 
@@ -26,25 +25,8 @@ pytestmark = pytest.mark.e2e
 WEIGHT_ATOL = 1e-5
 
 
-@dataclass
-class Run:
-    params: Params
-    result: PretrainResult
-    out: Path
-    storage: Path
-
-
-def train(
-    corpus_root: Path, tmp: Path, uri: str, resume: Path | None = None, **settings: Any
-) -> Run:
-    params = tiny_params(corpus_root, tmp / "ray", uri, **settings)
-    result = pretrain(params, "sm", out=tmp / "out", resume=resume, show_progress=False)
-    return Run(params, result, tmp / "out", tmp / "ray")
-
-
-def encoder_weights(run: Run) -> dict[str, torch.Tensor]:
-    saved = torch.load(run.out / "models" / "sm" / "encoder.pt", weights_only=True)
-    return saved["state_dict"]
+def encoder_weights(run: PretrainRun) -> dict[str, torch.Tensor]:
+    return torch.load(run.encoder, weights_only=True)["state_dict"]
 
 
 def metric_steps(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
@@ -52,13 +34,8 @@ def metric_steps(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in history)
 
 
-@pytest.fixture(scope="module")
-def reference(corpus_root: Path, mlflow_server: str, ray_local: None, tmp_path_factory: Any) -> Run:
-    return train(corpus_root, tmp_path_factory.mktemp("reference"), mlflow_server)
-
-
-def test_two_worker_run_learns_and_writes_every_output(reference: Run, mlflow_server: str) -> None:
-    res = reference.result
+def test_two_worker_run_learns_and_writes_every_output(pretrained: PretrainRun, mlflow_server: str) -> None:
+    res = pretrained.result
     metrics = res.metrics
     assert metrics["steps"] == 30 and metrics["skipped_steps"] == 0
 
@@ -78,14 +55,14 @@ def test_two_worker_run_learns_and_writes_every_output(reference: Run, mlflow_se
     assert last < first - 0.1 and last < math.log(11), (first, last)
     assert mean("accuracy", slice(-5, None)) > 1.3 / 11
 
-    saved = torch.load(reference.out / "models" / "sm" / "encoder.pt", weights_only=True)
-    assert saved["step"] == 30 and saved["config_hash"] == config_hash(reference.params)
+    saved = torch.load(pretrained.encoder, weights_only=True)
+    assert saved["step"] == 30 and saved["config_hash"] == config_hash(pretrained.params)
     keys = saved["state_dict"]
     assert keys and all(k.startswith(("fbank.", "extractor.", "encoder.")) for k in keys)
-    rows = (reference.out / "plots" / "pretrain" / "sm.csv").read_text().splitlines()
+    rows = (pretrained.out / "plots" / "pretrain" / "sm.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and len(rows) == 31
     assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(1, 31))
-    assert (reference.out / "metrics" / "pretrain" / "sm.json").is_file()
+    assert (pretrained.out / "metrics" / "pretrain" / "sm.json").is_file()
 
     run = mlflow.MlflowClient(mlflow_server).get_run(res.run_id)
     assert run.data.params["model.encoder.d_model"] == "32"
@@ -100,40 +77,40 @@ def test_two_worker_run_learns_and_writes_every_output(reference: Run, mlflow_se
 
 
 def test_a_killed_worker_resumes_to_the_same_weights(
-    reference: Run, corpus_root: Path, mlflow_server: str, tmp_path: Path, monkeypatch: Any
+    pretrained: PretrainRun, corpus_root: Path, mlflow_server: str, tmp_path: Path, monkeypatch: Any
 ) -> None:
     monkeypatch.setenv("SMX_KILL_AT_STEP", "15")
-    run = train(corpus_root, tmp_path, mlflow_server)
+    run = pretrain_tiny(corpus_root, tmp_path, mlflow_server)
     run_dir = run.storage / run_name(run.params, "sm", _commit())
     assert (run_dir / "killed_at_step_15").is_file()  # the kill happened
 
     steps = [s for s, _ in metric_steps(mlflow_server, run.result.run_id, "loss")]
     assert steps == list(range(1, 31))  # continuous, no step logged twice
-    ref, got = encoder_weights(reference), encoder_weights(run)
+    ref, got = encoder_weights(pretrained), encoder_weights(run)
     assert ref.keys() == got.keys()
     worst = max(float((ref[k] - got[k]).abs().max()) for k in ref)
     assert worst <= WEIGHT_ATOL, worst
 
 
 def test_resume_from_a_checkpoint_in_a_new_run(
-    reference: Run, corpus_root: Path, mlflow_server: str, tmp_path: Path
+    pretrained: PretrainRun, corpus_root: Path, mlflow_server: str, tmp_path: Path
 ) -> None:
-    folder = reference.storage / run_name(reference.params, "sm", _commit()) / "checkpoint_00000020"
+    folder = pretrained.storage / run_name(pretrained.params, "sm", _commit()) / "checkpoint_00000020"
     assert read_state(folder)["step"] == 20
-    run = train(corpus_root, tmp_path, mlflow_server, resume=folder)
+    run = pretrain_tiny(corpus_root, tmp_path, mlflow_server, resume=folder)
     assert run.result.metrics["steps"] == 30
     steps = [s for s, _ in metric_steps(mlflow_server, run.result.run_id, "loss")]
     assert steps == list(range(21, 31))
-    ref, got = encoder_weights(reference), encoder_weights(run)
+    ref, got = encoder_weights(pretrained), encoder_weights(run)
     assert max(float((ref[k] - got[k]).abs().max()) for k in ref) <= WEIGHT_ATOL
 
 
 def test_nan_steps_are_skipped_then_the_run_stops_with_the_last_good_checkpoint(
-    corpus_root: Path, mlflow_server: str, ray_local: None, tmp_path: Path, monkeypatch: Any
+    corpus_root: Path, mlflow_server: str, ray_cluster: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     monkeypatch.setenv("SMX_INJECT_NAN_STEPS", "4,12,13,14")
     with pytest.raises(PretrainError, match=r"not finite for 3 steps in a row") as info:
-        train(corpus_root, tmp_path, mlflow_server, max_steps=20, checkpoint_every=5)
+        pretrain_tiny(corpus_root, tmp_path, mlflow_server, max_steps=20, checkpoint_every=5)
     assert info.value.during_training
     params = tiny_params(
         corpus_root, tmp_path / "ray", mlflow_server, max_steps=20, checkpoint_every=5
