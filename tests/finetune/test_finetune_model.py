@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 from finetune_helpers import finetune_params
-from tiny import write_encoder
 from lhotse import CutSet
+from tiny import write_encoder
 
 from smx.data.loader import collate
 from smx.data.manifests import load_cuts

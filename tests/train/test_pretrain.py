@@ -34,7 +34,9 @@ def metric_steps(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in history)
 
 
-def test_two_worker_run_learns_and_writes_every_output(pretrained: PretrainRun, mlflow_server: str) -> None:
+def test_two_worker_run_learns_and_writes_every_output(
+    pretrained: PretrainRun, mlflow_server: str
+) -> None:
     res = pretrained.result
     metrics = res.metrics
     assert metrics["steps"] == 30 and metrics["skipped_steps"] == 0
@@ -95,7 +97,9 @@ def test_a_killed_worker_resumes_to_the_same_weights(
 def test_resume_from_a_checkpoint_in_a_new_run(
     pretrained: PretrainRun, corpus_root: Path, mlflow_server: str, tmp_path: Path
 ) -> None:
-    folder = pretrained.storage / run_name(pretrained.params, "sm", _commit()) / "checkpoint_00000020"
+    folder = (
+        pretrained.storage / run_name(pretrained.params, "sm", _commit()) / "checkpoint_00000020"
+    )
     assert read_state(folder)["step"] == 20
     run = pretrain_tiny(corpus_root, tmp_path, mlflow_server, resume=folder)
     assert run.result.metrics["steps"] == 30
