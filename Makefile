@@ -25,7 +25,7 @@ PYTEST := PATH="$(CURDIR)/$(BIN):$$PATH" OMP_NUM_THREADS=1 $(BIN)/python -m pyte
 
 ## make test: set up, then run every test (unit and end-to-end)
 test: setup
-	@$(PYTEST)
+	@$(PYTEST) --durations=20
 
 ## make test-fast: set up, then the tests that start no Ray, no server and no end-to-end run
 test-fast: setup
