@@ -1,23 +1,26 @@
-"""Shared tiny corpora for the data tests (synthesised once per session)."""
+"""The data tests' corpus: the session's synthetic corpus (tests/conftest.py ``corpus_root``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from data_helpers import tiny_data_cfg
+from tiny import DATA
 
 from smx.config import DataCfg
 
 
 @pytest.fixture(scope="session")
 def synth_cfg() -> DataCfg:
-    return tiny_data_cfg()
+    """The data section of tests/tiny.py, which ``corpus_root`` was synthesised with."""
+    return DataCfg.model_validate(DATA)
 
 
 @pytest.fixture(scope="session")
-def synth_corpus(tmp_path_factory: pytest.TempPathFactory, synth_cfg: DataCfg) -> Any:
-    """The synthetic corpus of :func:`tiny_data_cfg`, prepared once (2 workers)."""
+def synth_corpus(corpus_root: Path, synth_cfg: DataCfg) -> Any:
+    """The session's corpus as :func:`smx.data.synth.prepare_synth` reports it (a re-run on
+    the finished corpus: nothing is synthesised again)."""
     from smx.data.synth import prepare_synth
 
-    return prepare_synth(tmp_path_factory.mktemp("synth") / "corpus", synth_cfg)
+    return prepare_synth(corpus_root / "synth", synth_cfg)
