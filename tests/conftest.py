@@ -16,11 +16,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import servers
 from dvc_helpers import make_dvc_repo
+
+if TYPE_CHECKING:
+    from tiny import PretrainRun
 
 #: test modules that run whole on one xdist worker: the lane of each (modules of one lane
 #: share that worker's Ray head node and pre-trained encoder)
@@ -100,7 +103,7 @@ def pretrained(
     mlflow_server: str,
     ray_cluster: servers.RayHead,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Any:
+) -> PretrainRun:
     """The tiny encoder pre-trained for 30 updates on 2 Ray workers (tests/tiny.py), once per
     session: the pre-training tests check it, the fine-tuning tests start from it."""
     from tiny import pretrain_tiny
