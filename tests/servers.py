@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from smx.train.launch import LOCAL_TRAIN_ENV
+
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -89,12 +91,12 @@ class RayHead:
 
 
 #: the environment of a test head node: no token authentication, no usage stats, and Ray
-#: Train's worker polls every 0.25 s as on a local instance (smx.train.launch.start_ray)
+#: Train's settings of a local instance (smx.train.launch.start_ray)
 RAY_ENV = {
     "RAY_AUTH_MODE": "disabled",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
-    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
+    **LOCAL_TRAIN_ENV,
 }
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from smx.config import Params
+
+if TYPE_CHECKING:
+    from smx.train.launch import PretrainResult
 
 #: about 2.4 minutes of synthetic speech from 6 speakers (the `data` section)
 DATA: dict[str, Any] = {
@@ -124,13 +127,13 @@ class PretrainRun:
     """A finished pre-training run of :func:`pretrain_tiny`."""
 
     params: Params
-    result: Any  # smx.train.launch.PretrainResult
+    result: PretrainResult
     out: Path  # models/, metrics/ and plots/ of the run
     storage: Path  # cluster.storage_path (the Ray run folders)
 
     @property
     def encoder(self) -> Path:
-        return self.out / "models" / "sm" / "encoder.pt"
+        return self.result.encoder
 
 
 def pretrain_tiny(

@@ -16,7 +16,7 @@ from typing import Any
 
 import mlflow
 import pytest
-from servers import RayHead, free_port
+from servers import RAY_ENV, RayHead, free_port
 from tiny import tiny_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,13 +26,8 @@ pytestmark = pytest.mark.e2e
 
 
 def env() -> dict[str, str]:
-    """The venv first on PATH (the head's job driver inherits it), no token auth."""
-    return {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "RAY_AUTH_MODE": "disabled",
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
+    """The venv first on PATH and the test head node's Ray settings (no token auth)."""
+    return {**os.environ, **RAY_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 
 def ray(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
