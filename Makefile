@@ -15,7 +15,7 @@ demo: setup
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@sed -n '/^## What the numbers show/,/^## Pre-training/p' reports/report.md | sed '$$d'
 	@echo "[demo] the report: reports/report.md (figures in reports/figures/, benchmark in reports/bench/)"
-	@echo "[demo] outputs: corpus data/, configs build/<variant>/, encoders models/<variant>/, metrics/ and plots/"
+	@echo "[demo] outputs: corpus data/, configs resolved/<variant>/, encoders models/<variant>/, metrics/ and plots/"
 	@echo "[demo]          (dvc metrics show; dvc plots show), checkpoints ray_results/"
 	@echo "[demo] compare the runs in MLflow: make ui   (then open http://127.0.0.1:5000)"
 

@@ -4,7 +4,7 @@ Plain log-mel features do not depend on the encoder, so their probes are trained
 task (over downstream.seeds seeds, downstream.workers at once, a line on stderr after each)
 and each `probe@<variant>-<task>` takes its fbank rows from
 <metrics-dir>/<task>.json (written atomically) when the variant's settings match those
-recorded in it. The config is the base one (build/params.json, written by `defaults`, or
+recorded in it. The config is the base one (resolved/params.json, written by `defaults`, or
 `--params`): its front-end makes the features; a variant that changes the front-end gets its
 fbank baseline probed in its own stage.
 """
@@ -18,14 +18,16 @@ from pathlib import Path
 from pipelines.common import StageInputError, stage_params
 from smx.atomic import write_json
 from smx.config import TASKS
-from smx.data.report import PrepareError
+from smx.data.problems import PrepareError
 from smx.downstream.errors import ProbeError
 from smx.downstream.run import probe_baseline
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default=None, help="config file (default: build/params.json)")
+    parser.add_argument(
+        "--params", default=None, help="config file (default: resolved/params.json)"
+    )
     parser.add_argument("--task", required=True, choices=TASKS, help="the probing task")
     parser.add_argument(
         "--metrics-dir",

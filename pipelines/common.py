@@ -18,9 +18,9 @@ class StageInputError(RuntimeError):
     """A stage's input is missing or unusable (exit 2, one sentence)."""
 
 
-def resolved_params(stage: str, variant: str | None, build: str | Path = "build") -> Params:
-    """The variant's config written by ``resolve@<variant>`` (build/<variant>/params.json), or
-    with ``variant=None`` the base config written by ``defaults`` (build/params.json).
+def resolved_params(stage: str, variant: str | None, resolved: str | Path = "resolved") -> Params:
+    """The variant's config written by ``resolve@<variant>`` (resolved/<variant>/params.json), or
+    with ``variant=None`` the base config written by ``defaults`` (resolved/params.json).
 
     Example
     -------
@@ -33,7 +33,7 @@ def resolved_params(stage: str, variant: str | None, build: str | Path = "build"
     ...
     pipelines.common.StageInputError: baseline@asr: /nonexistent/params.json is missing; run `dvc repro defaults` first
     """
-    source = Path(build) / (variant or "") / "params.json"
+    source = Path(resolved) / (variant or "") / "params.json"
     if variant is None:
         require(stage, source, "defaults")
     elif not source.is_file():
@@ -46,7 +46,7 @@ def resolved_params(stage: str, variant: str | None, build: str | Path = "build"
 
 def stage_params(stage: str, variant: str | None, params_file: str | None) -> Params:
     """The stage's config: ``params_file`` (YAML; patched by ``variant`` when given) when
-    given, else what ``resolve@<variant>`` or, without a variant, ``defaults`` wrote in build/.
+    given, else what ``resolve@<variant>`` or, without a variant, ``defaults`` wrote in resolved/.
     """
     if params_file is None:
         return resolved_params(stage, variant)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from smx.atomic import write_json
 from smx.config import load
-from smx.data.report import PrepareError
+from smx.data.problems import PrepareError
 from smx.yamlio import ConfigError
 
 

@@ -1,6 +1,6 @@
 """DVC stage `pretrain@<variant>`: self-supervised pre-training of one encoder on Ray Train.
 
-Reads the variant's resolved config (build/<variant>/params.json, written by
+Reads the variant's resolved config (resolved/<variant>/params.json, written by
 `resolve@<variant>`) and writes models/<variant>/encoder.pt and config.json,
 metrics/pretrain/<variant>.json and plots/pretrain/<variant>.csv. The MLflow run is tagged
 with the DVC stage; its id is in the metrics file.
@@ -19,12 +19,14 @@ from smx.train.launch import PretrainError, pretrain
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--variant", required=True, help="a name under `variants` in the config")
-    parser.add_argument("--build", default="build", help="resolved configs (default: build)")
+    parser.add_argument(
+        "--resolved", default="resolved", help="resolved configs (default: resolved)"
+    )
     parser.add_argument("--out", default=".", help="project folder for the outputs (default: .)")
     args = parser.parse_args(argv)
     stage = f"pretrain@{args.variant}"
     try:
-        params = resolved_params(stage, args.variant, args.build)
+        params = resolved_params(stage, args.variant, args.resolved)
     except StageInputError as exc:
         print(exc, file=sys.stderr)
         return 2

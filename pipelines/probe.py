@@ -1,6 +1,6 @@
 """DVC stage `probe@<variant>-<task>`: MP3S-style scoring of one pre-trained encoder on one task.
 
-Reads the variant's resolved config (build/<variant>/params.json, or `--params` + the
+Reads the variant's resolved config (resolved/<variant>/params.json, or `--params` + the
 variant), models/<variant>/encoder.pt (checked against that config), the corpus
 <data.root>/<data.corpus> and the task's fbank baseline (metrics/baseline/<task>.json, made
 by `baseline@<task>`); trains both probes of the task on the frozen encoder and on its
@@ -22,7 +22,7 @@ from typing import Any
 
 from pipelines.common import StageInputError, open_tracking, require, stage_params
 from smx.config import TASKS, Params
-from smx.data.report import PrepareError
+from smx.data.problems import PrepareError
 from smx.downstream.errors import ProbeError
 from smx.downstream.run import baseline_mismatch, probe_encoder, write_results
 
@@ -47,7 +47,7 @@ def read_baseline(stage: str, path: Path, task: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--params", default=None, help="config file (default: build/<variant>/params.json)"
+        "--params", default=None, help="config file (default: resolved/<variant>/params.json)"
     )
     parser.add_argument("--variant", required=True, help="a name under `variants` in the config")
     parser.add_argument("--task", required=True, choices=TASKS, help="the probing task")

@@ -1,7 +1,7 @@
 """DVC stages `resolve@<variant>` and `defaults`: validate params.yaml, write full configs.
 
-`resolve@<variant>` writes build/<variant>/params.json (the base config with the variant's
-patch of `model`); `defaults` (no --variant) writes build/params.json, the base config that
+`resolve@<variant>` writes resolved/<variant>/params.json (the base config with the variant's
+patch of `model`); `defaults` (no --variant) writes resolved/params.json, the base config that
 stages shared by every variant read (`baseline@<task>`). Later stages read these files, so
 every number they use is the resolved, validated value (defaults included) and the file
 records exactly what ran.
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="a name under `variants` in the config (default: the base config, for `defaults`)",
     )
-    parser.add_argument("--out", default="build", help="output folder (default: build)")
+    parser.add_argument("--out", default="resolved", help="output folder (default: resolved)")
     args = parser.parse_args(argv)
     stage = f"resolve@{args.variant}" if args.variant else "defaults"
     try:

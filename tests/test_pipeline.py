@@ -37,7 +37,7 @@ def test_whole_pipeline_then_nothing_then_only_what_a_change_touches(
     assert ran_stages(first.stdout) == sorted(
         ["prepare", *BASELINES, *per_variant(*VARIANTS), "bench", "report"]
     )
-    resolved = json.loads((repo / "build" / "mhsa" / "params.json").read_text())
+    resolved = json.loads((repo / "resolved" / "mhsa" / "params.json").read_text())
     assert resolved["model"]["mixer"]["kind"] == "mhsa"
     assert resolved["ssl"]["mask_prob"] == 0.65  # defaults are written out
     for variant in VARIANTS:
@@ -124,4 +124,4 @@ def test_invalid_params_fail_the_stage_with_the_file_line_and_field(dvc_repo: Pa
         "params.yaml:" in res.stderr
         and "variants.mhsa.mixer.heads: 5 does not divide" in res.stderr
     )
-    assert not (dvc_repo / "build" / "mhsa" / "params.json").exists()
+    assert not (dvc_repo / "resolved" / "mhsa" / "params.json").exists()

@@ -9,7 +9,7 @@ Modules (imported on demand, so that worker processes stay light):
 * :mod:`smx.data.text` -- intent templates, free-reading sentences, normalisation, vocabulary.
 * :mod:`smx.data.loader` -- duration filters, bucketing sampler, collation, ``TrainLoader``.
 * :mod:`smx.data.shar` -- Lhotse Shar export and reading.
-* :mod:`smx.data.report` -- skipped/repaired items and user-facing errors.
+* :mod:`smx.data.problems` -- skipped/repaired items and user-facing errors.
 * :mod:`smx.data.cli` -- the ``smx prepare`` commands.
 
 Nothing here imports Ray, MLflow or DVC.

@@ -79,7 +79,7 @@ def _report(summary: dict[str, Any], out: Path) -> None:
 
 
 def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    from smx.data.report import PrepareError
+    from smx.data.problems import PrepareError
 
     try:
         return fn(*args, **kwargs)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from smx.data.audio import audio_frames, check_audio, write_flac
-from smx.data.report import PrepareError, PrepareReport, progress_bar
+from smx.data.problems import PrepareError, PrepareReport, progress_bar
 from smx.data.text import normalise_text
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3", ".opus", ".sph")

@@ -53,7 +53,7 @@ from lhotse.utils import fastcopy
 
 from smx import __version__
 from smx.atomic import atomic_path, write_json
-from smx.data.report import PrepareError, PrepareReport
+from smx.data.problems import PrepareError, PrepareReport
 from smx.data.text import CharVocab
 
 SPLITS = ("train", "dev", "test", "heldout")
@@ -181,7 +181,7 @@ def validate_split(split: str, recordings: RecordingSet, supervisions: Supervisi
     >>> validate_split("dev", recs, bad)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    smx.data.report.PrepareError: split 'dev' failed Lhotse's validation: ...
+    smx.data.problems.PrepareError: split 'dev' failed Lhotse's validation: ...
     """
     try:
         validate_recordings_and_supervisions(recordings, supervisions)
@@ -356,7 +356,7 @@ def load_cuts(corpus_dir: str | Path, split: str) -> CutSet:
     >>> load_cuts("/nonexistent", "train")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    smx.data.report.PrepareError: /nonexistent is not a finished corpus (no COMPLETE.json); ...
+    smx.data.problems.PrepareError: /nonexistent is not a finished corpus (no COMPLETE.json); ...
     """
     root = Path(corpus_dir).resolve()
     if not is_complete(root):

@@ -23,7 +23,7 @@ from lhotse import CutSet
 
 from smx.atomic import write_json
 from smx.data.manifests import MARKER, available_splits, load_cuts
-from smx.data.report import PrepareError, progress_bar
+from smx.data.problems import PrepareError, progress_bar
 
 
 def export_shar(

@@ -53,7 +53,7 @@ from smx.data.audio import (
     resample_fft,
     write_flac,
 )
-from smx.data.report import PrepareError, PrepareReport, progress_bar
+from smx.data.problems import PrepareError, PrepareReport, progress_bar
 from smx.data.text import free_sentences, intent_sentence, normalise_text, split_words
 
 ESPEAK = "espeak-ng"

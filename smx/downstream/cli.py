@@ -85,7 +85,7 @@ def probe_command(
     from rich.progress import Progress
 
     from smx.config import PROBES, TASKS
-    from smx.data.report import PrepareError
+    from smx.data.problems import PrepareError
     from smx.downstream.errors import ProbeError
     from smx.downstream.run import UPSTREAMS, probe_encoder, write_results
 

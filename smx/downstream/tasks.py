@@ -26,7 +26,7 @@ from typing import Any
 from smx.config import TASKS
 from smx.data.loader import load_vocab
 from smx.data.manifests import load_cuts
-from smx.data.report import PrepareError
+from smx.data.problems import PrepareError
 from smx.data.text import CharVocab
 from smx.downstream.errors import ProbeError
 

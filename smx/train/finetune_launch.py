@@ -73,7 +73,7 @@ def labelled_data(corpus: Path) -> Labelled:
     transcripts or an empty split.
     """
     from smx.data.manifests import load_cuts
-    from smx.data.report import PrepareError
+    from smx.data.problems import PrepareError
     from smx.downstream.errors import ProbeError
     from smx.downstream.tasks import load_task_data
 

@@ -504,7 +504,7 @@ def pretrain(
     or the resume checkpoint is unusable, when training fails after ``cluster.max_failures``
     restarts, or when the loss stays non-finite for ``train.max_nan_steps`` steps.
     """
-    from smx.data.report import PrepareError
+    from smx.data.problems import PrepareError
 
     root = project_root()
     out = Path(out) if out else root

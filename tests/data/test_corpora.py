@@ -19,7 +19,7 @@ from data_helpers import tiny_data_cfg, tone, truncate, write_audio
 from smx.data.corpora import prepare_folder, prepare_librilight, prepare_librispeech
 from smx.data.loader import collate
 from smx.data.manifests import MARKER, load_cuts
-from smx.data.report import PrepareError
+from smx.data.problems import PrepareError
 
 
 def synth_files(synth_corpus: Any, count: int) -> list[tuple[Path, str]]:

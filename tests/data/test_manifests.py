@@ -21,7 +21,7 @@ from smx.data.manifests import (
     write_corpus,
     write_manifest,
 )
-from smx.data.report import PrepareError, PrepareReport
+from smx.data.problems import PrepareError, PrepareReport
 
 
 def rec(rid: str, seconds: float = 2.0, source: str | None = None) -> Recording:

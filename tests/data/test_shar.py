@@ -12,7 +12,7 @@ from data_helpers import tiny_data_cfg
 
 from smx.data.loader import TrainLoader
 from smx.data.manifests import MARKER, load_cuts
-from smx.data.report import PrepareError
+from smx.data.problems import PrepareError
 from smx.data.shar import export_shar, load_shar
 
 

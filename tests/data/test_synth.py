@@ -19,7 +19,7 @@ from lhotse.qa import validate_recordings_and_supervisions
 from smx.config import DataCfg, SynthCfg
 from smx.data import manifests
 from smx.data.manifests import MARKER, load_cuts
-from smx.data.report import PrepareError
+from smx.data.problems import PrepareError
 from smx.data.synth import (
     ACCENTS,
     STYLES,

@@ -241,7 +241,7 @@ def test_pipeline_stage_names_the_missing_input_and_the_stage_that_makes_it(
     res = probe_stage("--variant", "ghost", "--task", "asr", "--no-mlflow")
     assert res.returncode == 2
     assert res.stderr.strip() == (
-        "probe@ghost-asr: build/ghost/params.json is missing; run `dvc repro resolve@ghost` "
+        "probe@ghost-asr: resolved/ghost/params.json is missing; run `dvc repro resolve@ghost` "
         "first (is `ghost` listed under `variants` in params.yaml?)"
     )
     params = write_params(tmp_path / "params.yaml", corpus_root)

@@ -105,14 +105,14 @@ def test_the_stage_script_names_its_missing_inputs(corpus_root: Path, tmp_path: 
         root = Path(__file__).resolve().parents[2]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=root)
 
-    build, models = tmp_path / "build", tmp_path / "models"
-    res = stage("--build", str(build), "--models", str(models))
+    resolved, models = tmp_path / "resolved", tmp_path / "models"
+    res = stage("--resolved", str(resolved), "--models", str(models))
     assert res.returncode == 2
-    assert f"finetune@sm: {build / 'sm' / 'params.json'} is missing" in res.stderr
+    assert f"finetune@sm: {resolved / 'sm' / 'params.json'} is missing" in res.stderr
     params = finetune_params(corpus_root, tmp_path / "ray", f"sqlite:///{tmp_path}/m.db")
-    (build / "sm").mkdir(parents=True)
-    (build / "sm" / "params.json").write_text(json.dumps(params.model_dump(mode="json")))
-    res = stage("--build", str(build), "--models", str(models))
+    (resolved / "sm").mkdir(parents=True)
+    (resolved / "sm" / "params.json").write_text(json.dumps(params.model_dump(mode="json")))
+    res = stage("--resolved", str(resolved), "--models", str(models))
     assert res.returncode == 2
     assert f"finetune@sm: {models / 'sm' / 'encoder.pt'} is missing" in res.stderr
     assert "dvc repro pretrain@sm" in res.stderr
