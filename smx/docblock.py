@@ -1,0 +1,83 @@
+"""Generated blocks in hand-written Markdown: a command that measures something rewrites its
+own block of a document, and leaves every other line as the author wrote it.
+
+A block is delimited by two HTML comments, invisible when rendered::
+
+    <!-- begin: bench-mixers -->
+    ... written by `smx bench mixers` ...
+    <!-- end: bench-mixers -->
+
+Example
+-------
+>>> import tempfile
+>>> doc = Path(tempfile.mkdtemp()) / "doc.md"
+>>> _ = doc.write_text("# Title\\n<!-- begin: t -->\\nold\\n<!-- end: t -->\\nkept\\n")
+>>> replace_block(doc, "t", "| a |\\n| 1 |")
+>>> print(doc.read_text(), end="")
+# Title
+<!-- begin: t -->
+| a |
+| 1 |
+<!-- end: t -->
+kept
+>>> replace_block(doc, "nope", "x")
+Traceback (most recent call last):
+...
+smx.docblock.BlockError: ... has no block `nope`: add the lines `<!-- begin: nope -->` and `<!-- end: nope -->` where it belongs
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from smx.atomic import write_text
+
+
+class BlockError(ValueError):
+    """The document lacks the block's markers, or has them twice or out of order."""
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The begin and end lines of block ``name``."""
+    return f"<!-- begin: {name} -->", f"<!-- end: {name} -->"
+
+
+def replace_block(path: str | Path, name: str, content: str) -> None:
+    """Atomically replace the lines between the markers of block ``name`` in ``path``.
+
+    Arguments
+    ---------
+    path : the Markdown file; it must already hold both markers, once each, begin first.
+    name : the block's name (letters, digits, ``-`` and ``_``).
+    content : the new text of the block, without the markers.
+
+    Raises
+    ------
+    BlockError : the markers are missing, repeated or out of order (the file is untouched).
+    """
+    if not re.fullmatch(r"[\w-]+", name):
+        raise BlockError(f"block name {name!r} must use only letters, digits, - and _")
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    begin, end = markers(name)
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == begin]
+    ends = [i for i, line in enumerate(lines) if line.strip() == end]
+    if not starts and not ends:
+        raise BlockError(
+            f"{path} has no block `{name}`: add the lines `{begin}` and `{end}` where it belongs"
+        )
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        raise BlockError(f"{path}: block `{name}` needs one `{begin}` followed by one `{end}`")
+    body = content.strip("\n").splitlines()
+    new = lines[: starts[0] + 1] + body + lines[ends[0] :]
+    write_text(path, "\n".join(new) + "\n")
+
+
+def read_block(path: str | Path, name: str) -> str:
+    """The current text between the markers of block ``name`` in ``path`` ("" when absent)."""
+    begin, end = markers(name)
+    text = Path(path).read_text(encoding="utf-8")
+    match = re.search(re.escape(begin) + r"\n(.*?)" + re.escape(end), text, flags=re.S)
+    return match.group(1).rstrip("\n") if match else ""
