@@ -77,7 +77,7 @@ def require(stage: str, path: str | Path, producer: str) -> Path:
 
 def open_tracking(stage: str, params: Params) -> str:
     """The checked MLflow URI of ``params.tracking`` (before any compute)."""
-    from smx.train.tracking import TrackingUnavailable, check_tracking_uri, resolve_tracking_uri
+    from smx.tracking import TrackingUnavailable, check_tracking_uri, resolve_tracking_uri
 
     uri = resolve_tracking_uri(params.tracking)
     try:

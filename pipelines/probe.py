@@ -116,9 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def log_run(uri: str, params: Params, variant: str, result: dict, files: list[Path]) -> str:
     """The result as a child of the variant's parent run; returns the child's id."""
-    from smx.downstream.tracking import log_probe_run
+    from smx.tracking import log_probe_run, variant_run
     from smx.train.checkpoint import config_hash
-    from smx.train.tracking import variant_run
 
     parent = variant_run(uri, params.tracking.experiment, variant, config_hash(params))
     ds = params.downstream

@@ -19,7 +19,7 @@ from smx.config import load
 from smx.report.build import file_sha256, write_report
 from smx.report.inputs import ReportError, gather
 from smx.report.markdown import Provenance
-from smx.train.tracking import git_commit
+from smx.tracking import git_commit
 from smx.yamlio import ConfigError
 
 STAGE = "report"
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     provenance = Provenance(git_commit(root.resolve()), file_sha256(root / "dvc.lock"))
     files = write_report(study, params, out, provenance)
 
-    from smx.report.tracking import log_study
+    from smx.tracking import log_study
 
     runs = log_study(uri, params, study, files, provenance)
     figures = ", ".join(str(p) for p in files.figures.values())

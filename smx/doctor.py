@@ -136,7 +136,7 @@ def check_ray() -> Check:
 
 
 def check_mlflow(cfg: TrackingCfg | None = None) -> Check:
-    from smx.train.tracking import resolve_tracking_uri
+    from smx.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(cfg or TrackingCfg())
     if uri.startswith("sqlite:///"):

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from smx.config import FrontendCfg, Params, TrackingCfg, deep_merge, load
-from smx.train.tracking import resolve_tracking_uri
+from smx.tracking import resolve_tracking_uri
 from smx.yamlio import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

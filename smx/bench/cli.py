@@ -213,7 +213,7 @@ def _tracking_uri(uri: str | None) -> str | None:
     from pydantic import ValidationError
 
     from smx.config import TrackingCfg
-    from smx.train.tracking import TrackingUnavailable, check_tracking_uri, resolve_tracking_uri
+    from smx.tracking import TrackingUnavailable, check_tracking_uri, resolve_tracking_uri
 
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or None
     if uri is None:

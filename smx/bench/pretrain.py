@@ -314,24 +314,18 @@ def log_mlflow(
     Metrics are named ``<objective>.<mixer>.<metric>`` with the length in seconds as the
     step, so MLflow draws each against the input length. Returns the run id.
     """
-    import mlflow
+    from smx.tracking import git_commit, log_series_run
 
-    from smx.train.tracking import flatten, git_commit
-
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment)
     tags = {"smx.bench": "pretrain", "smx.role": "bench", "git_commit": git_commit()}
-    with mlflow.start_run(run_name="bench-pretrain", tags=tags) as run:
-        mlflow.log_params(flatten(meta))
-        for r in records:
-            if not measured(r):
-                continue
-            prefix = f"{r['objective']}.{r['kind']}."
-            values = {prefix + k: v for k, v in point_metrics(r).items()}
-            mlflow.log_metrics(values, step=round(r["seconds"]))
-        for path in files:
-            mlflow.log_artifact(str(path))
-        return run.info.run_id
+    series = [
+        (
+            round(r["seconds"]),
+            {f"{r['objective']}.{r['kind']}.{k}": v for k, v in point_metrics(r).items()},
+        )
+        for r in records
+        if measured(r)
+    ]
+    return log_series_run(uri, experiment, "bench-pretrain", tags, meta, series, files)
 
 
 if __name__ == "__main__":

@@ -293,12 +293,10 @@ def load_mlflow_upstream(
     model that does not fit it raises :class:`ProbeError`. A ``tracking_uri`` becomes MLflow's
     tracking URI for the rest of the process (``models:/`` URIs resolve through it).
     """
-    import mlflow
+    from smx.tracking import load_model
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)  # model URIs resolve through the process' store
     try:
-        model = mlflow.pytorch.load_model(uri, map_location="cpu")
+        model = load_model(uri, tracking_uri)
     except Exception as exc:  # MLflow raises many types for a bad URI
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ProbeError(f"cannot load the MLflow model {uri}: {first}") from None

@@ -36,6 +36,7 @@ import torch
 from smx.atomic import write_json, write_text
 from smx.config import Params
 from smx.project import project_root
+from smx.tracking import check_tracking_uri, git_commit, log_metrics, resolve_tracking_uri
 from smx.train.finetune import finetune_hash, finetune_loop_per_worker
 from smx.train.launch import (
     PretrainError,
@@ -48,7 +49,6 @@ from smx.train.launch import (
     open_tracked_run,
     start_cluster,
 )
-from smx.train.tracking import check_tracking_uri, git_commit, resolve_tracking_uri
 
 #: JSON name of each init: the pre-trained encoder, and the same architecture drawn at random
 INITS = ("pretrained", "random_init")
@@ -216,16 +216,6 @@ def write_finetune_outputs(
     return paths
 
 
-def log_scores(uri: str, run_id: str, scores: dict[str, dict[str, float]], step: int) -> None:
-    """Log ``dev_wer``, ``dev_cer``, ``test_wer``, ``test_cer`` to the MLflow run."""
-    import mlflow
-
-    client = mlflow.MlflowClient(uri)
-    for split, values in scores.items():
-        for key, value in values.items():
-            client.log_metric(run_id, f"{split}_{key}", value, step=step)
-
-
 def finetune(
     params: Params,
     variant: str,
@@ -311,7 +301,8 @@ def finetune(
         with final.as_directory() as folder:
             state = read_state(folder, finetune_hash(params, tokens, init))
         scores = evaluate(state, params, data)
-        log_scores(uri, run_id, scores, int(state["step"]))
+        flat = {f"{split}_{k}": v for split, values in scores.items() for k, v in values.items()}
+        log_metrics(uri, run_id, flat, int(state["step"]))
         entries[init] = init_entry(state, scores, params, data)
         rows.extend(plot_rows(init, state["history"]))
         print(

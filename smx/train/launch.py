@@ -36,8 +36,7 @@ import torch
 from smx.atomic import atomic_path, write_json, write_text
 from smx.config import Params
 from smx.project import project_root
-from smx.train.checkpoint import config_hash, read_state
-from smx.train.tracking import (
+from smx.tracking import (
     check_tracking_uri,
     find_run,
     git_commit,
@@ -46,6 +45,7 @@ from smx.train.tracking import (
     resolve_tracking_uri,
     variant_run,
 )
+from smx.train.checkpoint import config_hash, read_state
 
 #: environment variables forwarded to the workers (test hooks, MLflow settings)
 FORWARDED_ENV = ("SMX_", "MLFLOW_")

@@ -334,7 +334,7 @@ class Trainer:
         )
         logger = None
         if self.rank == 0 and self.config.get("run_id"):
-            from smx.train.tracking import RunLogger
+            from smx.tracking import RunLogger
 
             logger = RunLogger(
                 self.config["tracking_uri"],

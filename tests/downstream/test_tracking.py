@@ -10,9 +10,9 @@ import torch
 from downstream_helpers import tiny_params
 
 from smx.downstream.errors import ProbeError
-from smx.downstream.tracking import log_probe_run
 from smx.downstream.upstream import load_upstream
 from smx.ssl.objective import build_objective
+from smx.tracking import log_probe_run
 
 RESULT = {
     "task": "intent",

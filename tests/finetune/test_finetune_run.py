@@ -20,9 +20,9 @@ from finetune_helpers import FINETUNE, finetune_params
 from tiny import PretrainRun
 
 from smx.config import Params
+from smx.tracking import variant_run
 from smx.train.checkpoint import config_hash, read_state
 from smx.train.finetune_launch import finetune
-from smx.train.tracking import variant_run
 
 pytestmark = pytest.mark.e2e
 

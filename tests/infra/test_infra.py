@@ -323,8 +323,8 @@ def test_environment_variables_are_the_ones_the_code_and_tools_read() -> None:
 
 
 def test_tracking_variables_reach_the_driver_and_the_workers() -> None:
+    import smx.tracking as tracking
     import smx.train.launch as launch
-    import smx.train.tracking as tracking
 
     assert 'os.environ.get("MLFLOW_TRACKING_URI")' in inspect.getsource(tracking)
     env = runtime_env()["env_vars"]

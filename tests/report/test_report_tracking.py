@@ -15,9 +15,8 @@ from smx.config import load
 from smx.report.build import write_report
 from smx.report.inputs import gather
 from smx.report.markdown import Provenance
-from smx.report.tracking import log_study
+from smx.tracking import log_study, variant_run
 from smx.train.checkpoint import config_hash
-from smx.train.tracking import variant_run
 
 EXPERIMENT = "smx-report-tests"
 PROJECT = Path(__file__).resolve().parents[2]

@@ -138,6 +138,6 @@ def test_nan_steps_are_skipped_then_the_run_stops_with_the_last_good_checkpoint(
 
 
 def _commit() -> str:
-    from smx.train.tracking import git_commit
+    from smx.tracking import git_commit
 
     return git_commit()

@@ -1,22 +1,54 @@
-"""MLflow tracking: URI resolution, a reachability probe, and rank-0 logging helpers.
+"""Every MLflow call of smx: the tracking URI, the runs of a study and what they hold.
 
-The driver creates (or, on a re-run, reopens) the run, logs the flattened config as params
-and the tags; it passes the run id to the workers, where rank 0 reopens the run with
-:class:`RunLogger` so that worker restarts append to the same run. Metric steps already
-logged before a restart are not logged again (the resumed run replays them identically).
+One experiment (``tracking.experiment``) holds one parent run per variant (found by variant
+and encoder config hash, :func:`variant_run`); its pre-training, fine-tuning and probing runs
+are its children (tag ``mlflow.parentRunId``, nested in the MLflow UI). The benchmark and
+the report are runs of their own (tag ``smx.role`` = ``bench``, ``report``).
+
+Training: the driver creates (or, on a re-run, reopens) the run, logs the flattened config
+as params and the tags (:func:`open_run`); it passes the run id to the workers, where rank 0
+reopens the run with :class:`RunLogger` so that worker restarts append to the same run.
+Metric steps already logged before a restart are not logged again (the resumed run replays
+them identically).
+
+Probing (:func:`log_probe_run`): a child run with params task, probes, upstreams, seeds,
+probe width and epochs; metrics ``<probe>.<upstream>.<metric>`` (mean over seeds),
+``..._std`` and ``<probe>.<upstream>.layer_weight.<l>``; artifacts the metrics JSON and the
+layer-weight PNG under ``probe/``.
+
+The study (:func:`log_study`): each variant's parent gets the metrics of
+:func:`smx.report.build.variant_metrics` at step 0 under names that are the same for every
+variant, so ``mlflow ui`` compares the parents side by side, and the tags ``git_commit``,
+``dvc_lock_sha256`` and ``report_run_id``. ``report.md``, ``summary.json`` and the figures
+go to one run tagged ``smx.role=report`` (one per git commit and dvc.lock hash; re-running
+the stage on the same inputs reuses it), not to the parents: the report compares all
+variants and belongs to none, and a parent outlives a commit (it is keyed by the encoder
+config), so its artifacts would be overwritten by the next study's report.
+
+MLflow is imported inside the functions only: importing this module is cheap, and nothing
+outside it imports MLflow.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from smx.config import TrackingCfg
+from smx.config import Params, TrackingCfg
 from smx.project import project_root
+
+if TYPE_CHECKING:
+    from smx.report.build import ReportFiles
+    from smx.report.inputs import Study
+    from smx.report.markdown import Provenance
+
+REPORT_ROLE = "report"
 
 
 class TrackingUnavailable(RuntimeError):
@@ -54,7 +86,7 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
     >>> check_tracking_uri("http://127.0.0.1:9/")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    smx.train.tracking.TrackingUnavailable: MLflow tracking server http://127.0.0.1:9/ is unreachable ...
+    smx.tracking.TrackingUnavailable: MLflow tracking server http://127.0.0.1:9/ is unreachable ...
     """
     if uri.startswith(("http://", "https://")):
         url = uri.rstrip("/") + "/health"
@@ -267,3 +299,190 @@ def log_final_model(
             registered_model_name=register_as,
         )
     return info.model_uri
+
+
+def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numbers of a probing result as flat MLflow metric names.
+
+    Example
+    -------
+    >>> res = {"probes": {"linear": {"fbank": {"metrics": {"accuracy": {"mean": 0.5, "std": 0.1}},
+    ...                                        "layer_weights": {"mean": [1.0]}}}}}
+    >>> flat_metrics(res)
+    {'linear.fbank.accuracy': 0.5, 'linear.fbank.accuracy_std': 0.1, 'linear.fbank.layer_weight.0': 1.0}
+    """
+    out: dict[str, float] = {}
+    for probe, by_upstream in result["probes"].items():
+        for upstream, entry in by_upstream.items():
+            prefix = f"{probe}.{upstream}"
+            for name, value in entry["metrics"].items():
+                out[f"{prefix}.{name}"] = float(value["mean"])
+                out[f"{prefix}.{name}_std"] = float(value["std"])
+            for layer, weight in enumerate(entry["layer_weights"]["mean"]):
+                out[f"{prefix}.layer_weight.{layer}"] = float(weight)
+    return out
+
+
+def log_probe_run(
+    tracking_uri: str,
+    parent_run_id: str,
+    result: dict[str, Any],
+    files: Sequence[str | Path] = (),
+    params: dict[str, Any] | None = None,
+) -> str:
+    """Log ``result`` (from :func:`smx.downstream.run.run_probing`) as a nested child run.
+
+    Arguments
+    ---------
+    tracking_uri: the MLflow tracking URI (``sqlite:///...``, ``http://...``).
+    parent_run_id: the variant's run; the child joins its experiment.
+    result: the probing result.
+    files: artifacts to attach (e.g. the metrics JSON and the layer-weight PNG).
+    params: extra run parameters (e.g. ``downstream`` settings), flat names -> values.
+
+    Returns the child run's id; an unknown parent raises :class:`ProbeError`.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.exceptions import MlflowException
+
+    from smx.downstream.errors import ProbeError
+
+    client = MlflowClient(tracking_uri)
+    try:
+        parent = client.get_run(parent_run_id)
+    except MlflowException:
+        raise ProbeError(
+            f"MLflow run {parent_run_id} does not exist at {tracking_uri}; "
+            "pass the run id of the variant's pre-training"
+        ) from None
+    task = result["task"]
+    variant = result.get("variant") or parent.data.tags.get("mlflow.runName", "encoder")
+    upstreams = sorted({u for by in result["probes"].values() for u in by})
+    run = client.create_run(
+        parent.info.experiment_id,
+        run_name=f"probe-{variant}-{task}",
+        tags={
+            "mlflow.parentRunId": parent_run_id,
+            "smx.stage": "probe",
+            "smx.role": "probe",
+            "smx.task": task,
+            "variant": variant,
+        },
+    )
+    run_id = run.info.run_id
+    values = {
+        "task": task,
+        "probes": ",".join(result["probes"]),
+        "upstreams": ",".join(upstreams),
+        "seeds": ",".join(str(s) for s in result["seeds"]),
+        **(params or {}),
+    }
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, now, 0) for k, v in flat_metrics(result).items()],
+        params=[Param(k, str(v)) for k, v in values.items()],
+        tags=[RunTag("smx.primary_metric", result["primary_metric"])],
+    )
+    for path in files:
+        client.log_artifact(run_id, str(path), artifact_path="probe")
+    client.set_terminated(run_id)
+    return run_id
+
+
+def report_run(uri: str, experiment: str, provenance: Provenance, variants: list[str]) -> str:
+    """The experiment's report run for this commit and dvc.lock: found by its tags, else created."""
+    tags = {
+        "smx.role": REPORT_ROLE,
+        "git_commit": provenance.git_commit,
+        "dvc_lock_sha256": provenance.dvc_lock_sha256,
+        "variants": ",".join(variants),
+    }
+    return tagged_run(uri, experiment, "report", tags)
+
+
+def log_study(
+    uri: str, params: Params, study: Study, files: ReportFiles, provenance: Provenance
+) -> dict[str, str]:
+    """Log every variant's numbers to its parent and the report files to the report run.
+
+    Returns ``{variant: parent run id, ..., "report": report run id}``.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunTag
+
+    from smx.report.build import variant_metrics
+    from smx.train.checkpoint import config_hash
+
+    client = MlflowClient(uri)
+    experiment = params.tracking.experiment
+    report_id = report_run(uri, experiment, provenance, study.variants)
+    tags = {
+        "git_commit": provenance.git_commit,
+        "dvc_lock_sha256": provenance.dvc_lock_sha256,
+    }
+    runs: dict[str, str] = {}
+    now = int(time.time() * 1000)
+    for v in study.variants:
+        run_id = variant_run(uri, experiment, v, config_hash(params.variant(v)))
+        metrics = [Metric(k, float(x), now, 0) for k, x in variant_metrics(study, v).items()]
+        run_tags = [RunTag(k, x) for k, x in {**tags, "report_run_id": report_id}.items()]
+        for i in range(0, len(metrics), 1000):
+            client.log_batch(run_id, metrics=metrics[i : i + 1000], tags=run_tags if i == 0 else [])
+        runs[v] = run_id
+    client.log_artifact(report_id, str(files.report))
+    client.log_artifact(report_id, str(files.summary))
+    for path in files.figures.values():
+        client.log_artifact(report_id, str(path), artifact_path="figures")
+    client.set_terminated(report_id)
+    runs["report"] = report_id
+    return runs
+
+
+def log_metrics(uri: str, run_id: str, metrics: dict[str, float], step: int) -> None:
+    """Log ``metrics`` to the (closed or open) run ``run_id`` at ``step``."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value, step=step)
+
+
+def log_series_run(
+    uri: str,
+    experiment: str,
+    run_name: str,
+    tags: dict[str, str],
+    params: dict[str, Any],
+    series: Sequence[tuple[int, dict[str, float]]],
+    files: Sequence[Path],
+) -> str:
+    """A new run of ``experiment`` holding flattened ``params``, ``(step, metrics)`` points
+    and ``files`` as artifacts (e.g. a benchmark, one step per input length); its id.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        mlflow.log_params(flatten(params))
+        for step, metrics in series:
+            mlflow.log_metrics(metrics, step=step)
+        for path in files:
+            mlflow.log_artifact(str(path))
+        return run.info.run_id
+
+
+def load_model(uri: str, tracking_uri: str | None = None) -> Any:
+    """The MLflow PyTorch model at ``uri`` on the CPU.
+
+    A ``tracking_uri`` becomes MLflow's tracking URI for the rest of the process
+    (``models:/`` URIs resolve through it). MLflow raises many exception types for a bad URI;
+    they reach the caller unchanged.
+    """
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.pytorch.load_model(uri, map_location="cpu")
