@@ -4,8 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: setup demo test test-fast lint lock ui doctor clean
+.PHONY: help setup demo test test-fast lint lock ui doctor clean
+.DEFAULT_GOAL := help
 
+## make help: list the targets
+help:
+	@sed -n 's/^## make //p' $(MAKEFILE_LIST) | awk -F': ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+## make setup: create .venv and install the pinned packages and espeak-ng (idempotent)
 setup:
 	@bash scripts/setup.sh
 
@@ -31,6 +37,7 @@ test: setup
 test-fast: setup
 	@$(PYTEST) -m "not e2e and not ray and not server"
 
+## make lint: ruff check and ruff format --check (what CI and pre-commit run)
 lint: setup
 	@$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -44,8 +51,10 @@ lock: setup
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host 127.0.0.1 --port 5000
 
+## make doctor: check torch, Ray, MLflow, DVC, espeak-ng and disk (smx doctor)
 doctor: setup
 	@$(BIN)/smx doctor
 
+## make clean: remove .venv and the tool caches
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -55,7 +55,7 @@ def test_setup_is_idempotent() -> None:
     assert "installing" not in res.stdout
 
 
-def test_ci_runs_exactly_the_readme_test_command() -> None:
+def test_ci_runs_the_lint_then_exactly_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", readme, flags=re.S)
     test_cmd = next(
@@ -69,7 +69,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
         for line in (ROOT / ".ci" / "run").read_text().splitlines()
         if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))
     ]
-    assert ci == [test_cmd]
+    assert ci == ["make lint", test_cmd]
     # the two commands are the first thing a reader sees: before the first section heading
     head = readme.split("\n## ", 1)[0]
     assert "make demo" in head and "make test" in head

@@ -130,8 +130,7 @@ def test_pretrain_is_a_registered_command_with_a_config_option() -> None:
     from smx.cli import app
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
-    if "pretrain" not in commands:
-        pytest.xfail("`smx pretrain` is not registered in smx/cli.py yet (issue 8, item 1)")
+    assert "pretrain" in commands
     options = {opt for param in commands["pretrain"].params for opt in param.opts}
     assert "--config" in options
 
