@@ -11,6 +11,11 @@ a staging tree of symbolic links holding only the usable items, and the manifest
 the original files (absolute paths) or at the repaired copies (paths relative to the
 corpus directory).
 
+Every preparer is the same sequence of steps: check the inputs, claim the output folder
+(:func:`smx.data.manifests.begin_prepare`), find the items and skip the unusable ones,
+check their audio (:func:`verify_files`), build the manifests, and write them with the
+report and summary (:func:`smx.data.manifests.write_corpus`).
+
 Splits: LibriSpeech ``train-*`` parts form ``train``, ``dev-*`` form ``dev``, ``test-*``
 form ``test`` (the part is kept in the supervision's custom field ``part``); Libri-Light is
 all ``train`` (unlabelled), cut into voice-activity segments of at most
@@ -30,14 +35,19 @@ import multiprocessing
 import os
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smx.data.audio import audio_frames, check_audio, write_flac
 from smx.data.problems import PrepareError, PrepareReport, progress_bar
 from smx.data.text import normalise_text
+
+if TYPE_CHECKING:
+    from lhotse import CutSet, Recording
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3", ".opus", ".sph")
 LIBRISPEECH_PARTS = (
@@ -54,28 +64,89 @@ LIBRISPEECH_PARTS = (
 LIBRILIGHT_PARTS = ("small", "medium", "large")
 FOLDER_SPLITS = ("train", "dev", "test")
 
+#: split name -> (recordings, supervisions), as :func:`smx.data.manifests.write_corpus` takes
+Splits = dict[str, tuple[list[Any], list[Any]]]
+
 
 def librispeech_split(part: str) -> str:
     """The split of a LibriSpeech part: its name up to the first dash (train, dev, test).
 
-    Example: the module docstring.
+    Arguments
+    ---------
+    part : str
+        A LibriSpeech part such as ``train-clean-100``.
+
+    Returns
+    -------
+    str
+        ``train``, ``dev`` or ``test``.
+
+    Example
+    -------
+    >>> librispeech_split("test-other")
+    'test'
     """
     return part.split("-", 1)[0]
 
 
 def safe_name(item_id: str) -> str:
-    """A file-name-safe form of an id (``/`` and spaces become ``_``).
+    """A file-name-safe form of an id (``/``, spaces and other symbols become ``_``).
 
-    Example: the module docstring.
+    Arguments
+    ---------
+    item_id : str
+        Any id.
+
+    Returns
+    -------
+    str
+        The id with every run of characters outside ``A-Za-z0-9._-`` replaced by ``_``.
+
+    Example
+    -------
+    >>> safe_name("small/7/book/ch 1")
+    'small_7_book_ch_1'
     """
     return re.sub(r"[^A-Za-z0-9._-]+", "_", item_id)
 
 
 def _require_dir(path: str | Path, what: str, hint: str) -> Path:
+    """The resolved folder ``path``; :class:`PrepareError` naming ``what`` if it is missing."""
     folder = Path(path)
     if not folder.is_dir():
         raise PrepareError(f"the {what} folder {folder} does not exist; {hint}")
     return folder.resolve()
+
+
+def _fingerprint(kind: str, corpus: Path, data_cfg: Any, **extra: Any) -> dict[str, Any]:
+    """What determines a prepared corpus (a change starts the output folder over)."""
+    return {
+        "corpus": kind,
+        "format": 1,
+        "corpus_dir": str(corpus),
+        "sample_rate": data_cfg.sample_rate,
+        "alphabet": data_cfg.alphabet,
+        "max_duration": data_cfg.max_duration,
+        **extra,
+    }
+
+
+def _begin(out_dir: str | Path, fingerprint: dict[str, Any]) -> tuple[Path, PrepareReport]:
+    """Claim the output folder for this preparation; return it and an empty report."""
+    from smx.data.manifests import begin_prepare
+
+    out = Path(out_dir)
+    begin_prepare(out, fingerprint)
+    return out, PrepareReport()
+
+
+def _finish(
+    out: Path, corpus: str, splits: Splits, report: PrepareReport, data_cfg: Any, **options: Any
+) -> dict[str, Any]:
+    """Write the manifests, report and summary of the corpus; return the summary."""
+    from smx.data.manifests import write_corpus
+
+    return write_corpus(out, corpus, splits, report, data_cfg.max_skip_fraction, **options)
 
 
 # ----------------------------------------------------------------------------------------
@@ -86,18 +157,35 @@ def _require_dir(path: str | Path, what: str, hint: str) -> Path:
 class Verdict:
     """The outcome of checking one file: where its usable audio is, or why it is skipped.
 
-    ``source`` is the original file (absolute path) or the repaired copy (relative to the
-    corpus directory); None when skipped, with ``reason`` saying why.
+    Arguments
+    ---------
+    key : str
+        The item's key (its id).
+    source : str or None
+        The file to use: the original file (absolute path) or the repaired copy (relative
+        to the corpus directory); None when skipped.
+    num_samples : int
+        Samples of the usable audio at the target rate (0 when skipped).
+    repairs : tuple[str, ...]
+        What the repaired copy changed, in words (empty when the original is used).
+    reason : str or None
+        Why the file is skipped, or None when it is usable.
+
+    Example
+    -------
+    >>> Verdict("a", None, 0, (), "empty file (0 bytes)").reason
+    'empty file (0 bytes)'
     """
 
     key: str
-    source: str | None  # the file to use: original (absolute) or repaired copy (relative)
+    source: str | None
     num_samples: int
     repairs: tuple[str, ...]
     reason: str | None
 
 
 def _verify(job: tuple[str, str, str, str, int]) -> Verdict:
+    """Check one file ``(key, path, out_dir, name, rate)``; write its repaired copy if needed."""
     key, path, out_dir, name, rate = job
     repaired_rel = f"repaired/{name}.flac"
     repaired = Path(out_dir) / repaired_rel
@@ -118,10 +206,19 @@ def verify_files(
 
     Arguments
     ---------
-    files: item key -> audio path; the key also names the repaired copy.
-    out_dir: the corpus directory.
-    sampling_rate: the target rate.
-    workers: processes (0 = all cores; small jobs run in this process).
+    files : dict[str, Path]
+        Item key -> audio path; the key also names the repaired copy.
+    out_dir : Path
+        The corpus directory.
+    sampling_rate : int
+        The target rate in Hz.
+    workers : int
+        Processes (0 = all cores; small jobs run in this process).
+
+    Returns
+    -------
+    dict[str, Verdict]
+        Item key -> what the check found.
 
     Example
     -------
@@ -153,7 +250,22 @@ def verify_files(
     return verdicts
 
 
+def _record_verdicts(
+    verdicts: dict[str, Verdict], audio: dict[str, Path], report: PrepareReport
+) -> dict[str, Verdict]:
+    """Report every file as kept (with its repairs) or skipped; return the usable ones, sorted."""
+    usable: dict[str, Verdict] = {}
+    for key, verdict in sorted(verdicts.items()):
+        if verdict.reason is not None or verdict.source is None:
+            report.add_skip(key, str(audio[key]), verdict.reason or "unusable")
+            continue
+        report.add_kept(key, str(audio[key]), verdict.repairs)
+        usable[key] = verdict
+    return usable
+
+
 def _link(target: Path, link: Path) -> None:
+    """Make ``link`` a symbolic link to ``target`` (replacing any file there)."""
     link.parent.mkdir(parents=True, exist_ok=True)
     link.unlink(missing_ok=True)
     link.symlink_to(target)
@@ -166,18 +278,115 @@ def _use(verdict: Verdict, out: Path) -> Path:
     return source if source.is_absolute() else out / source
 
 
+def _with_source(rec: Recording, source: str | None) -> Recording:
+    """``rec`` reading its audio from ``source`` instead of the staging tree's link."""
+    return replace(rec, sources=[replace(rec.sources[0], source=source)])
+
+
+@contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A fresh ``.staging`` folder for a recipe's input, removed once the corpus is written.
+
+    A failed preparation leaves it in place; the next run starts it afresh.
+    """
+    staging = out / ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    yield staging
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------
+# transcripts
+
+
+def _transcript_lines(path: Path) -> Iterator[tuple[str, str]]:
+    """``(id, text)`` of every non-empty ``<id> <text>`` line of ``path``."""
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if raw.strip():
+            item_id, _, text = raw.strip().partition(" ")
+            yield item_id, text.strip()
+
+
+def read_transcripts(path: Path, report: PrepareReport) -> dict[str, str]:
+    """Read ``<id> <text>`` lines (Kaldi ``text`` style); duplicate ids are skipped.
+
+    Arguments
+    ---------
+    path : Path
+        The transcript file.
+    report : PrepareReport
+        Receives a skip for every repeated id.
+
+    Returns
+    -------
+    dict[str, str]
+        Id -> transcript of its first line.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "text"
+    >>> _ = path.write_text("u1 hello there\\nu2 bye\\nu1 again\\n")
+    >>> report = PrepareReport()
+    >>> read_transcripts(path, report), len(report.skipped)
+    ({'u1': 'hello there', 'u2': 'bye'}, 1)
+    """
+    texts: dict[str, str] = {}
+    for item_id, text in _transcript_lines(path):
+        if item_id in texts:
+            report.add_skip(item_id, str(path), "duplicate id in the transcript file")
+            continue
+        texts[item_id] = text
+    return texts
+
+
+def _normalise_transcripts(
+    raw: Mapping[str, str], audio: dict[str, Path], alphabet: str, report: PrepareReport
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """Normalise the transcript of every audio item; skip those empty or outside ``alphabet``.
+
+    Returns the audio of the items kept and their normalised transcripts.
+    """
+    kept: dict[str, Path] = {}
+    texts: dict[str, str] = {}
+    for item_id in sorted(audio):
+        text, outside = normalise_text(raw[item_id], alphabet)
+        if outside or not text:
+            why = f"characters outside data.alphabet: {outside}" if text else "empty transcript"
+            report.add_skip(item_id, str(audio[item_id]), why)
+        else:
+            kept[item_id] = audio[item_id]
+            texts[item_id] = text
+    return kept, texts
+
+
 # ----------------------------------------------------------------------------------------
 # LibriSpeech
 
 
 @dataclass
 class _Line:
+    """One LibriSpeech transcript line: its part, its speaker/chapter folder and its text."""
+
     part: str
-    folder: Path  # speaker/chapter folder of the transcript
+    folder: Path
     text: str
 
 
+def _librispeech_input(
+    corpus_dir: str | Path, parts: Sequence[str] | None
+) -> tuple[Path, list[str]]:
+    """The LibriSpeech folder and the parts to prepare; :class:`PrepareError` if missing."""
+    corpus = _require_dir(
+        corpus_dir,
+        "LibriSpeech",
+        "pass the folder that holds the parts (e.g. /data/LibriSpeech with train-clean-100/)",
+    )
+    return corpus, _librispeech_parts(corpus, parts)
+
+
 def _librispeech_parts(corpus: Path, parts: Sequence[str] | None) -> list[str]:
+    """The parts to prepare: ``parts`` (each must be present), or every part present."""
     present = [p for p in LIBRISPEECH_PARTS if (corpus / p).is_dir()]
     if parts:
         missing = [p for p in parts if p not in present]
@@ -195,6 +404,81 @@ def _librispeech_parts(corpus: Path, parts: Sequence[str] | None) -> list[str]:
     return present
 
 
+def _librispeech_lines(
+    corpus: Path, parts: Sequence[str], report: PrepareReport
+) -> dict[str, _Line]:
+    """Every transcript line of the parts by utterance id; a repeated id is skipped."""
+    lines: dict[str, _Line] = {}
+    for part in parts:
+        for trans in sorted((corpus / part).rglob("*.trans.txt")):
+            for utt_id, text in _transcript_lines(trans):
+                if utt_id in lines:
+                    report.add_skip(utt_id, str(trans), "duplicate id (a later transcript line)")
+                    continue
+                lines[utt_id] = _Line(part, trans.parent, text)
+    return lines
+
+
+def _librispeech_audio(
+    corpus: Path, parts: Sequence[str], lines: dict[str, _Line], report: PrepareReport
+) -> dict[str, Path]:
+    """The FLAC file of every transcript line; skips duplicates and unmatched files or lines."""
+    audio: dict[str, Path] = {}
+    for part in parts:
+        for path in sorted((corpus / part).rglob("*.flac")):
+            if path.stem in audio:
+                report.add_skip(path.stem, str(path), f"duplicate id (also {audio[path.stem]})")
+            elif path.stem not in lines:
+                report.add_skip(path.stem, str(path), "no transcript line for this audio file")
+            else:
+                audio[path.stem] = path
+    for utt_id in sorted(set(lines) - set(audio)):
+        report.add_skip(utt_id, str(lines[utt_id].folder), "no audio file for transcript line")
+    return audio
+
+
+def _stage_librispeech(
+    usable: dict[str, Verdict],
+    lines: dict[str, _Line],
+    texts: dict[str, str],
+    corpus: Path,
+    out: Path,
+    staging: Path,
+) -> list[str]:
+    """Lay out the usable utterances and their transcripts as LibriSpeech under ``staging``.
+
+    Returns the parts that kept at least one utterance, sorted.
+    """
+    by_folder: dict[tuple[str, Path], list[str]] = {}
+    for utt_id, verdict in usable.items():
+        line = lines[utt_id]
+        rel = line.folder.relative_to(corpus / line.part)
+        _link(_use(verdict, out), staging / line.part / rel / f"{utt_id}.flac")
+        by_folder.setdefault((line.part, rel), []).append(utt_id)
+    for (part, rel), ids in by_folder.items():
+        trans_name = f"{'-'.join(rel.parts)}.trans.txt"
+        body = "".join(f"{i} {texts[i]}\n" for i in ids)
+        (staging / part / rel / trans_name).write_text(body, encoding="utf-8")
+    return sorted({part for part, _ in by_folder})
+
+
+def _librispeech_splits(
+    staging: Path, parts: list[str], usable: dict[str, Verdict], texts: dict[str, str]
+) -> Splits:
+    """Run Lhotse's recipe on the staging tree; point its manifests back at the real audio."""
+    from lhotse.recipes import prepare_librispeech as lhotse_librispeech
+
+    splits: Splits = {}
+    manifests = lhotse_librispeech(staging, dataset_parts=parts) if parts else {}
+    for part in parts:
+        recs, sups = splits.setdefault(librispeech_split(part), ([], []))
+        for rec in manifests[part]["recordings"]:
+            recs.append(_with_source(rec, usable[rec.id].source))
+        for sup in manifests[part]["supervisions"]:
+            sups.append(replace(sup, text=texts[sup.id], custom={"part": part}))
+    return splits
+
+
 def prepare_librispeech(
     corpus_dir: str | Path,
     out_dir: str | Path,
@@ -206,13 +490,26 @@ def prepare_librispeech(
 
     Arguments
     ---------
-    corpus_dir: the ``LibriSpeech`` folder holding parts such as ``train-clean-100``.
-    out_dir: the corpus directory to write (manifests, report, repaired audio).
-    data_cfg: the ``data`` section of the config.
-    parts: the parts to use (default: every part present).
-    workers: processes for the audio checks (0 = all cores).
+    corpus_dir : str or Path
+        The ``LibriSpeech`` folder holding parts such as ``train-clean-100``.
+    out_dir : str or Path
+        The corpus directory to write (manifests, report, repaired audio).
+    data_cfg : DataCfg
+        The ``data`` section of the config.
+    parts : Sequence[str] or None
+        The parts to use (default: every part present).
+    workers : int
+        Processes for the audio checks (0 = all cores).
 
-    Returns the summary (see :func:`smx.data.manifests.write_corpus`).
+    Returns
+    -------
+    dict[str, Any]
+        The summary (see :func:`smx.data.manifests.write_corpus`).
+
+    Raises
+    ------
+    PrepareError
+        The folder or a requested part is missing, or too much input was unusable.
 
     Example
     -------
@@ -228,83 +525,118 @@ def prepare_librispeech(
     >>> summary["splits"]["train"]["utterances"], summary["splits"]["train"]["speakers"]
     (2, 1)
     """
-    corpus = _require_dir(
-        corpus_dir,
-        "LibriSpeech",
-        "pass the folder that holds the parts (e.g. /data/LibriSpeech with train-clean-100/)",
-    )
-    parts = _librispeech_parts(corpus, parts)
-    from lhotse.recipes import prepare_librispeech as lhotse_librispeech
-
-    from smx.data.manifests import begin_prepare, write_corpus
-
-    out = Path(out_dir)
-    begin_prepare(out, _fingerprint("librispeech", corpus, data_cfg, parts=list(parts)))
-    report = PrepareReport()
-    lines: dict[str, _Line] = {}
-    for part in parts:
-        for trans in sorted((corpus / part).rglob("*.trans.txt")):
-            for raw in trans.read_text(encoding="utf-8", errors="replace").splitlines():
-                if not raw.strip():
-                    continue
-                utt_id, _, text = raw.strip().partition(" ")
-                if utt_id in lines:
-                    report.add_skip(utt_id, str(trans), "duplicate id (a later transcript line)")
-                    continue
-                lines[utt_id] = _Line(part, trans.parent, text.strip())
-    audio: dict[str, Path] = {}
-    for part in parts:
-        for path in sorted((corpus / part).rglob("*.flac")):
-            if path.stem in audio:
-                report.add_skip(path.stem, str(path), f"duplicate id (also {audio[path.stem]})")
-            elif path.stem not in lines:
-                report.add_skip(path.stem, str(path), "no transcript line for this audio file")
-            else:
-                audio[path.stem] = path
-    for utt_id in sorted(set(lines) - set(audio)):
-        report.add_skip(utt_id, str(lines[utt_id].folder), "no audio file for transcript line")
-    texts: dict[str, str] = {}
-    for utt_id in sorted(audio):
-        text, outside = normalise_text(lines[utt_id].text, data_cfg.alphabet)
-        if outside or not text:
-            why = f"characters outside data.alphabet: {outside}" if text else "empty transcript"
-            report.add_skip(utt_id, str(audio.pop(utt_id)), why)
-        else:
-            texts[utt_id] = text
+    corpus, parts = _librispeech_input(corpus_dir, parts)
+    fingerprint = _fingerprint("librispeech", corpus, data_cfg, parts=list(parts))
+    out, report = _begin(out_dir, fingerprint)
+    lines = _librispeech_lines(corpus, parts, report)
+    audio = _librispeech_audio(corpus, parts, lines, report)
+    raw = {utt_id: line.text for utt_id, line in lines.items()}
+    audio, texts = _normalise_transcripts(raw, audio, data_cfg.alphabet, report)
     verdicts = verify_files(audio, out, data_cfg.sample_rate, workers)
-    staging = out / ".staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    by_folder: dict[tuple[str, Path], list[str]] = {}
-    for utt_id, verdict in sorted(verdicts.items()):
-        if verdict.reason is not None:
-            report.add_skip(utt_id, str(audio[utt_id]), verdict.reason)
-            continue
-        report.add_kept(utt_id, str(audio[utt_id]), verdict.repairs)
-        line = lines[utt_id]
-        rel = line.folder.relative_to(corpus / line.part)
-        _link(_use(verdict, out), staging / line.part / rel / f"{utt_id}.flac")
-        by_folder.setdefault((line.part, rel), []).append(utt_id)
-    for (part, rel), ids in by_folder.items():
-        trans_name = f"{'-'.join(rel.parts)}.trans.txt"
-        body = "".join(f"{i} {texts[i]}\n" for i in ids)
-        (staging / part / rel / trans_name).write_text(body, encoding="utf-8")
-    splits: dict[str, tuple[list[Any], list[Any]]] = {}
-    kept_parts = sorted({part for part, _ in by_folder})
-    manifests = lhotse_librispeech(staging, dataset_parts=kept_parts) if kept_parts else {}
-    for part in kept_parts:
-        recs, sups = splits.setdefault(librispeech_split(part), ([], []))
-        for rec in manifests[part]["recordings"]:
-            source = verdicts[rec.id].source
-            recs.append(replace(rec, sources=[replace(rec.sources[0], source=source)]))
-        for sup in manifests[part]["supervisions"]:
-            sups.append(replace(sup, text=texts[sup.id], custom={"part": part}))
-    summary = write_corpus(out, "librispeech", splits, report, data_cfg.max_skip_fraction)
-    shutil.rmtree(staging, ignore_errors=True)
-    return summary
+    with _staging(out) as staging:
+        usable = _record_verdicts(verdicts, audio, report)
+        kept_parts = _stage_librispeech(usable, lines, texts, corpus, out, staging)
+        splits = _librispeech_splits(staging, kept_parts, usable, texts)
+        return _finish(out, "librispeech", splits, report, data_cfg)
 
 
 # ----------------------------------------------------------------------------------------
 # Libri-Light
+
+
+def _librilight_input(corpus_dir: str | Path) -> tuple[Path, list[str]]:
+    """The Libri-Light folder and the parts it holds; :class:`PrepareError` if none."""
+    corpus = _require_dir(
+        corpus_dir, "Libri-Light", "pass the folder that holds small/, medium/ or large/"
+    )
+    parts = [p for p in LIBRILIGHT_PARTS if (corpus / p).is_dir()]
+    if not parts:
+        raise PrepareError(
+            f"{corpus} holds no Libri-Light part (small, medium, large); pass the Libri-Light "
+            "folder itself"
+        )
+    return corpus, parts
+
+
+def _librilight_meta_problem(meta: Path) -> str | None:
+    """Why the voice-activity ``.json`` beside an audio file cannot be used, or None."""
+    if not meta.is_file():
+        return "no voice-activity .json beside the audio file"
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+        segments = info["voice_activity"]
+        _ = info["speaker"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        return f"unreadable .json beside the audio file ({exc.__class__.__name__})"
+    if not segments:
+        return "no voice-activity segment in the .json"
+    return None
+
+
+def _librilight_audio(corpus: Path, parts: list[str], report: PrepareReport) -> dict[str, Path]:
+    """Every FLAC file with a usable ``.json``, keyed ``<part>/<speaker>/<book>/<name>``."""
+    audio: dict[str, Path] = {}
+    for part in parts:
+        for path in sorted((corpus / part).rglob("*.flac")):
+            key = path.relative_to(corpus).with_suffix("").as_posix()
+            problem = _librilight_meta_problem(path.with_suffix(".json"))
+            if problem:
+                report.add_skip(key, str(path), problem)
+            else:
+                audio[key] = path
+    return audio
+
+
+def _stage_librilight(
+    usable: dict[str, Verdict], audio: dict[str, Path], out: Path, staging: Path
+) -> None:
+    """Link the usable files under ``staging`` in Libri-Light's layout."""
+    for key, verdict in usable.items():
+        target = _use(verdict, out)
+        if verdict.repairs:  # the recipe reads the JSON beside the (resolved) audio file
+            shutil.copyfile(audio[key].with_suffix(".json"), target.with_suffix(".json"))
+        _link(target, staging / f"{key}.flac")
+
+
+def _run_librilight_recipe(staging: Path, parts: list[str]) -> dict[str, Any]:
+    """Lhotse's Libri-Light manifests of the parts that kept a file under ``staging``."""
+    from lhotse.recipes import prepare_librilight as lhotse_librilight
+
+    manifests_dir = staging / "_manifests"
+    manifests_dir.mkdir(parents=True, exist_ok=True)
+    kept_parts = [p for p in parts if (staging / p).is_dir()]
+    for part in LIBRILIGHT_PARTS:  # the recipe skips parts whose manifests already exist
+        if part not in kept_parts:
+            for kind in ("recordings", "supervisions"):
+                (manifests_dir / f"librilight_{kind}_{part}.jsonl.gz").touch()
+    manifests = lhotse_librilight(staging, output_dir=manifests_dir) if kept_parts else {}
+    return {part: manifests[part] for part in kept_parts}
+
+
+def _librilight_items(
+    manifests: dict[str, Any], usable: dict[str, Verdict]
+) -> tuple[list[Any], list[Any]]:
+    """Recordings and supervisions with file-name-safe ids, reading the real audio."""
+    recs: list[Any] = []
+    sups: list[Any] = []
+    for part, manifest in manifests.items():
+        for rec in manifest["recordings"]:
+            recs.append(replace(_with_source(rec, usable[rec.id].source), id=safe_name(rec.id)))
+        for sup in manifest["supervisions"]:
+            new_rec = safe_name(sup.recording_id)
+            sups.append(
+                replace(sup, id=safe_name(sup.id), recording_id=new_rec, custom={"part": part})
+            )
+    return recs, sups
+
+
+def _vad_windows(cuts: CutSet, max_duration: float) -> CutSet:
+    """One cut per voice-activity segment, in windows of at most ``max_duration`` s."""
+    from lhotse import CutSet
+
+    pieces = cuts.trim_to_supervisions(keep_overlapping=False)
+    windows = pieces.cut_into_windows(duration=max_duration)
+    return CutSet.from_cuts(c for c in windows if c.duration > 0)
 
 
 def prepare_librilight(
@@ -318,10 +650,24 @@ def prepare_librilight(
 
     Arguments
     ---------
-    corpus_dir: the Libri-Light folder holding ``small``, ``medium`` and/or ``large``.
-    out_dir: the corpus directory to write.
-    data_cfg: the ``data`` section of the config.
-    workers: processes for the audio checks (0 = all cores).
+    corpus_dir : str or Path
+        The Libri-Light folder holding ``small``, ``medium`` and/or ``large``.
+    out_dir : str or Path
+        The corpus directory to write.
+    data_cfg : DataCfg
+        The ``data`` section of the config.
+    workers : int
+        Processes for the audio checks (0 = all cores).
+
+    Returns
+    -------
+    dict[str, Any]
+        The summary (see :func:`smx.data.manifests.write_corpus`).
+
+    Raises
+    ------
+    PrepareError
+        The folder holds no Libri-Light part, or too much input was unusable.
 
     Example
     -------
@@ -338,130 +684,127 @@ def prepare_librilight(
     >>> sorted(c.duration for c in load_cuts(root.parent / "out", "train"))
     [1.0, 1.5]
     """
-    corpus = _require_dir(
-        corpus_dir,
-        "Libri-Light",
-        "pass the folder that holds small/, medium/ or large/",
-    )
-    parts = [p for p in LIBRILIGHT_PARTS if (corpus / p).is_dir()]
-    if not parts:
-        raise PrepareError(
-            f"{corpus} holds no Libri-Light part (small, medium, large); pass the Libri-Light "
-            "folder itself"
-        )
-    from lhotse import CutSet
-    from lhotse.recipes import prepare_librilight as lhotse_librilight
-
-    from smx.data.manifests import begin_prepare, write_corpus
-
-    out = Path(out_dir)
-    begin_prepare(out, _fingerprint("librilight", corpus, data_cfg, parts=parts))
-    report = PrepareReport()
-    audio: dict[str, Path] = {}
-    for part in parts:
-        for path in sorted((corpus / part).rglob("*.flac")):
-            key = path.relative_to(corpus).with_suffix("").as_posix()
-            meta = path.with_suffix(".json")
-            problem = _librilight_meta_problem(meta)
-            if problem:
-                report.add_skip(key, str(path), problem)
-            else:
-                audio[key] = path
+    corpus, parts = _librilight_input(corpus_dir)
+    out, report = _begin(out_dir, _fingerprint("librilight", corpus, data_cfg, parts=parts))
+    audio = _librilight_audio(corpus, parts, report)
     verdicts = verify_files(audio, out, data_cfg.sample_rate, workers)
-    staging = out / ".staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    for key, verdict in sorted(verdicts.items()):
-        if verdict.reason is not None:
-            report.add_skip(key, str(audio[key]), verdict.reason)
-            continue
-        report.add_kept(key, str(audio[key]), verdict.repairs)
-        target = _use(verdict, out)
-        if verdict.repairs:  # the recipe reads the JSON beside the (resolved) audio file
-            shutil.copyfile(audio[key].with_suffix(".json"), target.with_suffix(".json"))
-        _link(target, staging / f"{key}.flac")
-    manifests_dir = staging / "_manifests"
-    manifests_dir.mkdir(parents=True, exist_ok=True)
-    kept_parts = [p for p in parts if (staging / p).is_dir()]
-    for part in LIBRILIGHT_PARTS:  # the recipe skips parts whose manifests already exist
-        if part not in kept_parts:
-            for kind in ("recordings", "supervisions"):
-                (manifests_dir / f"librilight_{kind}_{part}.jsonl.gz").touch()
-    manifests = lhotse_librilight(staging, output_dir=manifests_dir) if kept_parts else {}
-    recs: list[Any] = []
-    sups: list[Any] = []
-    for part in kept_parts:
-        for rec in manifests[part]["recordings"]:
-            source = verdicts[rec.id].source
-            new_id = safe_name(rec.id)
-            recs.append(replace(rec, id=new_id, sources=[replace(rec.sources[0], source=source)]))
-        for sup in manifests[part]["supervisions"]:
-            new_rec = safe_name(sup.recording_id)
-            sups.append(
-                replace(sup, id=safe_name(sup.id), recording_id=new_rec, custom={"part": part})
-            )
-    max_duration = data_cfg.max_duration
-
-    def segments(cuts: CutSet) -> CutSet:
-        pieces = cuts.trim_to_supervisions(keep_overlapping=False)
-        return pieces.cut_into_windows(duration=max_duration)
-
-    summary = write_corpus(
-        out,
-        "librilight",
-        {"train": (recs, sups)},
-        report,
-        data_cfg.max_skip_fraction,
-        cut_transform=lambda cuts: CutSet.from_cuts(c for c in segments(cuts) if c.duration > 0),
-    )
-    shutil.rmtree(staging, ignore_errors=True)
-    return summary
-
-
-def _librilight_meta_problem(meta: Path) -> str | None:
-    if not meta.is_file():
-        return "no voice-activity .json beside the audio file"
-    try:
-        info = json.loads(meta.read_text(encoding="utf-8"))
-        segments = info["voice_activity"]
-        _ = info["speaker"]
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        return f"unreadable .json beside the audio file ({exc.__class__.__name__})"
-    if not segments:
-        return "no voice-activity segment in the .json"
-    return None
+    with _staging(out) as staging:
+        usable = _record_verdicts(verdicts, audio, report)
+        _stage_librilight(usable, audio, out, staging)
+        train = _librilight_items(_run_librilight_recipe(staging, parts), usable)
+        windows = partial(_vad_windows, max_duration=data_cfg.max_duration)
+        return _finish(out, "librilight", {"train": train}, report, data_cfg, cut_transform=windows)
 
 
 # ----------------------------------------------------------------------------------------
 # generic folder
 
 
-def read_transcripts(path: Path, report: PrepareReport) -> dict[str, str]:
-    """Read ``<id> <text>`` lines (Kaldi ``text`` style); duplicate ids are skipped.
+def _folder_input(
+    audio_dir: str | Path, transcripts: str | Path | None
+) -> tuple[Path, Path | None]:
+    """The audio folder and the transcript file (None: unlabelled); both must exist."""
+    root = _require_dir(audio_dir, "audio", "pass the folder that holds the audio files")
+    if transcripts is None:
+        return root, None
+    text_file = Path(transcripts)
+    if not text_file.is_file():
+        raise PrepareError(
+            f"the transcript file {text_file} does not exist; pass a file of "
+            "'<id> <text>' lines, or leave --transcripts out for unlabelled audio"
+        )
+    return root, text_file.resolve()
 
-    Arguments
-    ---------
-    path: the transcript file.
-    report: receives a skip for every repeated id.
 
-    Example
-    -------
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "text"
-    >>> _ = path.write_text("u1 hello there\\nu2 bye\\nu1 again\\n")
-    >>> report = PrepareReport()
-    >>> read_transcripts(path, report), len(report.skipped)
-    ({'u1': 'hello there', 'u2': 'bye'}, 1)
+@dataclass(frozen=True)
+class _Place:
+    """Where a folder's audio file belongs: its split and its speaker (its folder's name)."""
+
+    split: str
+    speaker: str | None
+
+
+def _audio_files(root: Path, out: Path) -> list[Path]:
+    """Audio files below ``root``, sorted, leaving out the output folder if it lies inside."""
+    out_resolved = out.resolve()
+    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    return [p for p in found if p.is_file() and out_resolved not in p.resolve().parents]
+
+
+def _folder_audio(
+    root: Path, out: Path, texts: dict[str, str] | None, report: PrepareReport
+) -> tuple[dict[str, Path], dict[str, _Place]]:
+    """Every usable audio file by id, and where it belongs; reports the files skipped."""
+    has_splits = any((root / s).is_dir() for s in FOLDER_SPLITS)
+    audio: dict[str, Path] = {}
+    where: dict[str, _Place] = {}
+    for path in _audio_files(root, out):
+        rel = path.relative_to(root)
+        if has_splits and rel.parts[0] not in FOLDER_SPLITS:
+            report.add_skip(path.stem, str(path), "outside the train/dev/test folders")
+            continue
+        item_id = path.stem
+        if item_id in audio:
+            report.add_skip(item_id, str(path), f"duplicate id (also {audio[item_id]})")
+            continue
+        if texts is not None and item_id not in texts:
+            report.add_skip(item_id, str(path), "no transcript line for this audio file")
+            continue
+        inner = rel.parts[1:-1] if has_splits else rel.parts[:-1]
+        audio[item_id] = path
+        where[item_id] = _Place(
+            rel.parts[0] if has_splits else "train", inner[-1] if inner else None
+        )
+    return audio, where
+
+
+def _folder_transcripts(
+    audio: dict[str, Path],
+    texts: dict[str, str] | None,
+    text_file: Path | None,
+    alphabet: str,
+    report: PrepareReport,
+) -> tuple[dict[str, Path], Mapping[str, str | None]]:
+    """The audio items whose transcript is usable, and those transcripts normalised.
+
+    Unlabelled audio (no transcript file) keeps every item, with None for its transcript.
+    Transcript lines without audio (and not skipped already) are reported as skipped.
     """
-    texts: dict[str, str] = {}
-    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not raw.strip():
-            continue
-        item_id, _, text = raw.strip().partition(" ")
-        if item_id in texts:
-            report.add_skip(item_id, str(path), "duplicate id in the transcript file")
-            continue
-        texts[item_id] = text.strip()
-    return texts
+    if texts is None or text_file is None:
+        return audio, dict.fromkeys(audio)
+    for item_id in sorted(set(texts) - set(audio) - {s["id"] for s in report.skipped}):
+        report.add_skip(item_id, str(text_file), "no audio file for transcript line")
+    return _normalise_transcripts(texts, audio, alphabet, report)
+
+
+def _folder_splits(
+    usable: dict[str, Verdict],
+    where: dict[str, _Place],
+    texts: Mapping[str, str | None],
+    rate: int,
+) -> Splits:
+    """One recording and one whole-file supervision per usable file, grouped by split."""
+    from lhotse import Recording, SupervisionSegment
+    from lhotse.audio import AudioSource
+
+    splits: Splits = {}
+    for item_id, verdict in usable.items():
+        duration = verdict.num_samples / rate
+        source = AudioSource(type="file", channels=[0], source=verdict.source)
+        recs, sups = splits.setdefault(where[item_id].split, ([], []))
+        recs.append(Recording(item_id, [source], rate, verdict.num_samples, duration))
+        sups.append(
+            SupervisionSegment(
+                id=item_id,
+                recording_id=item_id,
+                start=0.0,
+                duration=duration,
+                channel=0,
+                text=texts[item_id],
+                speaker=where[item_id].speaker,
+            )
+        )
+    return splits
 
 
 def prepare_folder(
@@ -473,17 +816,32 @@ def prepare_folder(
 ) -> dict[str, Any]:
     """Prepare a folder of audio files with an optional transcript file.
 
+    Top-level ``train``/``dev``/``test`` folders become splits (else all is ``train``); a
+    file's id is its name without suffix, its speaker its folder's name (none at the top).
+
     Arguments
     ---------
-    audio_dir: the folder; audio files (``.flac .wav .ogg .mp3 .opus .sph``) anywhere below.
-        The id of a file is its name without suffix; its speaker is the name of its folder
-        (none for files directly in the split's root). Top-level ``train``, ``dev``,
-        ``test`` folders become splits; otherwise everything is ``train``.
-    out_dir: the corpus directory to write.
-    data_cfg: the ``data`` section of the config.
-    transcripts: a file of ``<id> <text>`` lines; files without a line are skipped. None
-        prepares unlabelled audio (for pre-training).
-    workers: processes for the audio checks (0 = all cores).
+    audio_dir : str or Path
+        The folder; audio files (``.flac .wav .ogg .mp3 .opus .sph``) anywhere below.
+    out_dir : str or Path
+        The corpus directory to write.
+    data_cfg : DataCfg
+        The ``data`` section of the config.
+    transcripts : str, Path or None
+        A file of ``<id> <text>`` lines; files without a line are skipped. None prepares
+        unlabelled audio (for pre-training).
+    workers : int
+        Processes for the audio checks (0 = all cores).
+
+    Returns
+    -------
+    dict[str, Any]
+        The summary (see :func:`smx.data.manifests.write_corpus`).
+
+    Raises
+    ------
+    PrepareError
+        The folder or the transcript file is missing, or too much input was unusable.
 
     Example
     -------
@@ -494,106 +852,21 @@ def prepare_folder(
     >>> sf.write(root / "alice" / "u1.wav", 0.1 * np.sin(np.arange(16000) / 3), 16000)
     >>> sf.write(root / "alice" / "u2.wav", np.zeros((0, 2)), 16000)  # zero-length: skipped
     >>> _ = (root / "text").write_text("u1 Hello, World!\\nu2 nothing\\n")
-    >>> cfg = DataCfg(max_skip_fraction=0.5)
-    >>> summary = prepare_folder(root, root / "out", cfg, root / "text")
+    >>> summary = prepare_folder(root, root / "out", DataCfg(max_skip_fraction=0.5), root / "text")
     >>> summary["total"], summary["skipped"]
     ({'hours': 0.0003, 'utterances': 1, 'speakers': 1}, 1)
     """
-    root = _require_dir(audio_dir, "audio", "pass the folder that holds the audio files")
-    text_file = None
-    if transcripts is not None:
-        text_file = Path(transcripts)
-        if not text_file.is_file():
-            raise PrepareError(
-                f"the transcript file {text_file} does not exist; pass a file of "
-                "'<id> <text>' lines, or leave --transcripts out for unlabelled audio"
-            )
-        text_file = text_file.resolve()
-    from lhotse import Recording, SupervisionSegment
-    from lhotse.audio import AudioSource
-
-    from smx.data.manifests import begin_prepare, write_corpus
-
-    out = Path(out_dir)
-    begin_prepare(
-        out,
-        _fingerprint("folder", root, data_cfg, transcripts=str(text_file) if text_file else None),
-    )
-    report = PrepareReport()
+    root, text_file = _folder_input(audio_dir, transcripts)
+    transcripts_name = str(text_file) if text_file else None
+    fingerprint = _fingerprint("folder", root, data_cfg, transcripts=transcripts_name)
+    out, report = _begin(out_dir, fingerprint)
     texts = read_transcripts(text_file, report) if text_file else None
-    has_splits = any((root / s).is_dir() for s in FOLDER_SPLITS)
-    audio: dict[str, Path] = {}
-    where: dict[str, tuple[str, str | None]] = {}  # id -> (split, speaker)
-    out_resolved = out.resolve()
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES):
-        if not path.is_file() or out_resolved in path.resolve().parents:
-            continue
-        rel = path.relative_to(root)
-        split = rel.parts[0] if has_splits and rel.parts[0] in FOLDER_SPLITS else "train"
-        if has_splits and rel.parts[0] not in FOLDER_SPLITS:
-            report.add_skip(path.stem, str(path), "outside the train/dev/test folders")
-            continue
-        inner = rel.parts[1:-1] if has_splits else rel.parts[:-1]
-        item_id = path.stem
-        if item_id in audio:
-            report.add_skip(item_id, str(path), f"duplicate id (also {audio[item_id]})")
-            continue
-        if texts is not None and item_id not in texts:
-            report.add_skip(item_id, str(path), "no transcript line for this audio file")
-            continue
-        audio[item_id] = path
-        where[item_id] = (split, inner[-1] if inner else None)
-    if texts is not None:
-        for item_id in sorted(set(texts) - set(audio) - {s["id"] for s in report.skipped}):
-            report.add_skip(item_id, str(text_file), "no audio file for transcript line")
-    clean: dict[str, str | None] = {}
-    for item_id in sorted(audio):
-        if texts is None:
-            clean[item_id] = None
-            continue
-        text, outside = normalise_text(texts[item_id], data_cfg.alphabet)
-        if outside or not text:
-            why = f"characters outside data.alphabet: {outside}" if text else "empty transcript"
-            report.add_skip(item_id, str(audio.pop(item_id)), why)
-        else:
-            clean[item_id] = text
+    audio, where = _folder_audio(root, out, texts, report)
+    audio, clean = _folder_transcripts(audio, texts, text_file, data_cfg.alphabet, report)
     verdicts = verify_files(audio, out, data_cfg.sample_rate, workers)
-    rate = data_cfg.sample_rate
-    splits: dict[str, tuple[list[Any], list[Any]]] = {}
-    for item_id, verdict in sorted(verdicts.items()):
-        if verdict.reason is not None or verdict.source is None:
-            report.add_skip(item_id, str(audio[item_id]), verdict.reason or "unusable")
-            continue
-        report.add_kept(item_id, str(audio[item_id]), verdict.repairs)
-        split, speaker = where[item_id]
-        duration = verdict.num_samples / rate
-        source = AudioSource(type="file", channels=[0], source=verdict.source)
-        recs, sups = splits.setdefault(split, ([], []))
-        recs.append(Recording(item_id, [source], rate, verdict.num_samples, duration))
-        sups.append(
-            SupervisionSegment(
-                id=item_id,
-                recording_id=item_id,
-                start=0.0,
-                duration=duration,
-                channel=0,
-                text=clean[item_id],
-                speaker=speaker,
-            )
-        )
-    return write_corpus(out, "folder", splits, report, data_cfg.max_skip_fraction)
-
-
-def _fingerprint(kind: str, corpus: Path, data_cfg: Any, **extra: Any) -> dict[str, Any]:
-    return {
-        "corpus": kind,
-        "format": 1,
-        "corpus_dir": str(corpus),
-        "sample_rate": data_cfg.sample_rate,
-        "alphabet": data_cfg.alphabet,
-        "max_duration": data_cfg.max_duration,
-        **extra,
-    }
+    usable = _record_verdicts(verdicts, audio, report)
+    splits = _folder_splits(usable, where, clean, data_cfg.sample_rate)
+    return _finish(out, "folder", splits, report, data_cfg)
 
 
 PREPARERS: dict[str, Callable[..., dict[str, Any]]] = {
