@@ -1,67 +1,11 @@
 """DVC stage `baseline@<task>`: the fbank baseline of one task's probes, shared by all variants.
 
-Plain log-mel features do not depend on the encoder, so their probes are trained once per
-task (over downstream.seeds seeds, downstream.workers at once, a line on stderr after each)
-and each `probe@<variant>-<task>` takes its fbank rows from
-<metrics-dir>/<task>.json (written atomically) when the variant's settings match those
-recorded in it. The config is the base one (resolved/params.json, written by `defaults`, or
-`--params`): its front-end makes the features; a variant that changes the front-end gets its
-fbank baseline probed in its own stage.
+The stage's code and options: :mod:`smx.stages.baseline` (also `smx stage baseline`).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from pipelines.common import StageInputError, stage_params
-from smx.atomic import write_json
-from smx.config import TASKS
-from smx.data.problems import PrepareError
-from smx.downstream.errors import ProbeError
-from smx.downstream.run import probe_baseline
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--params", default=None, help="config file (default: resolved/params.json)"
-    )
-    parser.add_argument("--task", required=True, choices=TASKS, help="the probing task")
-    parser.add_argument(
-        "--metrics-dir",
-        default="metrics/baseline",
-        help="output folder (default: metrics/baseline)",
-    )
-    args = parser.parse_args(argv)
-    stage = f"baseline@{args.task}"
-    try:
-        params = stage_params(stage, None, args.params)
-    except StageInputError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    corpus = Path(params.data.root) / params.data.corpus
-    try:
-        result = probe_baseline(
-            args.task,
-            params,
-            corpus,
-            progress=lambda what, _: print(f"{stage}: {what}", file=sys.stderr, flush=True),
-        )
-    except (ProbeError, PrepareError) as exc:
-        print(f"{stage}: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.metrics_dir) / f"{args.task}.json"
-    write_json(out, result)
-    primary = result["primary_metric"]
-    summary = ", ".join(
-        f"{probe} {rows['fbank']['metrics'][primary]['mean']:.4f}"
-        for probe, rows in result["probes"].items()
-    )
-    print(f"{stage}: fbank {primary} {summary}; wrote {out}")
-    return 0
-
+from smx.stages.baseline import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,60 +1,11 @@
 """DVC stage `bench`: the scaling benchmark of every variant's pre-training step.
 
-Runs `smx bench pretrain` on params.yaml: one full step (front-end, encoder, objective,
-backward, optimiser) of each variant's model at each of bench.lengths_s, a fresh process
-per point, ratios against the `mhsa` variant. Writes <out>/pretrain.json, .csv and .png
-and logs an MLflow run (tag smx.role=bench) in the pipeline's experiment.
+The stage's code and options: :mod:`smx.stages.bench` (also `smx stage bench`).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-import typer
-
-from pipelines.common import StageInputError, open_tracking
-from smx.bench.cli import pretrain as bench_pretrain
-from smx.config import load
-from smx.yamlio import ConfigError
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--params", default="params.yaml", help="config file (default: params.yaml)"
-    )
-    parser.add_argument("--out", default="reports/bench", help="output folder")
-    args = parser.parse_args(argv)
-    try:
-        params = load(args.params)
-        if not params.variants:
-            raise StageInputError(f"bench: {args.params}: `variants` is empty; define at least one")
-        uri = open_tracking("bench", params)
-    except ConfigError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 2
-    except StageInputError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    cfg = params.bench
-    try:
-        bench_pretrain(
-            configs=args.params,
-            kinds=",".join(params.variants),
-            lengths=",".join(f"{s:g}" for s in cfg.lengths_s),
-            batch=cfg.batch,
-            repeats=cfg.repeats,
-            warmup=cfg.warmup,
-            threads=cfg.threads,
-            tracking_uri=uri,
-            out_dir=Path(args.out),
-        )
-    except typer.Exit as exc:
-        return exc.exit_code
-    return 0
-
+from smx.stages.bench import main
 
 if __name__ == "__main__":
     sys.exit(main())

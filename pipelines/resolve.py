@@ -1,50 +1,11 @@
 """DVC stages `resolve@<variant>` and `defaults`: validate params.yaml, write full configs.
 
-`resolve@<variant>` writes resolved/<variant>/params.json (the base config with the variant's
-patch of `model`); `defaults` (no --variant) writes resolved/params.json, the base config that
-stages shared by every variant read (`baseline@<task>`). Later stages read these files, so
-every number they use is the resolved, validated value (defaults included) and the file
-records exactly what ran.
+The stage's code and options: :mod:`smx.stages.resolve` (also `smx stage resolve`).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from smx.atomic import write_json
-from smx.config import load
-from smx.yamlio import ConfigError
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--params", default="params.yaml", help="config file (default: params.yaml)"
-    )
-    parser.add_argument(
-        "--variant",
-        default=None,
-        help="a name under `variants` in the config (default: the base config, for `defaults`)",
-    )
-    parser.add_argument("--out", default="resolved", help="output folder (default: resolved)")
-    args = parser.parse_args(argv)
-    stage = f"resolve@{args.variant}" if args.variant else "defaults"
-    try:
-        params = load(args.params)
-        resolved = params.variant(args.variant) if args.variant else params
-    except ConfigError as exc:
-        print(f"{stage}: {exc}", file=sys.stderr)
-        return 2
-    except KeyError as exc:
-        print(f"{stage}: {args.params}: {exc.args[0]}", file=sys.stderr)
-        return 2
-    out = Path(args.out) / (args.variant or "") / "params.json"
-    write_json(out, resolved.model_dump(mode="json"))
-    print(f"{stage}: wrote {out}")
-    return 0
-
+from smx.stages.resolve import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,6 +19,7 @@ from smx.bench.cli import bench_app
 from smx.data.cli import prepare_app
 from smx.doctor import MIN_FREE_GB
 from smx.downstream.cli import probe_command
+from smx.stages import STAGES
 from smx.train.cli import finetune_command, pretrain_command
 from smx.yamlio import ConfigError
 
@@ -36,11 +37,39 @@ config_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(config_app, name="config")
+stage_app = typer.Typer(
+    help="Run one DVC stage of the study by hand, exactly as `dvc repro` runs it.\n\n"
+    "Example: smx stage probe --variant mhsa --task asr   (options: smx stage probe --help)",
+    no_args_is_help=True,
+)
+app.add_typer(stage_app, name="stage")
 app.add_typer(prepare_app, name="prepare")
 app.add_typer(bench_app, name="bench")
 app.command("probe")(probe_command)
 app.command("pretrain")(pretrain_command)
 app.command("finetune")(finetune_command)
+
+
+def _stage_command(name: str) -> Any:
+    """A command that hands its arguments to the stage's own parser (same options, help,
+    messages and exit codes as `python -m pipelines.<name>`)."""
+
+    def command(ctx: typer.Context) -> None:
+        import importlib
+
+        module = importlib.import_module(f"smx.stages.{name}")
+        raise typer.Exit(module.main(list(ctx.args), prog=f"smx stage {name}"))
+
+    return command
+
+
+for _name, _help in STAGES.items():
+    stage_app.command(
+        _name,
+        help=f"{_help} Options: smx stage {_name} --help",
+        add_help_option=False,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(_stage_command(_name))
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -1,7 +1,7 @@
-"""What the DVC stage scripts share: a variant's resolved config and their required inputs.
+"""What the DVC stages share: a variant's resolved config and their required inputs.
 
 Each stage names itself (``probe@mhsa-asr``) in every message, and a missing input names
-the file and the stage that makes it, so `python -m pipelines.X` run out of order says what
+the file and the stage that makes it, so a stage run out of order says what
 to run first.
 """
 
@@ -27,11 +27,11 @@ def resolved_params(stage: str, variant: str | None, resolved: str | Path = "res
     >>> resolved_params("probe@nope-asr", "nope", "/nonexistent")
     Traceback (most recent call last):
     ...
-    pipelines.common.StageInputError: probe@nope-asr: /nonexistent/nope/params.json is missing; run `dvc repro resolve@nope` first (is `nope` listed under `variants` in params.yaml?)
+    smx.stages.common.StageInputError: probe@nope-asr: /nonexistent/nope/params.json is missing; run `dvc repro resolve@nope` first (is `nope` listed under `variants` in params.yaml?)
     >>> resolved_params("baseline@asr", None, "/nonexistent")
     Traceback (most recent call last):
     ...
-    pipelines.common.StageInputError: baseline@asr: /nonexistent/params.json is missing; run `dvc repro defaults` first
+    smx.stages.common.StageInputError: baseline@asr: /nonexistent/params.json is missing; run `dvc repro defaults` first
     """
     source = Path(resolved) / (variant or "") / "params.json"
     if variant is None:
@@ -67,7 +67,7 @@ def require(stage: str, path: str | Path, producer: str) -> Path:
     >>> require("report", "/nonexistent/encoder.pt", "pretrain@mhsa")
     Traceback (most recent call last):
     ...
-    pipelines.common.StageInputError: report: /nonexistent/encoder.pt is missing; run `dvc repro pretrain@mhsa` first
+    smx.stages.common.StageInputError: report: /nonexistent/encoder.pt is missing; run `dvc repro pretrain@mhsa` first
     """
     path = Path(path)
     if not path.exists():

@@ -1,0 +1,141 @@
+"""DVC stage `probe@<variant>-<task>`: MP3S-style scoring of one pre-trained encoder on one task.
+
+Reads the variant's resolved config (resolved/<variant>/params.json, or `--params` + the
+variant), models/<variant>/encoder.pt (checked against that config), the corpus
+<data.root>/<data.corpus> and the task's fbank baseline (metrics/baseline/<task>.json, made
+by `baseline@<task>`); trains both probes of the task on the frozen encoder and on its
+random-init twin over downstream.seeds seeds (downstream.workers trainings at once; a line
+on stderr after each) and takes the fbank rows from the baseline (probing fbank here, with a
+note, when the baseline was made with other settings, e.g. a variant's own front-end); writes
+<metrics-dir>/<variant>/<task>.json (mean and std per probe and upstream) and
+<plots-dir>/<variant>/<task>_layer_weights.png, each atomically; logs them as an MLflow run
+nested under the variant's parent run (skip with --no-mlflow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from smx.config import TASKS, Params
+from smx.data.problems import PrepareError
+from smx.downstream.errors import ProbeError
+from smx.downstream.run import baseline_mismatch, probe_encoder, write_results
+from smx.stages.common import StageInputError, open_tracking, require, stage_params
+
+#: how DVC runs the stage (dvc.yaml); `smx stage probe` runs the same code
+PROG = "python -m pipelines.probe"
+
+
+def read_baseline(stage: str, path: Path, task: str) -> dict[str, Any]:
+    """The stored fbank baseline at ``path`` (StageInputError when missing or unreadable)."""
+    require(stage, path, f"baseline@{task}")
+    try:
+        baseline = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StageInputError(
+            f"{stage}: {path} is not readable JSON ({exc}); re-run `dvc repro baseline@{task}`"
+        ) from None
+    if not isinstance(baseline, dict) or baseline.get("task") != task:
+        raise StageInputError(
+            f"{stage}: {path} is not the fbank baseline of task '{task}'; re-run "
+            f"`dvc repro baseline@{task}`"
+        )
+    return baseline
+
+
+def parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The stage's options (the same for `python -m pipelines.probe` and `smx stage probe`)."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--params", default=None, help="config file (default: resolved/<variant>/params.json)"
+    )
+    parser.add_argument("--variant", required=True, help="a name under `variants` in the config")
+    parser.add_argument("--task", required=True, choices=TASKS, help="the probing task")
+    parser.add_argument(
+        "--encoder", default=None, help="encoder file (default: models/<variant>/encoder.pt)"
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="stored fbank baseline (default: metrics/baseline/<task>.json)",
+    )
+    parser.add_argument(
+        "--metrics-dir", default="metrics/probe", help="metrics root (default: metrics/probe)"
+    )
+    parser.add_argument(
+        "--plots-dir", default="plots/probe", help="plots root (default: plots/probe)"
+    )
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    """Parse ``argv`` (default: the command line) and run the stage; the exit code."""
+    return run(parser(prog).parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the stage with parsed options; prints where its outputs went, returns the exit code."""
+    stage = f"probe@{args.variant}-{args.task}"
+    try:
+        params = stage_params(stage, args.variant, args.params)
+        default = Path("models") / args.variant / "encoder.pt"
+        encoder = require(stage, args.encoder or default, f"pretrain@{args.variant}")
+        baseline_path = Path(args.baseline or Path("metrics/baseline") / f"{args.task}.json")
+        stored = read_baseline(stage, baseline_path, args.task)
+        uri = None if args.no_mlflow else open_tracking(stage, params)
+    except StageInputError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    why = baseline_mismatch(stored, params, args.task)
+    if why:
+        print(f"{stage}: probing fbank here: {baseline_path} does not fit: {why}", file=sys.stderr)
+    baseline = None if why else stored
+    corpus = Path(params.data.root) / params.data.corpus
+    try:
+        result = probe_encoder(
+            encoder,
+            args.task,
+            params,
+            corpus,
+            arch=params,
+            progress=lambda what, _: print(f"{stage}: {what}", file=sys.stderr, flush=True),
+            baseline=baseline,
+        )
+    except (ProbeError, PrepareError) as exc:
+        print(f"{stage}: {exc}", file=sys.stderr)
+        return 2
+    result["variant"] = args.variant
+    result["fbank_baseline"] = str(baseline_path) if baseline else "probed in this stage"
+    metrics = Path(args.metrics_dir) / args.variant / f"{args.task}.json"
+    plot = Path(args.plots_dir) / args.variant / f"{args.task}_layer_weights.png"
+    write_results(result, metrics, plot)
+    primary = result["primary_metric"]
+    summary = ", ".join(
+        f"{probe} {m['pretrained']['metrics'][primary]['mean']:.4f} "
+        f"(random init {m['random_init']['metrics'][primary]['mean']:.4f})"
+        for probe, m in result["probes"].items()
+    )
+    print(f"{stage}: {primary} {summary}; wrote {metrics} and {plot}")
+    if uri is not None:
+        run_id = log_run(uri, params, args.variant, result, [metrics, plot])
+        print(f"{stage}: MLflow run {run_id} (experiment {params.tracking.experiment!r})")
+    return 0
+
+
+def log_run(uri: str, params: Params, variant: str, result: dict, files: list[Path]) -> str:
+    """The result as a child of the variant's parent run; returns the child's id."""
+    from smx.tracking import log_probe_run, variant_run
+    from smx.train.checkpoint import config_hash
+
+    parent = variant_run(uri, params.tracking.experiment, variant, config_hash(params))
+    ds = params.downstream
+    settings = {"probe_dim": ds.probe_dim, "epochs": ds.epochs, "lr": ds.lr}
+    settings.update({f"epochs.{probe}": n for probe, n in ds.probe_epochs.items()})
+    return log_probe_run(uri, parent, result, files, settings)
