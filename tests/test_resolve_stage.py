@@ -44,3 +44,39 @@ def test_resolve_writes_the_variant_and_names_an_unknown_one(tmp_path: Path) -> 
     assert res.stderr.startswith("resolve@ghost: ") and "'ghost' is not defined" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "ghost").exists()
+
+
+def smx_stage(*args: str) -> subprocess.CompletedProcess[str]:
+    smx = Path(sys.executable).with_name("smx")
+    return subprocess.run(
+        [str(smx), "stage", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_smx_stage_runs_the_same_code_as_the_dvc_stage(tmp_path: Path) -> None:
+    args = ("--params", str(ROOT / "params.yaml"), "--variant", "mhsa")
+    dvc_run = resolve("--variant", "mhsa", "--out", str(tmp_path / "dvc"))
+    by_hand = smx_stage("resolve", *args, "--out", str(tmp_path / "smx"))
+    assert (dvc_run.returncode, by_hand.returncode) == (0, 0), by_hand.stderr
+    assert (
+        by_hand.stdout.strip() == f"resolve@mhsa: wrote {tmp_path / 'smx' / 'mhsa' / 'params.json'}"
+    )
+    written = [(tmp_path / d / "mhsa" / "params.json").read_bytes() for d in ("dvc", "smx")]
+    assert written[0] == written[1]
+
+    bad = smx_stage("resolve", "--params", str(ROOT / "params.yaml"), "--variant", "ghost")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("resolve@ghost: ") and "'ghost' is not defined" in bad.stderr
+
+
+def test_smx_stage_passes_help_and_usage_errors_to_the_stage_parser() -> None:
+    helped = smx_stage("probe", "--help")
+    assert helped.returncode == 0
+    assert helped.stdout.startswith("usage: smx stage probe ") and "--task" in helped.stdout
+    missing = smx_stage("probe", "--variant", "mhsa")
+    assert missing.returncode == 2
+    assert "smx stage probe: error: the following arguments are required: --task" in missing.stderr
+    listed = smx_stage("--help")
+    assert listed.returncode == 0
+    for name in ("prepare", "resolve", "pretrain", "finetune", "baseline", "probe", "bench"):
+        assert name in listed.stdout
