@@ -37,7 +37,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +88,34 @@ PITCH_RANGE = (25, 75)  # espeak-ng -p, 0..99
 RATE_RANGE = (145, 195)  # espeak-ng -s, words per minute
 EST_SECONDS = 3.0  # first guess of the mean utterance duration (sizes the first round)
 
+#: split name -> (recordings, supervisions), as :func:`smx.data.manifests.write_corpus` takes
+Splits = dict[str, tuple[list[Any], list[Any]]]
+
 
 @dataclass(frozen=True)
 class Speaker:
-    """One synthetic speaker: an accent voice, a variant, a base pitch and a rate."""
+    """One synthetic speaker: an accent voice, a variant, a base pitch and a rate.
+
+    Arguments
+    ---------
+    id : str
+        ``spkNNN``.
+    accent : str
+        The espeak-ng accent voice (:data:`ACCENTS`).
+    variant : str
+        The espeak-ng voice variant (:data:`VARIANTS`).
+    gender : str
+        ``m`` or ``f``, the variant's voice gender.
+    pitch : int
+        Base pitch, espeak-ng ``-p`` (0..99).
+    rate : int
+        Base speaking rate, espeak-ng ``-s`` (words per minute).
+
+    Example
+    -------
+    >>> Speaker("spk000", "en-us", "f2", "f", pitch=50, rate=170).variant
+    'f2'
+    """
 
     id: str
     accent: str
@@ -103,7 +127,22 @@ class Speaker:
 
 @dataclass(frozen=True)
 class Style:
-    """A speaking style as offsets of espeak-ng parameters."""
+    """A speaking style as offsets of espeak-ng parameters.
+
+    Arguments
+    ---------
+    rate_scale : float
+        Factor on the speaker's rate.
+    pitch_offset : int
+        Added to the speaker's pitch.
+    whisper : bool
+        Use the whisper variant of the speaker's gender instead of the speaker's variant.
+
+    Example
+    -------
+    >>> STYLES["excited"]
+    Style(rate_scale=1.25, pitch_offset=18, whisper=False)
+    """
 
     rate_scale: float = 1.0
     pitch_offset: int = 0
@@ -124,7 +163,35 @@ STYLES: dict[str, Style] = {
 
 @dataclass(frozen=True)
 class Utterance:
-    """Everything one synthetic utterance is made of (a pure function of seed and index)."""
+    """Everything one synthetic utterance is made of (a pure function of seed and index).
+
+    Arguments
+    ---------
+    seed : int
+        The corpus seed.
+    index : int
+        Position in the corpus.
+    id : str
+        ``<speaker id>-<index:06d>``.
+    speaker : Speaker
+        Who speaks.
+    style : str
+        A key of :data:`STYLES`.
+    text : str
+        What is said.
+    intent : str
+        The intent of a templated sentence, ``none`` for free reading.
+    subset : str
+        ``intent`` or ``free``.
+    noise : str
+        ``none``, ``white``, ``pink``, ``brown`` or ``babble``.
+    snr_db : float or None
+        Signal-to-noise ratio of the added noise (None without noise).
+    split : str
+        ``train``, ``dev``, ``test`` or ``heldout``.
+
+    Example: :meth:`CorpusPlan.utterance`.
+    """
 
     seed: int
     index: int
@@ -145,7 +212,12 @@ class Utterance:
 
 
 def espeak_version() -> str:
-    """The installed espeak-ng version line; :class:`PrepareError` if it is missing.
+    """The installed espeak-ng version line.
+
+    Raises
+    ------
+    PrepareError
+        espeak-ng is not on PATH.
 
     Example
     -------
@@ -184,9 +256,17 @@ def make_speakers(count: int, seed: int, variants: dict[str, str] | None = None)
 
     Arguments
     ---------
-    count: number of speakers (pairs are reused with other pitch/rate beyond 8 x variants).
-    seed: the corpus seed.
-    variants: variant -> gender (default: :data:`VARIANTS`).
+    count : int
+        Number of speakers (pairs are reused with other pitch/rate beyond 8 x variants).
+    seed : int
+        The corpus seed.
+    variants : dict[str, str] or None
+        Variant -> gender (default: :data:`VARIANTS`).
+
+    Returns
+    -------
+    list[Speaker]
+        ``spk000``, ``spk001``, ... with distinct (accent, variant, pitch, rate).
 
     Example
     -------
@@ -222,11 +302,22 @@ def espeak_args(speaker: Speaker, style: Style, text: str) -> list[str]:
 
     Arguments
     ---------
-    speaker: who speaks.
-    style: how (:data:`STYLES`).
-    text: what.
+    speaker : Speaker
+        Who speaks.
+    style : Style
+        How (:data:`STYLES`).
+    text : str
+        What.
 
-    Example: the module docstring.
+    Returns
+    -------
+    list[str]
+        The command line.
+
+    Example
+    -------
+    >>> espeak_args(Speaker("spk001", "en-us", "f2", "f", 50, 170), STYLES["whisper"], "hi")
+    ['espeak-ng', '-v', 'en-us+whisperf', '-p', '50', '-s', '170', '--stdout', 'hi']
     """
     variant = WHISPER[speaker.gender] if style.whisper else speaker.variant
     pitch = min(99, max(0, speaker.pitch + style.pitch_offset))
@@ -237,7 +328,29 @@ def espeak_args(speaker: Speaker, style: Style, text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class CorpusPlan:
-    """What the corpus is made of: speakers, held-out speakers, sentences, settings."""
+    """What the corpus is made of: speakers, held-out speakers, sentences, settings.
+
+    Arguments
+    ---------
+    seed : int
+        The corpus seed.
+    speakers : tuple[Speaker, ...]
+        Every speaker.
+    heldout : frozenset[str]
+        Ids of the speakers of the ``heldout`` split.
+    sentences : tuple[str, ...]
+        The free-reading sentences.
+    styles, noise_kinds : tuple[str, ...]
+        The speaking styles and noise kinds to draw from.
+    snr_db : tuple[float, ...]
+        The signal-to-noise ratios to draw from.
+    noise_prob, free_fraction : float
+        Chance that an utterance is noisy, and that it is free reading.
+    dev_fraction, test_fraction : float
+        Chance that an utterance of a non-held-out speaker goes to dev, to test.
+
+    Example: :func:`make_plan`.
+    """
 
     seed: int
     speakers: tuple[Speaker, ...]
@@ -252,7 +365,17 @@ class CorpusPlan:
     test_fraction: float
 
     def utterance(self, index: int) -> Utterance:
-        """The ``index``-th utterance (deterministic; independent of the other ones)."""
+        """The ``index``-th utterance (deterministic; independent of the other ones).
+
+        Every ``len(speakers)`` consecutive utterances have every speaker once.
+
+        Example
+        -------
+        >>> from smx.config import SynthCfg
+        >>> utt = make_plan(SynthCfg(num_speakers=4, heldout_speakers=2)).utterance(7)
+        >>> utt.id.endswith("-000007"), utt.path == f"audio/{utt.speaker.id}/{utt.id}.flac"
+        (True, True)
+        """
         n = len(self.speakers)
         block = np.random.default_rng([self.seed, 202, index // n]).permutation(n)
         speaker = self.speakers[int(block[index % n])]
@@ -284,12 +407,20 @@ class CorpusPlan:
 
 
 def make_plan(synth: Any, variants: dict[str, str] | None = None) -> CorpusPlan:
-    """The :class:`CorpusPlan` of a ``SynthCfg`` (``variants`` defaults to :data:`VARIANTS`).
+    """The :class:`CorpusPlan` of a ``SynthCfg``.
 
     Arguments
     ---------
-    synth: the ``data.synth`` section (:class:`smx.config.SynthCfg`).
-    variants: variant -> gender of the voice variants to draw speakers from.
+    synth : SynthCfg
+        The ``data.synth`` section (:class:`smx.config.SynthCfg`).
+    variants : dict[str, str] or None
+        Variant -> gender of the voice variants to draw speakers from (default:
+        :data:`VARIANTS`).
+
+    Returns
+    -------
+    CorpusPlan
+        Speakers, held-out speakers (drawn by the seed), sentences and settings.
 
     Example
     -------
@@ -325,8 +456,20 @@ def speak(speaker: Speaker, style: Style, text: str, sampling_rate: int) -> np.n
 
     Arguments
     ---------
-    speaker, style, text: as for :func:`espeak_args`.
-    sampling_rate: output rate (espeak-ng's 22.05 kHz is resampled).
+    speaker, style, text : Speaker, Style, str
+        As for :func:`espeak_args`.
+    sampling_rate : int
+        Output rate (espeak-ng's 22.05 kHz is resampled).
+
+    Returns
+    -------
+    np.ndarray
+        ``[S]`` float32.
+
+    Raises
+    ------
+    RuntimeError
+        espeak-ng failed or wrote nothing.
 
     Example
     -------
@@ -345,13 +488,26 @@ def speak(speaker: Speaker, style: Style, text: str, sampling_rate: int) -> np.n
 
 
 def render(utt: Utterance, sampling_rate: int, babble: np.ndarray) -> np.ndarray:
-    """Synthesise one utterance with its style and noise; return ``[S]`` float32 audio.
+    """Synthesise one utterance with its style and noise.
 
     Arguments
     ---------
-    utt: the utterance (:meth:`CorpusPlan.utterance`).
-    sampling_rate: output rate.
-    babble: ``[N]`` babble noise (:func:`babble_bank`), looped from a random offset.
+    utt : Utterance
+        The utterance (:meth:`CorpusPlan.utterance`).
+    sampling_rate : int
+        Output rate.
+    babble : np.ndarray
+        ``[N]`` babble noise (:func:`babble_bank`), looped from a random offset.
+
+    Returns
+    -------
+    np.ndarray
+        ``[S]`` float32 audio, peak at most :data:`smx.data.audio.PEAK`.
+
+    Raises
+    ------
+    RuntimeError
+        espeak-ng failed or produced silence.
 
     Example
     -------
@@ -380,6 +536,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(out_dir: str, sampling_rate: int, babble: np.ndarray) -> None:
+    """Give a worker process the corpus directory, the rate and the babble noise."""
     _WORKER.update(out_dir=Path(out_dir), sampling_rate=sampling_rate, babble=babble)
 
 
@@ -403,11 +560,24 @@ def babble_bank(plan: CorpusPlan, sampling_rate: int, talkers: int = 4) -> np.nd
 
     Arguments
     ---------
-    plan: draws the talkers (training speakers only) and sentences (seeded by its seed).
-    sampling_rate: output rate.
-    talkers: overlapping streams of four sentences each.
+    plan : CorpusPlan
+        Draws the talkers (never held-out speakers) and sentences (seeded by its seed).
+    sampling_rate : int
+        Output rate.
+    talkers : int
+        Overlapping streams of four sentences each.
 
-    Returns ``[N]`` float32, N the length of the shortest stream.
+    Returns
+    -------
+    np.ndarray
+        ``[N]`` float32, N the length of the shortest stream.
+
+    Example
+    -------
+    >>> from smx.config import SynthCfg
+    >>> bank = babble_bank(make_plan(SynthCfg(num_speakers=4, heldout_speakers=2)), 16000, 2)
+    >>> bank.dtype, round(float(np.sqrt(np.mean(bank**2))), 3)
+    (dtype('float32'), 1.0)
     """
     rng = np.random.default_rng([plan.seed, 606])
     voices = [s for s in plan.speakers if s.id not in plan.heldout]  # held-out voices stay unheard
@@ -430,11 +600,30 @@ def babble_bank(plan: CorpusPlan, sampling_rate: int, talkers: int = 4) -> np.nd
 
 @dataclass
 class SynthRun:
-    """The outcome of :func:`synthesise`: kept utterances, failures and timing."""
+    """The outcome of :func:`synthesise`: kept utterances, failures and timing.
 
-    utterances: list[tuple[Utterance, int]]  # (utterance, samples)
+    Arguments
+    ---------
+    utterances : list[tuple[Utterance, int]]
+        (utterance, samples) of every kept utterance, in index order.
+    failures : list[tuple[Utterance, str]]
+        (utterance, error) of every utterance that could not be synthesised.
+    new_seconds : float
+        Kept audio synthesised by this run (files of a previous run excluded).
+    wall_seconds : float
+        Time the synthesis took.
+    workers : int
+        Processes used.
+
+    Example
+    -------
+    >>> SynthRun([], [], new_seconds=30.0, wall_seconds=2.0, workers=4).realtime_factor
+    15.0
+    """
+
+    utterances: list[tuple[Utterance, int]]
     failures: list[tuple[Utterance, str]]
-    new_seconds: float  # kept audio synthesised by this run (files of a previous run excluded)
+    new_seconds: float
     wall_seconds: float
     workers: int
 
@@ -442,6 +631,45 @@ class SynthRun:
     def realtime_factor(self) -> float:
         """Seconds of new audio per second of wall time."""
         return self.new_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+@dataclass
+class _Tally:
+    """The running totals of :func:`synthesise`, round after round of utterances."""
+
+    target: float  # seconds of audio to reach
+    sampling_rate: int
+    progress: Callable[[float], None] | None
+    kept: list[tuple[Utterance, int]] = field(default_factory=list)
+    failures: list[tuple[Utterance, str]] = field(default_factory=list)
+    total: float = 0.0
+    new_seconds: float = 0.0
+    cutoff: int | None = None  # index just past the utterance that reached the target
+    mean_seconds: float = EST_SECONDS
+
+    def round_size(self, workers: int) -> int:
+        """Utterances of the next round: enough for what is missing, at the mean duration."""
+        return max(2 * workers, math.ceil(1.05 * (self.target - self.total) / self.mean_seconds))
+
+    def add(self, utt: Utterance, frames: int, new: bool, error: str | None) -> None:
+        """Count one rendered utterance (ignored once the target was reached)."""
+        if self.cutoff is not None:
+            return
+        if error is not None:
+            self.failures.append((utt, error))
+            return
+        seconds = frames / self.sampling_rate
+        self.kept.append((utt, frames))
+        self.total += seconds
+        self.new_seconds += seconds if new else 0.0
+        if self.progress is not None:
+            self.progress(seconds)
+        if self.total >= self.target:
+            self.cutoff = utt.index + 1
+
+    def end_round(self) -> None:
+        """Update the mean utterance duration that sizes the next round."""
+        self.mean_seconds = max(0.5, self.total / max(1, len(self.kept)))
 
 
 def synthesise(
@@ -454,16 +682,27 @@ def synthesise(
 ) -> SynthRun:
     """Write utterances 0, 1, ... to ``out_dir/audio`` until they total ``hours`` of audio.
 
+    Files of a previous run with the same plan are kept, so an interrupted run resumes.
+
     Arguments
     ---------
-    plan: the corpus plan (:func:`make_plan`).
-    out_dir: the corpus directory.
-    hours: target duration; the corpus ends with the utterance that reaches it.
-    sampling_rate: output rate in Hz.
-    workers: processes (0 = every core available to this process).
-    progress: called with the seconds of audio each finished utterance adds.
+    plan : CorpusPlan
+        The corpus plan (:func:`make_plan`).
+    out_dir : str or Path
+        The corpus directory.
+    hours : float
+        Target duration; the corpus ends with the utterance that reaches it.
+    sampling_rate : int
+        Output rate in Hz.
+    workers : int
+        Processes (0 = every core available to this process).
+    progress : Callable[[float], None] or None
+        Called with the seconds of audio each finished utterance adds.
 
-    Files of a previous run with the same plan are kept, so an interrupted run resumes.
+    Returns
+    -------
+    SynthRun
+        The kept utterances, the failures and the timing.
 
     Example
     -------
@@ -476,48 +715,40 @@ def synthesise(
     """
     out = Path(out_dir)
     workers = workers or len(os.sched_getaffinity(0))
-    target = hours * 3600.0
     start = time.perf_counter()
     babble = babble_bank(plan, sampling_rate)
-    kept: list[tuple[Utterance, int]] = []
-    failures: list[tuple[Utterance, str]] = []
-    total, new_seconds, index, cutoff = 0.0, 0.0, 0, None
-    mean_guess = EST_SECONDS
+    tally = _Tally(hours * 3600.0, sampling_rate, progress)
+    index = 0
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(workers, _init_worker, (str(out), sampling_rate, babble)) as pool:
-        while cutoff is None:
-            count = max(2 * workers, math.ceil(1.05 * (target - total) / mean_guess))
-            batch = [plan.utterance(i) for i in range(index, index + count)]
-            index += count
-            for utt, (_, frames, new, error) in zip(
-                batch, pool.imap(_work, batch, chunksize=4), strict=True
-            ):
-                if cutoff is not None:
-                    continue  # rendered past the target: not used
-                if error is not None:
-                    failures.append((utt, error))
-                    continue
-                seconds = frames / sampling_rate
-                kept.append((utt, frames))
-                total += seconds
-                new_seconds += seconds if new else 0.0
-                if progress is not None:
-                    progress(seconds)
-                if total >= target:
-                    cutoff = utt.index + 1
-            mean_guess = max(0.5, total / max(1, len(kept)))
+        while tally.cutoff is None:
+            batch = [plan.utterance(i) for i in range(index, index + tally.round_size(workers))]
+            index += len(batch)
+            rendered = pool.imap(_work, batch, chunksize=4)
+            for utt, (_, frames, new, error) in zip(batch, rendered, strict=True):
+                tally.add(utt, frames, new, error)
+            tally.end_round()
     wall = time.perf_counter() - start
-    for i in range(cutoff, index):  # utterances rendered past the target are not used
+    for i in range(tally.cutoff, index):  # utterances rendered past the target are not used
         (out / plan.utterance(i).path).unlink(missing_ok=True)
-    return SynthRun(kept, failures, new_seconds, wall, workers)
+    return SynthRun(tally.kept, tally.failures, tally.new_seconds, wall, workers)
 
 
 def verification_trials(utterances: list[Utterance]) -> list[tuple[int, str, str]]:
     """Every pair of held-out utterances is a trial: 1 for the same speaker, else 0.
 
-    Returns ``(label, enrol_id, test_id)`` with ``enrol_id < test_id``, sorted. All pairs
-    rather than a few per utterance: with a few dozen held-out utterances, two trials each
-    leave an EER that moves by several points with the trials drawn.
+    All pairs rather than a few per utterance: with a few dozen held-out utterances, two
+    trials each leave an EER that moves by several points with the trials drawn.
+
+    Arguments
+    ---------
+    utterances : list[Utterance]
+        The held-out utterances.
+
+    Returns
+    -------
+    list[tuple[int, str, str]]
+        ``(label, enrol_id, test_id)`` with ``enrol_id < test_id``, sorted.
 
     Example
     -------
@@ -540,6 +771,18 @@ def verification_trials(utterances: list[Utterance]) -> list[tuple[int, str, str
 def fingerprint(data_cfg: Any, version: str) -> dict[str, Any]:
     """What determines the synthetic corpus' content (a change starts the folder over).
 
+    Arguments
+    ---------
+    data_cfg : DataCfg
+        The ``data`` section (its ``synth`` settings except ``workers``, rate, alphabet).
+    version : str
+        The espeak-ng version (:func:`espeak_version`).
+
+    Returns
+    -------
+    dict[str, Any]
+        JSON-ready, as :func:`smx.data.manifests.begin_prepare` takes it.
+
     Example
     -------
     >>> from smx.config import DataCfg
@@ -559,6 +802,16 @@ def fingerprint(data_cfg: Any, version: str) -> dict[str, Any]:
 def speaker_table(plan: CorpusPlan) -> list[dict[str, Any]]:
     """JSON-ready description of every speaker (and whether it is held out).
 
+    Arguments
+    ---------
+    plan : CorpusPlan
+        The corpus plan.
+
+    Returns
+    -------
+    list[dict[str, Any]]
+        One dict per speaker: its fields and ``heldout``.
+
     Example
     -------
     >>> from smx.config import SynthCfg
@@ -570,6 +823,16 @@ def speaker_table(plan: CorpusPlan) -> list[dict[str, Any]]:
 
 def usable_variants() -> dict[str, str]:
     """:data:`VARIANTS` that the installed espeak-ng has (needs the whisper variants too).
+
+    Returns
+    -------
+    dict[str, str]
+        Variant -> gender.
+
+    Raises
+    ------
+    PrepareError
+        The whisper variants or most variants are missing.
 
     Example
     -------
@@ -589,25 +852,112 @@ def usable_variants() -> dict[str, str]:
 
 @dataclass
 class SynthResult:
-    """The summary of the written corpus and the synthesis run (timing, failures)."""
+    """The summary of the written corpus and the synthesis run (timing, failures).
+
+    Arguments
+    ---------
+    summary : dict[str, Any]
+        As written to ``summary.json`` (:func:`smx.data.manifests.summarise`).
+    run : SynthRun
+        The synthesis run.
+    out_dir : Path
+        The corpus directory.
+
+    Example: :func:`prepare_synth`.
+    """
 
     summary: dict[str, Any]
     run: SynthRun
     out_dir: Path
 
 
+def _supervision(utt: Utterance, text: str, duration: float) -> Any:
+    """The whole-utterance supervision of ``utt`` with its classes in ``custom``."""
+    from lhotse import SupervisionSegment
+
+    custom: dict[str, Any] = {
+        "intent": utt.intent,
+        "style": utt.style,
+        "subset": utt.subset,
+        "noise": utt.noise,
+    }
+    if utt.snr_db is not None:
+        custom["snr_db"] = utt.snr_db
+    return SupervisionSegment(
+        id=utt.id,
+        recording_id=utt.id,
+        start=0.0,
+        duration=duration,
+        channel=0,
+        text=text,
+        language="English",
+        speaker=utt.speaker.id,
+        gender=utt.speaker.gender,
+        custom=custom,
+    )
+
+
+def _synth_splits(
+    run: SynthRun, alphabet: str, rate: int, report: PrepareReport
+) -> tuple[Splits, list[Utterance]]:
+    """Manifests of the kept utterances by split, and the held-out utterances.
+
+    Failed utterances and transcripts outside ``alphabet`` are reported as skipped.
+    """
+    from lhotse import Recording
+    from lhotse.audio import AudioSource
+
+    for utt, error in run.failures:
+        report.add_skip(utt.id, utt.path, error)
+    splits: Splits = {}
+    heldout: list[Utterance] = []
+    for utt, frames in run.utterances:
+        text, outside = normalise_text(utt.text, alphabet)
+        if outside:
+            report.add_skip(utt.id, utt.path, f"characters outside data.alphabet: {outside}")
+            continue
+        report.add_kept(utt.id, utt.path)
+        duration = frames / rate
+        source = AudioSource(type="file", channels=[0], source=utt.path)
+        recs, sups = splits.setdefault(utt.split, ([], []))
+        recs.append(Recording(utt.id, [source], rate, frames, duration))
+        sups.append(_supervision(utt, text, duration))
+        if utt.split == "heldout":
+            heldout.append(utt)
+    return splits, heldout
+
+
+def _remove_temporaries(out: Path) -> None:
+    """Remove the half-written audio files of a killed run."""
+    for stale in (out / "audio").rglob(".*.flac"):
+        stale.unlink()
+
+
 def prepare_synth(out_dir: str | Path, data_cfg: Any, workers: int | None = None) -> SynthResult:
     """Synthesise the embedded corpus into ``out_dir`` and write its Lhotse manifests.
-
-    Arguments
-    ---------
-    out_dir: the corpus directory (created; a re-run with the same settings resumes).
-    data_cfg: the ``data`` section of the config (:class:`smx.config.DataCfg`).
-    workers: processes (None = ``data.synth.workers``; 0 = all cores).
 
     Writes audio under ``audio/<speaker>/``, the manifests of train/dev/test/heldout,
     ``trials.txt``, ``speakers.json``, ``summary.json``, ``report.json``, ``vocab.json``
     and ``COMPLETE.json`` (see :mod:`smx.data.manifests`).
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        The corpus directory (created; a re-run with the same settings resumes).
+    data_cfg : DataCfg
+        The ``data`` section of the config (:class:`smx.config.DataCfg`).
+    workers : int or None
+        Processes (None = ``data.synth.workers``; 0 = all cores).
+
+    Returns
+    -------
+    SynthResult
+        The summary and the synthesis run.
+
+    Raises
+    ------
+    PrepareError
+        espeak-ng or its variants are missing, or too many utterances failed.
 
     Example
     -------
@@ -623,68 +973,21 @@ def prepare_synth(out_dir: str | Path, data_cfg: Any, workers: int | None = None
     synth, rate = data_cfg.synth, data_cfg.sample_rate
     version = espeak_version()  # checked first: a user mistake fails fast
     variants = usable_variants()
-
-    from lhotse import Recording, SupervisionSegment
-    from lhotse.audio import AudioSource
-
     from smx.data.manifests import begin_prepare, write_corpus
 
     begin_prepare(out, fingerprint(data_cfg, version))
-    for stale in (out / "audio").rglob(".*.flac"):  # temporaries of a killed run
-        stale.unlink()
+    _remove_temporaries(out)
     plan = make_plan(synth, variants)
+    workers = synth.workers if workers is None else workers
     with progress_bar("synthesising", synth.hours * 3600, "s of audio") as advance:
-        run = synthesise(
-            plan, out, synth.hours, rate, synth.workers if workers is None else workers, advance
-        )
+        run = synthesise(plan, out, synth.hours, rate, workers, advance)
     report = PrepareReport()
-    for utt, error in run.failures:
-        report.add_skip(utt.id, utt.path, error)
-    splits: dict[str, tuple[list[Any], list[Any]]] = {}
-    heldout: list[Utterance] = []
-    for utt, frames in run.utterances:
-        text, outside = normalise_text(utt.text, data_cfg.alphabet)
-        if outside:
-            report.add_skip(utt.id, utt.path, f"characters outside data.alphabet: {outside}")
-            continue
-        report.add_kept(utt.id, utt.path)
-        duration = frames / rate
-        source = AudioSource(type="file", channels=[0], source=utt.path)
-        recording = Recording(utt.id, [source], rate, frames, duration)
-        custom: dict[str, Any] = {
-            "intent": utt.intent,
-            "style": utt.style,
-            "subset": utt.subset,
-            "noise": utt.noise,
-        }
-        if utt.snr_db is not None:
-            custom["snr_db"] = utt.snr_db
-        supervision = SupervisionSegment(
-            id=utt.id,
-            recording_id=utt.id,
-            start=0.0,
-            duration=duration,
-            channel=0,
-            text=text,
-            language="English",
-            speaker=utt.speaker.id,
-            gender=utt.speaker.gender,
-            custom=custom,
-        )
-        recs, sups = splits.setdefault(utt.split, ([], []))
-        recs.append(recording)
-        sups.append(supervision)
-        if utt.split == "heldout":
-            heldout.append(utt)
+    splits, heldout = _synth_splits(run, data_cfg.alphabet, rate, report)
     trials = verification_trials(heldout)
     write_text(out / "trials.txt", "".join(f"{t[0]} {t[1]} {t[2]}\n" for t in trials))
     write_json(out / "speakers.json", speaker_table(plan))
+    extra = ("trials.txt", "speakers.json")
     summary = write_corpus(
-        out,
-        "synth",
-        splits,
-        report,
-        data_cfg.max_skip_fraction,
-        extra_files=("trials.txt", "speakers.json"),
+        out, "synth", splits, report, data_cfg.max_skip_fraction, extra_files=extra
     )
     return SynthResult(summary, run, out)
