@@ -43,7 +43,7 @@ import hashlib
 import json
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,21 @@ OWN_OUTPUTS = ("audio", "repaired", "shar", ".staging")
 
 
 def manifest_path(corpus_dir: str | Path, kind: str, split: str) -> Path:
-    """The path of one manifest: ``kind`` is recordings, supervisions or cuts.
+    """The path of one manifest of a corpus.
+
+    Arguments
+    ---------
+    corpus_dir : str or Path
+        The corpus directory.
+    kind : str
+        ``recordings``, ``supervisions`` or ``cuts``.
+    split : str
+        The split.
+
+    Returns
+    -------
+    Path
+        ``<corpus_dir>/<kind>_<split>.jsonl.gz``.
 
     Example
     -------
@@ -81,8 +95,10 @@ def write_manifest(items: Iterable[Any], path: str | Path) -> None:
 
     Arguments
     ---------
-    items: Recordings, SupervisionSegments or Cuts (anything with ``to_dict()``).
-    path: the ``.jsonl.gz`` file; Lhotse's ``load_manifest`` reads it back.
+    items : Iterable
+        Recordings, SupervisionSegments or Cuts (anything with ``to_dict()``).
+    path : str or Path
+        The ``.jsonl.gz`` file; Lhotse's ``load_manifest`` reads it back.
 
     Example
     -------
@@ -112,8 +128,20 @@ def begin_prepare(out_dir: str | Path, fingerprint: dict[str, Any]) -> bool:
 
     Arguments
     ---------
-    out_dir: the corpus directory.
-    fingerprint: JSON-ready description of everything that determines the corpus.
+    out_dir : str or Path
+        The corpus directory.
+    fingerprint : dict[str, Any]
+        JSON-ready description of everything that determines the corpus.
+
+    Returns
+    -------
+    bool
+        True when a run with the same fingerprint is resumed.
+
+    Raises
+    ------
+    PrepareError
+        ``out_dir`` is a file, or a non-empty folder that smx did not write.
 
     Example
     -------
@@ -149,6 +177,16 @@ def begin_prepare(out_dir: str | Path, fingerprint: dict[str, Any]) -> bool:
 def is_complete(corpus_dir: str | Path) -> bool:
     """True when the corpus was prepared to the end (its completion marker exists).
 
+    Arguments
+    ---------
+    corpus_dir : str or Path
+        Any folder.
+
+    Returns
+    -------
+    bool
+        Whether ``COMPLETE.json`` is there.
+
     Example
     -------
     >>> is_complete("/nonexistent")
@@ -161,13 +199,26 @@ def validate_split(split: str, recordings: RecordingSet, supervisions: Supervisi
     """Validate a split with Lhotse's own checks and return its CutSet.
 
     There is one cut per (mono) recording and it carries the recording's id, so that ids in
-    trials files and reports name cuts too. Raises :class:`PrepareError` naming the split
-    when Lhotse's validation fails.
+    trials files and reports name cuts too.
 
     Arguments
     ---------
-    split: its name, for the error message.
-    recordings, supervisions: the split's manifests.
+    split : str
+        Its name, for the error message.
+    recordings : RecordingSet
+        The split's recordings.
+    supervisions : SupervisionSet
+        The split's supervisions.
+
+    Returns
+    -------
+    CutSet
+        One cut per recording, with the recording's id.
+
+    Raises
+    ------
+    PrepareError
+        Lhotse's validation fails (the message names the split).
 
     Example
     -------
@@ -195,6 +246,17 @@ def validate_split(split: str, recordings: RecordingSet, supervisions: Supervisi
 
 def summarise(cuts_by_split: dict[str, CutSet]) -> dict[str, Any]:
     """Hours, utterances, speakers and per-class counts (intent, style, ...) of each split.
+
+    Arguments
+    ---------
+    cuts_by_split : dict[str, CutSet]
+        Split name -> its cuts.
+
+    Returns
+    -------
+    dict[str, Any]
+        ``{"splits": {split: entry}, "total": entry}``; an entry has ``hours``,
+        ``utterances``, ``speakers`` and a count per value of each class field present.
 
     Example
     -------
@@ -236,38 +298,20 @@ def summarise(cuts_by_split: dict[str, CutSet]) -> dict[str, Any]:
 
 
 def _split_order(split: str) -> tuple[int, str]:
+    """Sort key: train, dev, test, heldout, then other splits by name."""
     return (SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
 
 
-def write_corpus(
-    out_dir: str | Path,
-    corpus: str,
+def _write_splits(
+    out: Path,
     splits: dict[str, tuple[Sequence[Recording], Sequence[SupervisionSegment]]],
-    report: PrepareReport,
-    max_skip_fraction: float,
-    cut_transform: Any = None,
-    extra_files: Sequence[str] = (),
-) -> dict[str, Any]:
-    """Validate and write the manifests of every split, the summary, vocabulary and marker.
+    cut_transform: Callable[[CutSet], CutSet] | None,
+) -> dict[str, CutSet]:
+    """Validate and write the three manifests of every split that has a recording.
 
-    Arguments
-    ---------
-    out_dir: the corpus directory (audio already written).
-    corpus: its kind, recorded in the summary (``synth``, ``librispeech`` ...).
-    splits: split name -> (recordings, supervisions).
-    report: what was skipped/repaired; written to ``report.json`` and checked first.
-    max_skip_fraction: fail with :class:`PrepareError` when more was skipped.
-    cut_transform: optional ``CutSet -> CutSet`` (e.g. windows for long recordings).
-    extra_files: other files of the corpus (written before) to fingerprint in the marker.
-
-    Returns the summary (also written to ``summary.json``); the module docstring has an
-    example.
+    Returns the cuts of each split written, in the order train, dev, test, heldout, others.
     """
-    out = Path(out_dir)
-    report.write(out / "report.json")
-    report.check(max_skip_fraction, where=out / "report.json")
     cuts_by_split: dict[str, CutSet] = {}
-    files: list[str] = ["report.json"]
     for split in sorted(splits, key=_split_order):
         recordings = RecordingSet.from_recordings(sorted(splits[split][0], key=lambda r: r.id))
         supervisions = SupervisionSet.from_segments(sorted(splits[split][1], key=lambda s: s.id))
@@ -283,14 +327,18 @@ def write_corpus(
             ("cuts", cuts),
         ):
             write_manifest(manifest, manifest_path(out, kind, split))
-            files.append(manifest_path(out, kind, split).name)
         cuts_by_split[split] = cuts
-    if "train" not in cuts_by_split:
-        raise PrepareError(
-            f"no usable training utterances were found for {out}; a corpus needs a training "
-            f"part or folder (skipped items are listed in {out / 'report.json'})"
-        )
-    summary = summarise(cuts_by_split)
+    return cuts_by_split
+
+
+def _manifest_files(out: Path, cuts_by_split: dict[str, CutSet]) -> list[str]:
+    """File names of the manifests written for these splits."""
+    kinds = ("recordings", "supervisions", "cuts")
+    return [manifest_path(out, kind, split).name for split in cuts_by_split for kind in kinds]
+
+
+def _write_vocab(out: Path, cuts_by_split: dict[str, CutSet]) -> dict[str, Any]:
+    """Write the training text's vocabulary; return its size and other splits' unknown chars."""
     vocab = CharVocab.from_texts(s.text for c in cuts_by_split["train"] for s in c.supervisions)
     vocab.save(out / "vocab.json")
     oov = {
@@ -300,26 +348,85 @@ def write_corpus(
         for split, cuts in cuts_by_split.items()
         if split != "train"
     }
-    summary.update(
-        corpus=corpus,
-        vocab_size=len(vocab),
-        chars_outside_vocab={k: dict(sorted(v.items())) for k, v in oov.items() if v},
-        skipped=len(report.skipped),
-        repaired=len(report.repaired),
-    )
-    write_json(out / "summary.json", summary)
-    files += ["summary.json", "vocab.json", *extra_files]
+    return {
+        "vocab_size": len(vocab),
+        "chars_outside_vocab": {k: dict(sorted(v.items())) for k, v in oov.items() if v},
+    }
+
+
+def _write_marker(out: Path, corpus: str, splits: list[str], files: list[str]) -> None:
+    """Write the completion marker with the checksum of every file of the corpus."""
     marker = {
         "smx_version": __version__,
         "corpus": corpus,
-        "splits": list(cuts_by_split),
+        "splits": splits,
         "files": {name: _sha256(out / name) for name in files},
     }
     write_json(out / MARKER, marker)
+
+
+def write_corpus(
+    out_dir: str | Path,
+    corpus: str,
+    splits: dict[str, tuple[Sequence[Recording], Sequence[SupervisionSegment]]],
+    report: PrepareReport,
+    max_skip_fraction: float,
+    cut_transform: Callable[[CutSet], CutSet] | None = None,
+    extra_files: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Validate and write the manifests of every split, the summary, vocabulary and marker.
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        The corpus directory (audio already written).
+    corpus : str
+        Its kind, recorded in the summary (``synth``, ``librispeech`` ...).
+    splits : dict[str, tuple[Sequence[Recording], Sequence[SupervisionSegment]]]
+        Split name -> (recordings, supervisions).
+    report : PrepareReport
+        What was skipped/repaired; written to ``report.json`` and checked first.
+    max_skip_fraction : float
+        Fail when a larger share of the items was skipped.
+    cut_transform : Callable[[CutSet], CutSet] or None
+        Applied to each split's cuts (e.g. windows for long recordings).
+    extra_files : Sequence[str]
+        Other files of the corpus (written before) to fingerprint in the marker.
+
+    Returns
+    -------
+    dict[str, Any]
+        The summary (:func:`summarise` plus corpus, vocabulary and report counts), also
+        written to ``summary.json``.
+
+    Raises
+    ------
+    PrepareError
+        Too much was skipped, a split fails Lhotse's validation, or there is no training
+        split.
+
+    Example: the module docstring.
+    """
+    out = Path(out_dir)
+    report.write(out / "report.json")
+    report.check(max_skip_fraction, where=out / "report.json")
+    cuts_by_split = _write_splits(out, splits, cut_transform)
+    if "train" not in cuts_by_split:
+        raise PrepareError(
+            f"no usable training utterances were found for {out}; a corpus needs a training "
+            f"part or folder (skipped items are listed in {out / 'report.json'})"
+        )
+    summary = summarise(cuts_by_split)
+    summary.update(corpus=corpus, **_write_vocab(out, cuts_by_split))
+    summary.update(skipped=len(report.skipped), repaired=len(report.repaired))
+    write_json(out / "summary.json", summary)
+    files = ["report.json", *_manifest_files(out, cuts_by_split), "summary.json", "vocab.json"]
+    _write_marker(out, corpus, list(cuts_by_split), [*files, *extra_files])
     return summary
 
 
 def _sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in blocks of 1 MiB."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -329,6 +436,16 @@ def _sha256(path: Path) -> str:
 
 def available_splits(corpus_dir: str | Path) -> list[str]:
     """The splits of a finished corpus, in the order train, dev, test, heldout, others.
+
+    Arguments
+    ---------
+    corpus_dir : str or Path
+        A corpus directory.
+
+    Returns
+    -------
+    list[str]
+        The split names (empty for an unfinished corpus).
 
     Example
     -------
@@ -344,12 +461,22 @@ def available_splits(corpus_dir: str | Path) -> list[str]:
 def load_cuts(corpus_dir: str | Path, split: str) -> CutSet:
     """Open one split of a finished corpus lazily, with audio paths resolved.
 
-    Raises :class:`PrepareError` when the corpus is unfinished or lacks the split.
-
     Arguments
     ---------
-    corpus_dir: a corpus written by ``smx prepare`` (it may have been moved).
-    split: ``train``, ``dev``, ``test`` or ``heldout``.
+    corpus_dir : str or Path
+        A corpus written by ``smx prepare`` (it may have been moved).
+    split : str
+        ``train``, ``dev``, ``test`` or ``heldout``.
+
+    Returns
+    -------
+    CutSet
+        The split's cuts, their relative audio paths joined to the corpus directory.
+
+    Raises
+    ------
+    PrepareError
+        The corpus is unfinished or lacks the split.
 
     Example
     -------
@@ -372,12 +499,41 @@ def load_cuts(corpus_dir: str | Path, split: str) -> CutSet:
 
 
 def load_summary(corpus_dir: str | Path) -> dict[str, Any]:
-    """The ``summary.json`` of a finished corpus (see :func:`summarise` for its fields)."""
+    """The ``summary.json`` of a finished corpus (see :func:`write_corpus` for its fields).
+
+    Arguments
+    ---------
+    corpus_dir : str or Path
+        A corpus written by ``smx prepare``.
+
+    Returns
+    -------
+    dict[str, Any]
+        The summary.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> write_json(folder / "summary.json", summarise({}))
+    >>> load_summary(folder)["total"]["utterances"]
+    0
+    """
     return json.loads((Path(corpus_dir) / "summary.json").read_text(encoding="utf-8"))
 
 
 def format_summary(summary: dict[str, Any]) -> Any:
     """A rich Table of the summary: one row per split, classes in the last column.
+
+    Arguments
+    ---------
+    summary : dict[str, Any]
+        As :func:`write_corpus` returns it.
+
+    Returns
+    -------
+    rich.table.Table
+        Columns split, hours, utterances, speakers, classes; a last row for the total.
 
     Example
     -------
