@@ -5,6 +5,8 @@
 - :mod:`smx.report.analysis` compares variants and baselines and states the findings;
 - :mod:`smx.report.figures` draws the PNG figures (matplotlib, Agg);
 - :mod:`smx.report.markdown` renders ``report.md`` and :mod:`smx.report.build` writes it all;
-- :mod:`smx.report.tracking` summarises each variant in its MLflow parent run (MLflow is
-  imported there only, inside functions).
+- :mod:`smx.report.documents` rewrites the study's headline in README.md and docs/results.md.
+
+Each variant's numbers are summarised in its MLflow parent run by
+:func:`smx.tracking.log_study`.
 """

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from smx.bench.mixers import measured
-from smx.report.inputs import Probe, Spread, Study
+from smx.report.inputs import UPSTREAMS, Probe, Spread, Study
 
 Verdict = Literal["better", "worse", "within"]
 BASELINE_MIXER = "mhsa"
@@ -46,6 +46,27 @@ def task_score(result: Probe, upstream: str) -> tuple[str, Spread]:
         key=lambda p: result.primary(p, upstream).mean * (1 if result.better == "lower" else -1),
     )
     return ranked[0], result.primary(ranked[0], upstream)
+
+
+def best_scores(study: Study, task: str) -> dict[str, dict[str, Spread]]:
+    """Per variant and upstream, the score of its better probe on ``task``'s primary metric.
+
+    Arguments
+    ---------
+    study : Study
+        The gathered study.
+    task : str
+        One of ``study.tasks``.
+
+    Returns
+    -------
+    dict
+        ``{variant: {upstream: Spread}}``, variants in the study's order and upstreams in
+        :data:`~smx.report.inputs.UPSTREAMS`' order (pre-trained, random init, fbank).
+    """
+    return {
+        v: {u: task_score(study.probes[(v, task)], u)[1] for u in UPSTREAMS} for v in study.variants
+    }
 
 
 def baseline_variant(study: Study) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from smx.atomic import atomic_path
 from smx.bench.mixers import plot as plot_bench
 from smx.bench.pretrain import plot_time
+from smx.report.analysis import best_scores
 from smx.report.inputs import INITS, SPLITS, UPSTREAMS, Study
 
 
@@ -80,6 +81,31 @@ def downstream(study: Study, path: Path) -> Path:
                 ax.legend(fontsize=7)
     fig.suptitle("Downstream probes: mean ± std over seeds", fontsize=11)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def best_probes(study: Study, path: Path) -> Path:
+    """One panel per task: each variant's better probe on the encoder and on its baselines."""
+    plt = _pyplot()
+    tasks = study.tasks
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.0), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        scores = best_scores(study, task)
+        series = {
+            upstream.replace("_", " "): (
+                [scores[v][upstream].mean for v in study.variants],
+                [scores[v][upstream].std for v in study.variants],
+            )
+            for upstream in UPSTREAMS
+        }
+        _bars(ax, study.variants, series)
+        result = study.probes[(study.variants[0], task)]
+        arrow = "↓" if result.better == "lower" else "↑"
+        ax.set(title=task, ylabel=f"{result.primary_metric} {arrow}")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.suptitle("Each task's better probe: mean ± std over seeds", fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return _save(fig, path)
 
 
@@ -150,6 +176,10 @@ def bench_scaling(study: Study, path: Path) -> Path:
 FIGURES: dict[str, tuple[str, Callable[[Study, Path], Path]]] = {
     "pretrain_loss.png": ("Pre-training loss curves", pretrain_loss),
     "pretrain_cost.png": ("Time per step and peak memory", pretrain_cost),
+    "best_probes.png": (
+        "Each task's better probe: pre-trained, random init and fbank",
+        best_probes,
+    ),
     "downstream.png": ("Downstream probes with baselines", downstream),
     "finetune_wer.png": ("Fine-tuned WER", finetune_wer),
     "bench_scaling.png": ("Scaling benchmark", bench_scaling),

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from smx.bench.mixers import measured
 from smx.config import Params
-from smx.report.analysis import baseline_variant, findings
-from smx.report.inputs import INITS, UPSTREAMS, Study
+from smx.report.analysis import baseline_variant, best_scores, findings, verdict
+from smx.report.inputs import INITS, UPSTREAMS, Spread, Study
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def pretrain_table(study: Study) -> str:
+    """One row per variant: updates, losses, step time, peak memory, each over the baseline's."""
     base = study.pretrain[baseline_variant(study)]
     rows = []
     for v in study.variants:
@@ -77,6 +78,7 @@ def pretrain_table(study: Study) -> str:
 
 
 def probe_table(study: Study, task: str) -> str:
+    """One row per (probe, upstream) of ``task``, one column per variant: mean ± std."""
     first = study.probes[(study.variants[0], task)]
     rows = []
     for probe in first.scores:
@@ -87,6 +89,7 @@ def probe_table(study: Study, task: str) -> str:
 
 
 def finetune_table(study: Study) -> str:
+    """One row per (variant, init): WER and CER on dev and test, updates, training time."""
     rows = []
     for v in study.variants:
         for init in INITS:
@@ -117,10 +120,12 @@ def finetune_table(study: Study) -> str:
 
 
 def _ratio(record: dict, key: str) -> str:
+    """A benchmark record's ratio ``key`` as ``0.60x``, or ``–`` when it has none."""
     return f"{record[key]:.2f}x" if key in record else "–"
 
 
 def bench_table(study: Study) -> str:
+    """One row per benchmark point: times, peak memory and ratios to MHSA, or why skipped."""
     rows = []
     for r in study.bench.records:
         if measured(r):
@@ -190,15 +195,56 @@ def limits(params: Params, study: Study) -> str:
     )
 
 
-def render(study: Study, params: Params, figures: dict[str, str], provenance: Provenance) -> str:
-    """The whole report; ``figures`` maps figure names to paths relative to the report."""
+def best_probe_cell(scores: dict[str, Spread], better: str) -> str:
+    """``pre-trained / random init / fbank`` scores, the pre-trained one bold when it wins.
+
+    It wins when it beats the random init beyond the spread (:func:`verdict`).
+
+    Example
+    -------
+    >>> best_probe_cell(
+    ...     {"pretrained": Spread(0.6, 0.01), "random_init": Spread(0.7, 0.02),
+    ...      "fbank": Spread(0.9, 0.05)}, "lower")
+    '**0.600 ± 0.010** / 0.700 ± 0.020 / 0.900 ± 0.050'
+    """
+    shown = [str(scores[upstream]) for upstream in UPSTREAMS]
+    if verdict(scores["pretrained"], scores["random_init"], better) == "better":
+        shown[0] = f"**{shown[0]}**"
+    return " / ".join(shown)
+
+
+def best_probe_table(study: Study) -> str:
+    """One row per task, one column per variant: :func:`best_probe_cell` of each."""
+    rows = []
+    for task in study.tasks:
+        first = study.probes[(study.variants[0], task)]
+        scores = best_scores(study, task)
+        cells = [best_probe_cell(scores[v], first.better) for v in study.variants]
+        rows.append([f"{task} ({first.primary_metric}, {first.better} is better)", *cells])
+    return table(["task (metric)", *study.variants], rows)
+
+
+def best_probe_caption(study: Study) -> str:
+    """What :func:`best_probe_table`'s cells hold and what the bold means."""
+    seeds = study.probes[(study.variants[0], study.tasks[0])].seeds
+    return (
+        "Each cell: pre-trained / random init / fbank, each scored with the better of the "
+        f"task's probes, mean ± std over {seeds} seeds. **Bold**: the pre-trained encoder "
+        "beats its random init by more than the larger std."
+    )
+
+
+def _figure(figures: dict[str, str], name: str) -> str:
+    """The markdown image of figure ``name`` at its path relative to the report."""
     from smx.report.figures import FIGURES
 
-    def figure(name: str) -> str:
-        return f"![{FIGURES[name][0]}]({figures[name]})"
+    return f"![{FIGURES[name][0]}]({figures[name]})"
 
+
+def _summary(study: Study, params: Params, provenance: Provenance) -> list[str]:
+    """The title, the provenance and the generated findings with the best-probe table."""
     mixers = ", ".join(f"{v} ({study.pretrain[v].mixer})" for v in study.variants)
-    parts = [
+    return [
         "# smx study report: SummaryMixing against MHSA",
         "",
         f"- git commit: `{provenance.git_commit}`",
@@ -213,6 +259,16 @@ def render(study: Study, params: Params, figures: dict[str, str], provenance: Pr
         "",
         *[f"- {line}" for line in findings(study)],
         "",
+        best_probe_table(study),
+        "",
+        best_probe_caption(study),
+        "",
+    ]
+
+
+def _pretraining(study: Study, figures: dict[str, str]) -> list[str]:
+    """The pre-training section: its table and the loss and cost figures."""
+    return [
         "## Pre-training",
         "",
         pretrain_table(study),
@@ -220,14 +276,22 @@ def render(study: Study, params: Params, figures: dict[str, str], provenance: Pr
         "Step time is the median over the logged updates; peak memory is the resident set "
         "of the rank-0 worker.",
         "",
-        figure("pretrain_loss.png"),
+        _figure(figures, "pretrain_loss.png"),
         "",
-        figure("pretrain_cost.png"),
+        _figure(figures, "pretrain_cost.png"),
         "",
+    ]
+
+
+def _probing(study: Study, figures: dict[str, str]) -> list[str]:
+    """The probing section: the best-probe figure, one table per task, every probe's figure."""
+    parts = [
         "## Downstream probes (frozen encoders)",
         "",
         "Primary metric per task, mean ± std over seeds; baselines: the same architecture "
         "with random weights (random init) and the log-mel features (fbank).",
+        "",
+        _figure(figures, "best_probes.png"),
         "",
     ]
     for task in study.tasks:
@@ -238,14 +302,17 @@ def render(study: Study, params: Params, figures: dict[str, str], provenance: Pr
             probe_table(study, task),
             "",
         ]
-    parts += [
-        figure("downstream.png"),
-        "",
+    return [*parts, _figure(figures, "downstream.png"), ""]
+
+
+def _finetuning_and_bench(study: Study, figures: dict[str, str]) -> list[str]:
+    """The fine-tuning and scaling-benchmark sections, each a table and a figure."""
+    return [
         "## CTC fine-tuning",
         "",
         finetune_table(study),
         "",
-        figure("finetune_wer.png"),
+        _figure(figures, "finetune_wer.png"),
         "",
         "## Scaling benchmark (`smx bench pretrain`)",
         "",
@@ -254,8 +321,36 @@ def render(study: Study, params: Params, figures: dict[str, str], provenance: Pr
         "",
         bench_table(study),
         "",
-        figure("bench_scaling.png"),
+        _figure(figures, "bench_scaling.png"),
         "",
+    ]
+
+
+def render(study: Study, params: Params, figures: dict[str, str], provenance: Provenance) -> str:
+    """The whole report.
+
+    Arguments
+    ---------
+    study : Study
+        Every upstream output, gathered by :func:`~smx.report.inputs.gather`.
+    params : Params
+        The study's configuration (for the limits paragraph).
+    figures : dict
+        Figure file name (a key of :data:`~smx.report.figures.FIGURES`) -> its path
+        relative to the report.
+    provenance : Provenance
+        The git commit and the SHA-256 of ``dvc.lock`` the header names.
+
+    Returns
+    -------
+    str
+        The markdown text of ``report.md``.
+    """
+    parts = [
+        *_summary(study, params, provenance),
+        *_pretraining(study, figures),
+        *_probing(study, figures),
+        *_finetuning_and_bench(study, figures),
         "## What the embedded corpus cannot show",
         "",
         limits(params, study),

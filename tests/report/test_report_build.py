@@ -12,14 +12,28 @@ import pytest
 from report_helpers import write_inputs, write_params
 
 from smx.config import load
+from smx.docblock import BlockError
 from smx.report.analysis import verdict
 from smx.report.build import file_sha256, write_report
+from smx.report.documents import FIGURE, Documents, publish
 from smx.report.figures import FIGURES
 from smx.report.inputs import ReportError, Spread, gather, read_bench
 from smx.report.markdown import Provenance
 
 PROJECT = Path(__file__).resolve().parents[2]
 PROVENANCE = Provenance("0123abc", "f" * 64)
+
+
+# the better probe of each upstream (report_helpers.PROBE_SCORES): asr's bilstm everywhere;
+# speaker's xvector, within the spread of random init for summarymixing, worse for mhsa
+ASR_ROW = (
+    "| asr (wer, lower is better) | **0.600 ± 0.020** / 0.900 ± 0.010 / 0.800 ± 0.020 "
+    "| **0.700 ± 0.020** / 0.900 ± 0.010 / 0.800 ± 0.020 |"
+)
+SPEAKER_ROW = (
+    "| speaker (eer, lower is better) | 0.200 ± 0.050 / 0.220 ± 0.040 / 0.300 ± 0.010 "
+    "| 0.350 ± 0.010 / 0.220 ± 0.040 / 0.300 ± 0.010 |"
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +107,88 @@ def test_figures_are_linked_and_valid_pngs(built: tuple[Path, str]) -> None:
         image = matplotlib.image.imread(root / "reports" / "figures" / name)
         assert image.shape[:2] == (height, width)
     assert not list((root / "reports").rglob("*.tmp"))  # atomic writes left nothing behind
+
+
+def test_the_best_probe_table_sums_up_the_findings(built: tuple[Path, str]) -> None:
+    _, text = built
+    findings = text[text.index("## What the numbers show") : text.index("## Pre-training")]
+    assert "| task (metric) | summarymixing | mhsa |" in findings
+    assert ASR_ROW in findings
+    assert SPEAKER_ROW in findings
+    assert "mean ± std over 2 seeds" in findings
+    assert "![Each task's better probe" in text
+
+
+def _documents(root: Path) -> Documents:
+    """A README and a results page, each with its block between hand-written lines."""
+    documents = Documents.under(root / "project")
+    documents.results.parent.mkdir(parents=True)
+    for path, name in ((documents.readme, "demo"), (documents.results, "demo-probes")):
+        path.write_text(
+            f"# Title\n\nhand-written\n\n<!-- begin: {name} -->\nold numbers\n"
+            f"<!-- end: {name} -->\n\nkept as written\n"
+        )
+    return documents
+
+
+def test_the_documents_blocks_are_rewritten_and_the_rest_kept(
+    built: tuple[Path, str], tmp_path: Path
+) -> None:
+    root, _ = built
+    study = gather(root, load(root / "params.yaml"))
+    figure = root / "reports" / "figures" / FIGURE
+    documents = _documents(tmp_path)
+
+    published = publish(study, figure, documents)
+
+    copy = documents.figures / FIGURE
+    assert published.written == [documents.readme, documents.results, copy]
+    assert published.absent == []
+    assert copy.read_bytes() == figure.read_bytes()
+    readme, results = documents.readme.read_text(), documents.results.read_text()
+    for text in (readme, results):
+        assert text.startswith("# Title\n\nhand-written\n\n<!-- begin: ")
+        assert text.endswith(" -->\n\nkept as written\n")
+        assert "old numbers" not in text
+        assert ASR_ROW in text and SPEAKER_ROW in text
+    assert "](docs/figures/best_probes.png)" in readme
+    assert "](figures/best_probes.png)" in results
+    assert "- the pre-trained summarymixing encoder beat random init on 3/4 tasks" not in readme
+    assert (
+        "- the pre-trained summarymixing encoder beat random init on 3/4 tasks "
+        "(not on speaker: within the spread) and fbank features on 4/4 tasks." in results
+    )
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_document_without_its_markers_is_named_and_left_untouched(
+    built: tuple[Path, str], tmp_path: Path
+) -> None:
+    root, _ = built
+    study = gather(root, load(root / "params.yaml"))
+    documents = _documents(tmp_path)
+    documents.readme.write_text("# Title\n\nno block here\n")
+
+    with pytest.raises(BlockError) as err:
+        publish(study, root / "reports" / "figures" / FIGURE, documents)
+
+    assert str(err.value) == (
+        f"{documents.readme} has no block `demo`: add the lines `<!-- begin: demo -->` and "
+        "`<!-- end: demo -->` where it belongs"
+    )
+    assert documents.readme.read_text() == "# Title\n\nno block here\n"
+
+
+def test_absent_documents_are_skipped(built: tuple[Path, str], tmp_path: Path) -> None:
+    root, _ = built
+    study = gather(root, load(root / "params.yaml"))
+    documents = Documents.under(tmp_path)
+
+    published = publish(study, root / "reports" / "figures" / FIGURE, documents)
+
+    assert published.written == []
+    assert published.absent == [documents.readme, documents.results]
+    assert not documents.figures.exists()
 
 
 def test_summary_json_has_the_same_names_for_every_variant(built: tuple[Path, str]) -> None:
