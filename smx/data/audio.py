@@ -40,10 +40,16 @@ class AudioCheck:
 
     Arguments
     ---------
-    samples: ``[S]`` float32 mono audio at the target rate, or None when skipped.
-    sampling_rate: the target rate.
-    repairs: what was changed, in words (empty when the file is fine as it is).
-    reason: why the file must be skipped, or None.
+    samples : np.ndarray or None
+        ``[S]`` float32 mono audio at the target rate, or None when skipped.
+    sampling_rate : int
+        The target rate.
+    repairs : tuple[str, ...]
+        What was changed, in words (empty when the file is fine as it is).
+    reason : str or None
+        Why the file must be skipped, or None.
+
+    Example: the module docstring.
     """
 
     samples: np.ndarray | None
@@ -63,6 +69,7 @@ class AudioCheck:
 
 
 def _skip(reason: str, sampling_rate: int) -> AudioCheck:
+    """The check of a file that must be skipped for ``reason``."""
     return AudioCheck(None, sampling_rate, (), reason)
 
 
@@ -71,9 +78,18 @@ def parse_wav(data: bytes) -> tuple[np.ndarray, int]:
 
     Arguments
     ---------
-    data: the bytes of a RIFF/WAVE file with 16-bit PCM samples.
+    data : bytes
+        The bytes of a RIFF/WAVE file with 16-bit PCM samples.
 
-    Returns ``(samples [S] float32 in [-1, 1], sampling_rate)``, channels averaged.
+    Returns
+    -------
+    tuple[np.ndarray, int]
+        ``samples [S]`` float32 in [-1, 1] (channels averaged) and the sampling rate.
+
+    Raises
+    ------
+    ValueError
+        Not RIFF/WAVE, not 16-bit PCM, or no ``data`` chunk.
 
     Example
     -------
@@ -111,7 +127,13 @@ def wav_truncation(path: str | Path) -> str | None:
 
     Arguments
     ---------
-    path: any file.
+    path : str or Path
+        Any file.
+
+    Returns
+    -------
+    str or None
+        The reason, naming the declared and the present data bytes.
 
     Example
     -------
@@ -145,6 +167,16 @@ def wav_truncation(path: str | Path) -> str | None:
 def fast_length(n: int) -> int:
     """The smallest 5-smooth number (only factors 2, 3, 5) >= ``n``: a fast FFT length.
 
+    Arguments
+    ---------
+    n : int
+        The least length, at least 1.
+
+    Returns
+    -------
+    int
+        The FFT length.
+
     Example
     -------
     >>> fast_length(1), fast_length(97), fast_length(1025)
@@ -176,10 +208,15 @@ def resample_fft(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray
 
     Arguments
     ---------
-    samples: ``[S]`` mono audio.
-    rate_in, rate_out: sampling rates in Hz.
+    samples : np.ndarray
+        ``[S]`` mono audio.
+    rate_in, rate_out : int
+        Sampling rates in Hz.
 
-    Returns ``[round(S * rate_out / rate_in)]`` float32.
+    Returns
+    -------
+    np.ndarray
+        ``[round(S * rate_out / rate_in)]`` float32.
 
     Example
     -------
@@ -211,6 +248,18 @@ def resample_fft(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray
 def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     """Resample ``[S]`` audio with a windowed-sinc filter (Lhotse's torch resampler).
 
+    Arguments
+    ---------
+    samples : np.ndarray
+        ``[S]`` mono audio.
+    rate_in, rate_out : int
+        Sampling rates in Hz.
+
+    Returns
+    -------
+    np.ndarray
+        ``[round(S * rate_out / rate_in)]`` float32.
+
     Example
     -------
     >>> resample(np.zeros(44100, dtype=np.float32), 44100, 16000).shape
@@ -232,11 +281,22 @@ def coloured_noise(kind: str, num_samples: int, rng: np.random.Generator) -> np.
 
     Arguments
     ---------
-    kind: ``white``, ``pink`` or ``brown``.
-    num_samples: length S.
-    rng: random generator.
+    kind : str
+        ``white``, ``pink`` or ``brown``.
+    num_samples : int
+        Length S.
+    rng : np.random.Generator
+        Random generator.
 
-    Returns ``[S]`` float32.
+    Returns
+    -------
+    np.ndarray
+        ``[S]`` float32, zero mean.
+
+    Raises
+    ------
+    ValueError
+        ``kind`` is none of the three.
 
     Example
     -------
@@ -264,8 +324,20 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarr
 
     Arguments
     ---------
-    speech, noise: ``[S]`` audio of equal length.
-    snr_db: 10 log10(speech power / noise power) after mixing.
+    speech, noise : np.ndarray
+        ``[S]`` audio of equal length.
+    snr_db : float
+        10 log10(speech power / noise power) after mixing.
+
+    Returns
+    -------
+    np.ndarray
+        ``[S]`` speech plus scaled noise.
+
+    Raises
+    ------
+    ValueError
+        The shapes differ.
 
     Example
     -------
@@ -288,8 +360,15 @@ def limit_peak(samples: np.ndarray, peak: float = PEAK) -> np.ndarray:
 
     Arguments
     ---------
-    samples: ``[S]`` audio.
-    peak: the largest allowed absolute value.
+    samples : np.ndarray
+        ``[S]`` audio.
+    peak : float
+        The largest allowed absolute value.
+
+    Returns
+    -------
+    np.ndarray
+        ``[S]``, ``samples`` itself when already within ``peak``.
 
     Example
     -------
@@ -305,9 +384,12 @@ def write_flac(path: str | Path, samples: np.ndarray, sampling_rate: int) -> Non
 
     Arguments
     ---------
-    path: the destination (folders are created).
-    samples: ``[S]`` float audio in [-1, 1] (clipped to it).
-    sampling_rate: in Hz.
+    path : str or Path
+        The destination (folders are created).
+    samples : np.ndarray
+        ``[S]`` float audio in [-1, 1] (clipped to it).
+    sampling_rate : int
+        In Hz.
 
     Example
     -------
@@ -337,8 +419,16 @@ def audio_frames(path: str | Path, sampling_rate: int) -> int | None:
 
     Arguments
     ---------
-    path: an audio file, possibly missing.
-    sampling_rate: the rate the file must have.
+    path : str or Path
+        An audio file, possibly missing.
+    sampling_rate : int
+        The rate the file must have.
+
+    Returns
+    -------
+    int or None
+        Its number of samples; None when missing, unreadable, not mono, at another rate,
+        or empty.
 
     Example
     -------
@@ -357,50 +447,32 @@ def audio_frames(path: str | Path, sampling_rate: int) -> int | None:
     return int(info.frames)
 
 
-def check_audio(path: str | Path, sampling_rate: int) -> AudioCheck:
-    """Decode a file completely and repair it for training, or say why it must be skipped.
-
-    Repairs: down-mix to mono, resample to ``sampling_rate``, replace NaN/inf samples by 0,
-    scale a peak above full scale down to 0.99. Skips: missing, empty, not audio,
-    zero-length, truncated, no finite samples, silent.
-
-    Arguments
-    ---------
-    path: the audio file (any format libsndfile reads: WAV, FLAC, OGG, MP3 ...).
-    sampling_rate: the target rate in Hz.
-
-    Example
-    -------
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "stereo.wav")
-    >>> sf.write(path, np.full((8000, 2), 0.1, dtype=np.float32), 8000)
-    >>> check = check_audio(path, 16000)
-    >>> check.num_samples, check.repairs
-    (16000, ('down-mixed 2 channels to mono', 'resampled 8000 Hz to 16000 Hz'))
-    """
-    path = Path(path)
+def _decode(path: Path) -> tuple[np.ndarray, int] | str:
+    """Decode a whole file to ``[S, C]`` float32 and its rate, or say why it cannot be used."""
     if not path.is_file():
-        return _skip("missing audio file", sampling_rate)
+        return "missing audio file"
     if path.stat().st_size == 0:
-        return _skip("empty file (0 bytes)", sampling_rate)
+        return "empty file (0 bytes)"
     truncated = wav_truncation(path)
     if truncated:
-        return _skip(truncated, sampling_rate)
+        return truncated
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
-        return _skip(f"not a readable audio file ({_short(exc)})", sampling_rate)
+        return f"not a readable audio file ({_short(exc)})"
     if info.frames == 0:
-        return _skip("zero-length audio (0 samples)", sampling_rate)
+        return "zero-length audio (0 samples)"
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # [S, C]
     except (sf.LibsndfileError, RuntimeError) as exc:
-        return _skip(f"truncated or corrupt audio ({_short(exc)})", sampling_rate)
+        return f"truncated or corrupt audio ({_short(exc)})"
     if data.shape[0] < info.frames:
-        return _skip(
-            f"truncated audio: header declares {info.frames} samples, decoded {data.shape[0]}",
-            sampling_rate,
-        )
+        return f"truncated audio: header declares {info.frames} samples, decoded {data.shape[0]}"
+    return data, rate
+
+
+def _repair(data: np.ndarray, rate: int, sampling_rate: int) -> AudioCheck:
+    """Mono, finite, ``sampling_rate`` audio from decoded ``data [S, C]``, or why it is unusable."""
     repairs: list[str] = []
     samples = data[:, 0]  # [S]
     if data.shape[1] > 1:
@@ -426,6 +498,42 @@ def check_audio(path: str | Path, sampling_rate: int) -> AudioCheck:
     return AudioCheck(samples.astype(np.float32), sampling_rate, tuple(repairs), None)
 
 
+def check_audio(path: str | Path, sampling_rate: int) -> AudioCheck:
+    """Decode a file completely and repair it for training, or say why it must be skipped.
+
+    Repairs: down-mix to mono, resample to ``sampling_rate``, replace NaN/inf samples by 0,
+    scale a peak above full scale down to 0.99. Skips: missing, empty, not audio,
+    zero-length, truncated, no finite samples, silent.
+
+    Arguments
+    ---------
+    path : str or Path
+        The audio file (any format libsndfile reads: WAV, FLAC, OGG, MP3 ...).
+    sampling_rate : int
+        The target rate in Hz.
+
+    Returns
+    -------
+    AudioCheck
+        The usable audio and its repairs, or the reason to skip the file.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "stereo.wav")
+    >>> sf.write(path, np.full((8000, 2), 0.1, dtype=np.float32), 8000)
+    >>> check = check_audio(path, 16000)
+    >>> check.num_samples, check.repairs
+    (16000, ('down-mixed 2 channels to mono', 'resampled 8000 Hz to 16000 Hz'))
+    """
+    decoded = _decode(Path(path))
+    if isinstance(decoded, str):
+        return _skip(decoded, sampling_rate)
+    data, rate = decoded
+    return _repair(data, rate, sampling_rate)
+
+
 def _short(exc: BaseException) -> str:
+    """libsndfile's message without its ``Error opening <path>:`` prefix, on one line."""
     text = " ".join(str(exc).split())
     return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
