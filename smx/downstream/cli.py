@@ -52,6 +52,39 @@ def _table(result: dict[str, Any]) -> Any:
     return table
 
 
+def _probe_with_progress(
+    encoder: str, task: str, params: Any, corpus: Path, probes: list[str], arch: Any
+) -> dict[str, Any]:
+    """:func:`smx.downstream.run.probe_encoder` under a progress bar on stderr; a user
+    mistake becomes one sentence and exit code 2."""
+    from rich.progress import Progress
+
+    from smx.data.problems import PrepareError
+    from smx.downstream.errors import ProbeError
+    from smx.downstream.run import UPSTREAMS, probe_encoder
+
+    total = len(UPSTREAMS) * len(probes) * params.downstream.seeds
+    try:
+        with Progress(console=err_console, transient=True) as bar:
+            job = bar.add_task("probing", total=total)
+
+            def progress(what: str, finished: int) -> None:
+                bar.update(job, description=what, completed=finished)
+
+            return probe_encoder(
+                encoder,
+                task,
+                params,
+                corpus,
+                probes=probes,
+                arch=arch,
+                tracking_uri=params.tracking.uri,
+                progress=progress,
+            )
+    except (ProbeError, PrepareError) as exc:
+        raise _fail(str(exc)) from None
+
+
 def probe_command(
     encoder: Annotated[
         str, typer.Option(help="Encoder: models/<variant>/encoder.pt or an MLflow models:/ URI.")
@@ -82,12 +115,7 @@ def probe_command(
 
     Example: smx probe --encoder models/summarymixing/encoder.pt --task intent --out metrics/probe/sm
     """
-    from rich.progress import Progress
-
     from smx.config import PROBES, TASKS
-    from smx.data.problems import PrepareError
-    from smx.downstream.errors import ProbeError
-    from smx.downstream.run import UPSTREAMS, probe_encoder, write_results
 
     params = _params(config)
     if task not in TASKS:
@@ -100,26 +128,9 @@ def probe_command(
             raise _fail(f"{config}: {exc.args[0]}") from None
     corpus_dir = corpus or Path(params.data.root) / params.data.corpus
     probes = [probe] if probe else list(PROBES[task])
-    total = len(UPSTREAMS) * len(probes) * params.downstream.seeds
-    try:
-        with Progress(console=err_console, transient=True) as bar:
-            job = bar.add_task("probing", total=total)
+    result = _probe_with_progress(encoder, task, params, corpus_dir, probes, arch)
+    from smx.downstream.run import write_results
 
-            def progress(what: str, finished: int) -> None:
-                bar.update(job, description=what, completed=finished)
-
-            result = probe_encoder(
-                encoder,
-                task,
-                params,
-                corpus_dir,
-                probes=probes,
-                arch=arch,
-                tracking_uri=params.tracking.uri,
-                progress=progress,
-            )
-    except (ProbeError, PrepareError) as exc:
-        raise _fail(str(exc)) from None
     metrics_path, plot_path = out / f"{task}.json", out / f"{task}_layer_weights.png"
     write_results(result, metrics_path, plot_path)
     out_console.print(_table(result))

@@ -1,7 +1,7 @@
 """Training one probe on cached hidden states: two Adam optimisers, NewBob, best dev epoch.
 
 The probe (and the AAM head of the speaker task) uses ``downstream.lr``, the layer weights
-``downstream.lr_weights`` (reference §4.1). After every epoch the dev loss is computed; when
+``downstream.lr_weights`` (docs/algorithm.md, "MP3S protocol"). After every epoch the dev loss is computed; when
 it improved by less than ``newbob_threshold`` (relative) both learning rates are multiplied
 by ``newbob_factor``. The weights of the epoch with the lowest dev loss are kept (the last
 epoch's when no dev utterance has a usable label).

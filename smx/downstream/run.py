@@ -147,6 +147,35 @@ def aggregate(
     }
 
 
+def _checked_probes(task: str, probes: Sequence[str] | None) -> list[str]:
+    """``probes`` (default: both probes of ``task``); a probe of another task is a ProbeError."""
+    names = list(probes or PROBES[task])
+    for name in names:
+        if name not in PROBES[task]:
+            raise ProbeError(
+                f"probe '{name}' is not a probe of task '{task}' (choose from "
+                f"{', '.join(PROBES[task])})"
+            )
+    return names
+
+
+def _job_progress(
+    task: str, progress: Progress | None, total: int
+) -> Callable[[JobResult, int], None]:
+    """The callback that reports each finished probe training to ``progress``."""
+
+    def done(r: JobResult, count: int) -> None:
+        if progress:
+            j = r.job
+            progress(
+                f"{task}/{j.probe} on {j.upstream}, seed {j.seed}: trained in "
+                f"{r.seconds:.0f} s ({count}/{total})",
+                count,
+            )
+
+    return done
+
+
 def run_probing(
     data: TaskData,
     upstreams: dict[str, Upstream],
@@ -160,13 +189,7 @@ def run_probing(
     of them); then the probe trainings (upstreams x probes x seeds) run as jobs,
     ``downstream.workers`` at once; ``progress`` is called with a short line after each.
     """
-    names = list(probes or PROBES[data.task])
-    for name in names:
-        if name not in PROBES[data.task]:
-            raise ProbeError(
-                f"probe '{name}' is not a probe of task '{data.task}' (choose from "
-                f"{', '.join(PROBES[data.task])})"
-            )
+    names = _checked_probes(data.task, probes)
     cfg = params.downstream
     if progress:
         progress(f"{data.task}: hidden states of {', '.join(upstreams)}", 0)
@@ -181,18 +204,10 @@ def run_probing(
         for name in names
         for i in range(cfg.seeds)
     ]
-
-    def done(r: JobResult, count: int) -> None:
-        if progress:
-            j = r.job
-            progress(
-                f"{data.task}/{j.probe} on {j.upstream}, seed {j.seed}: trained in "
-                f"{r.seconds:.0f} s ({count}/{len(jobs)})",
-                count,
-            )
-
     runs: dict[tuple[str, str], list[JobResult]] = {}
-    for r in run_jobs(jobs, splits, cfg, cfg.workers, done):
+    for r in run_jobs(
+        jobs, splits, cfg, cfg.workers, _job_progress(data.task, progress, len(jobs))
+    ):
         runs.setdefault((r.job.probe, r.job.upstream), []).append(r)
     primary, better = primary_metric(data.task, cfg)
     result: dict[str, Any] = {
