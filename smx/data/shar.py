@@ -36,12 +36,25 @@ def export_shar(
 
     Arguments
     ---------
-    corpus_dir: a corpus written by ``smx prepare``.
-    out_dir: the Shar folder (one sub-folder per split).
-    splits: which splits; None = every split of the corpus.
-    shard_size: cuts per shard.
+    corpus_dir : str or Path
+        A corpus written by ``smx prepare``.
+    out_dir : str or Path
+        The Shar folder (one sub-folder per split).
+    splits : Sequence[str] or None
+        Which splits; None = every split of the corpus.
+    shard_size : int
+        Cuts per shard.
 
-    Returns ``{"splits": {split: {"shards": n, "cuts": n}}}`` (also in ``COMPLETE.json``).
+    Returns
+    -------
+    dict[str, Any]
+        ``{"corpus_dir": path, "splits": {split: {"shards": n, "cuts": n}}}``, also
+        written to ``COMPLETE.json``.
+
+    Raises
+    ------
+    PrepareError
+        ``shard_size`` is below 1, the corpus is unfinished, or it lacks a split asked for.
 
     Example
     -------
@@ -58,6 +71,20 @@ def export_shar(
     >>> [c.id for c in load_shar(root / "shar", "train")]
     ['u0', 'u1', 'u2']
     """
+    chosen = _chosen_splits(corpus_dir, splits, shard_size)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).unlink(missing_ok=True)
+    result = {split: _export_split(corpus_dir, split, out, shard_size) for split in chosen}
+    summary = {"corpus_dir": str(Path(corpus_dir).resolve()), "splits": result}
+    write_json(out / MARKER, summary)
+    return summary
+
+
+def _chosen_splits(
+    corpus_dir: str | Path, splits: Sequence[str] | None, shard_size: int
+) -> list[str]:
+    """The splits to export (default: all); :class:`PrepareError` for a bad request."""
     if shard_size < 1:
         raise PrepareError(f"--shard-size must be at least 1, got {shard_size}")
     have = available_splits(corpus_dir)
@@ -68,27 +95,24 @@ def export_shar(
     if unknown:
         names = ", ".join(f"'{s}'" for s in unknown)
         raise PrepareError(f"{corpus_dir} has no split {names} (it has: {', '.join(have)})")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).unlink(missing_ok=True)
-    result: dict[str, Any] = {}
-    for split in chosen:
-        cuts = load_cuts(corpus_dir, split)
-        count = sum(1 for _ in cuts)
-        partial = out / f".{split}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir()
-        with progress_bar(f"shar {split}", count, "cuts") as advance:
-            paths = cuts.map(_Advance(advance)).to_shar(
-                partial, fields={"recording": "flac"}, shard_size=shard_size
-            )
-        final = out / split
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(partial, final)
-        result[split] = {"shards": len(paths["cuts"]), "cuts": count}
-    summary = {"corpus_dir": str(Path(corpus_dir).resolve()), "splits": result}
-    write_json(out / MARKER, summary)
-    return summary
+    return chosen
+
+
+def _export_split(corpus_dir: str | Path, split: str, out: Path, shard_size: int) -> dict[str, int]:
+    """Write one split's shards to ``out/<split>``, in one rename once they are complete."""
+    cuts = load_cuts(corpus_dir, split)
+    count = sum(1 for _ in cuts)
+    partial = out / f".{split}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    with progress_bar(f"shar {split}", count, "cuts") as advance:
+        paths = cuts.map(_Advance(advance)).to_shar(
+            partial, fields={"recording": "flac"}, shard_size=shard_size
+        )
+    final = out / split
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    return {"shards": len(paths["cuts"]), "cuts": count}
 
 
 class _Advance:
@@ -98,6 +122,7 @@ class _Advance:
         self.advance = advance
 
     def __call__(self, cut: Any) -> Any:
+        """Count ``cut`` and return it unchanged."""
         self.advance(1)
         return cut
 
@@ -109,10 +134,24 @@ def load_shar(
 
     Arguments
     ---------
-    shar_dir: the folder written by :func:`export_shar`.
-    split: which split.
-    shuffle_shards: visit the shards in a random order (seeded by ``seed``) each epoch.
-    seed: seed of the shard order.
+    shar_dir : str or Path
+        The folder written by :func:`export_shar`.
+    split : str
+        Which split.
+    shuffle_shards : bool
+        Visit the shards in a random order (seeded by ``seed``) each epoch.
+    seed : int
+        Seed of the shard order.
+
+    Returns
+    -------
+    CutSet
+        The split's cuts, their audio inside the shards.
+
+    Raises
+    ------
+    PrepareError
+        The export is unfinished or lacks the split.
 
     Example: :func:`export_shar`.
     """
