@@ -1,4 +1,11 @@
-"""What a preparation skipped or repaired, and the errors it reports to users.
+"""Problems met while preparing a corpus: the user-facing error and the report of skipped items.
+
+:class:`PrepareError` is a mistake in the input or the environment that the user must fix
+(a missing folder or tool, a bad option); ``smx prepare`` prints its one sentence and exits
+with code 2. :class:`PrepareReport` collects every item a preparation skipped or repaired,
+with the reason, is written to the corpus' ``report.json``, and fails the preparation when
+more than ``data.max_skip_fraction`` of the items were skipped. :func:`progress_bar` shows
+how far a long step (audio checks, synthesis, Shar export) has come.
 
 Example
 -------
@@ -29,7 +36,12 @@ from smx.atomic import write_json
 class PrepareError(Exception):
     """A user-facing problem with the input or the environment: one sentence, no traceback.
 
-    The command line prints it and exits with code 2. Example: the module docstring.
+    The command line prints it and exits with code 2.
+
+    Example
+    -------
+    >>> str(PrepareError("the audio folder /x does not exist"))
+    'the audio folder /x does not exist'
     """
 
 
@@ -39,9 +51,12 @@ class PrepareReport:
 
     Arguments
     ---------
-    kept: items kept so far.
-    skipped: ``{"id", "path", "reason"}`` of each skipped item.
-    repaired: ``{"id", "path", "repairs"}`` of each kept item that needed repairs.
+    kept : int
+        Items kept so far.
+    skipped : list[dict[str, str]]
+        ``{"id", "path", "reason"}`` of each skipped item.
+    repaired : list[dict[str, Any]]
+        ``{"id", "path", "repairs"}`` of each kept item that needed repairs.
 
     Example: the module docstring.
     """
@@ -95,7 +110,20 @@ class PrepareReport:
         write_json(path, self.to_dict())
 
     def check(self, max_skip_fraction: float, where: str | Path = "the report") -> None:
-        """Raise :class:`PrepareError` when more than ``max_skip_fraction`` was skipped."""
+        """Fail when nothing was seen or more than ``max_skip_fraction`` was skipped.
+
+        Arguments
+        ---------
+        max_skip_fraction : float
+            The largest share of skipped items allowed.
+        where : str or Path
+            Where the reasons can be read, for the message.
+
+        Raises
+        ------
+        PrepareError
+            Nothing was seen, or too much was skipped.
+        """
         if self.total == 0:
             raise PrepareError("no usable items were found; nothing to prepare")
         if self.skip_fraction > max_skip_fraction:
@@ -116,7 +144,21 @@ def _reason_kind(reason: str) -> str:
 def progress_bar(
     description: str, total: float, unit: str = ""
 ) -> Iterator[Callable[[float], None]]:
-    """A rich progress bar on stderr; yields ``advance(amount)``.
+    """A rich progress bar on stderr.
+
+    Arguments
+    ---------
+    description : str
+        The text before the bar.
+    total : float
+        The amount that fills the bar.
+    unit : str
+        Shown after the counts.
+
+    Yields
+    ------
+    Callable[[float], None]
+        ``advance(amount)``, which moves the bar.
 
     Example
     -------
