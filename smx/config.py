@@ -6,9 +6,9 @@ typed object. Unknown keys are errors, the mixer and the SSL objective are discr
 unions selected by ``kind``, and cross-field checks catch inconsistent sizes before any
 compute is spent.
 
-Defaults follow the reference recipes (algorithm.md): the wav2vec 2.0 SummaryMixing recipe
-for the model, masking and optimisation, BEST-RQ's published values for its objective, and
-MP3S for the downstream probes. ``params.yaml`` overrides them with the tiny demo values.
+Defaults follow the published recipes (docs/algorithm.md): the wav2vec 2.0 SummaryMixing
+recipe (arXiv 2407.13377) for the model, masking and optimisation, BEST-RQ's published
+values for its objective, and MP3S for the downstream probes. ``params.yaml`` overrides them with the tiny demo values.
 
 Example
 -------
@@ -466,7 +466,7 @@ SSLCfg = Annotated[Wav2Vec2Cfg | BestRQCfg, Field(discriminator="kind")]
 
 
 class TrainCfg(Section):
-    """Optimiser, schedule, precision, checkpoints (reference wav2vec 2.0 recipe values)."""
+    """Optimiser, schedule, precision, checkpoints (the published wav2vec 2.0 recipe's values)."""
 
     max_steps: PositiveInt = 300_000
     lr: PositiveFloat = 5e-4

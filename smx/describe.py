@@ -13,7 +13,7 @@ Parameters, per part of the objective:
 ``model = frontend + encoder`` is what pre-training hands to downstream tasks (the entries of
 ``encoder.pt``, :data:`smx.train.launch.ENCODER_PREFIXES`) and what the papers' model sizes
 count: the "155M" wav2vec 2.0 model is 154.1 M front-end + encoder (154.8 M with the
-quantiser and projections), reference algorithm.md section 2.3.
+quantiser and projections); docs/algorithm.md, "wav2vec 2.0".
 
 FLOPs: one training-mode forward and backward of the objective on one utterance of
 ``probe_seconds`` of noise, counted with :class:`torch.utils.flop_counter.FlopCounterMode` and

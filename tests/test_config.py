@@ -243,7 +243,7 @@ def test_deep_merge_keeps_base_and_replaces_union_members() -> None:
     assert base["encoder"]["num_layers"] == 4  # the base is not modified
 
 
-def test_frame_arithmetic_matches_the_reference() -> None:
+def test_frame_arithmetic_matches_hand_computed_counts() -> None:
     mel_cnn = FrontendCfg()
     frames = mel_cnn.feature_frames(160_000, 16_000)  # 10 s
     assert frames == 1001

@@ -135,16 +135,16 @@ def test_155m_configs_are_within_2_percent_of_155m(name: str) -> None:
     assert abs(counts.total / 155e6 - 1) < 0.02, counts
 
 
-def test_summarymixing_155m_matches_the_reference_breakdown() -> None:
+def test_summarymixing_155m_matches_the_hand_computed_breakdown() -> None:
     counts = _count("w2v2_155m_summarymixing.yaml")
-    # algorithm.md §2.3 [CALC]: 154.8 M = blocks 152.8 + CNN 0.9 + input projection 0.4 +
+    # by hand: 154.8 M = blocks 152.8 + CNN 0.9 + input projection 0.4 +
     # quantiser and projections 0.6 (the quantiser: 512 x 640 logits + 640 x 128 codes)
     assert counts.total == pytest.approx(154.8e6, rel=1e-3)
     assert counts.frontend == 80 * 512 * 3 + 512 * 512 * 3 + 3 * 2 * 512  # 2 convs, 3 LNs
     assert counts.ssl == (512 * 640 + 640) + 640 * 128 + (256 * 256 + 256) + (768 * 256 + 256)
 
 
-def test_same_dimension_mhsa_is_the_165m_model_of_the_reference() -> None:
+def test_same_dimension_mhsa_is_the_165m_model_of_the_published_recipe() -> None:
     counts = _count("w2v2_165m_mhsa.yaml")
     sm = _count("w2v2_155m_summarymixing.yaml")
     # per layer MHSA has q, k, v, out (4 x 768^2 + biases) = 2.36 M; SummaryMixing 1.48 M
