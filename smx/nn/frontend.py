@@ -23,6 +23,7 @@ import torchaudio
 from torch import nn
 
 from smx.nn.base import lengths_to_mask
+from smx.nn.means import masked_mean
 
 
 def check_features(feats: torch.Tensor, lengths: torch.Tensor, feat_dim: int, name: str) -> None:
@@ -69,13 +70,15 @@ def _check_lengths(lengths: torch.Tensor, batch: int, max_len: int, name: str, a
 
 
 def _masked_mean_std(
-    x: torch.Tensor, mask: torch.Tensor, dims: tuple[int, ...], eps: float
+    x: torch.Tensor, pad_mask: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and (biased) std of ``x`` over ``dims``, counting only entries where ``mask``."""
-    mask = mask.to(x.dtype)
-    count = mask.expand_as(x).sum(dims, keepdim=True).clamp(min=1.0)
-    mean = (x * mask).sum(dims, keepdim=True) / count
-    var = ((x - mean).square() * mask).sum(dims, keepdim=True) / count
+    """Mean and ``sqrt(biased variance + eps)`` of ``x`` over the real entries of ``pad_mask``.
+
+    ``pad_mask`` covers the leading axes of ``x`` (see :func:`smx.nn.means.masked_mean`);
+    both statistics keep the averaged axes with size 1.
+    """
+    mean = masked_mean(x, pad_mask, keepdim=True)
+    var = masked_mean((x - mean).square(), pad_mask, keepdim=True)
     return mean, (var + eps).sqrt()
 
 
@@ -192,11 +195,11 @@ class FbankFrontend(nn.Module):
             power = spec.real.square() + spec.imag.square()  # [B, n_fft/2 + 1, T]
             mel = power.transpose(1, 2) @ self.filterbank.to(wav.device)  # [B, T, n_mels]
             feats = mel.clamp(min=self.floor).log()  # [B, T, n_mels]
-            pad_mask = lengths_to_mask(frames, feats.shape[1])[..., None]  # [B, T, 1]
+            pad_mask = lengths_to_mask(frames, feats.shape[1])  # [B, T]
             if self.normalize == "utterance":
-                mean, std = _masked_mean_std(feats, pad_mask, (1,), self.eps)  # [B, 1, n_mels]
+                mean, std = _masked_mean_std(feats, pad_mask, self.eps)  # [B, 1, n_mels]
                 feats = (feats - mean) / std
-            feats = feats.masked_fill(~pad_mask, 0.0)
+            feats = feats.masked_fill(~pad_mask[..., None], 0.0)
         return feats, frames
 
 
@@ -274,7 +277,7 @@ class CnnLatentExtractor(nn.Module):
                 f"{name}: feats needs at least {self.min_frames} frames, got {feats.shape[1]}"
             )
         pad_mask = lengths_to_mask(lengths, feats.shape[1])[..., None]  # [B, T, 1]
-        mean, std = _masked_mean_std(feats, pad_mask, (1, 2), self.eps)  # [B, 1, 1]
+        mean, std = _masked_mean_std(feats, pad_mask.expand_as(feats), self.eps)  # [B, 1, 1]
         x = ((feats - mean) / std).masked_fill(~pad_mask, 0.0)  # [B, T, F]
         for conv, norm, k, s in zip(
             self.convs, self.norms, self.kernels, self.strides, strict=True

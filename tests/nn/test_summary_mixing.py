@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from smx.nn.linear import MLP, BlockLinear
-from smx.nn.mixers.summary_mixing import SummaryMixing, decayed_mean, masked_mean
+from smx.nn.mixers.summary_mixing import SummaryMixing
 
 ACTIVATIONS = {"swish": F.silu, "gelu": F.gelu, "relu": F.relu}
 MODES = ("full", "lite", "fast", "expdecay")
@@ -193,14 +193,6 @@ def test_all_padding_row_and_single_frame(mode):
         assert torch.isfinite(y_step).all()
 
 
-def test_masked_mean_all_padding_is_zero():
-    values = torch.randn(2, 4, 3)
-    pad_mask = torch.tensor([[False] * 4, [True, False, True, False]])
-    mean = masked_mean(values, pad_mask)
-    assert (mean[0] == 0).all()
-    torch.testing.assert_close(mean[1], (values[1, 0] + values[1, 2]) / 2)
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_gradients_reach_every_parameter(mode):
     torch.manual_seed(0)
@@ -280,24 +272,6 @@ def test_mlp_ends_with_activation_after_every_layer():
     kinds = [type(layer) for layer in mlp]
     assert kinds == [BlockLinear, nn.ReLU] * 3
     assert (mlp(torch.randn(5, 8)) >= 0).all()
-
-
-# ------------------------------------------------------------------ expdecay scans
-
-
-@pytest.mark.parametrize(("time", "block"), [(40, 3), (40, 64), (150, 64), (5, 2)])
-def test_decayed_mean_equals_dense_weights(time, block):
-    torch.manual_seed(0)
-    decay = 0.9
-    values = torch.randn(3, time, 5, dtype=torch.float64)
-    lengths = torch.tensor([time, time // 2, 1])
-    pad_mask = torch.arange(time)[None] < lengths[:, None]
-    lag = (torch.arange(time)[:, None] - torch.arange(time)[None, :]).abs()
-    weights = (decay ** lag.double())[None] * pad_mask[:, None, :]  # [B, T, T]
-    expected = (weights @ values) / weights.sum(-1, keepdim=True).clamp(min=1)
-    got = decayed_mean(values, pad_mask, decay, block=block)
-    torch.testing.assert_close(got[pad_mask], expected[pad_mask], atol=1e-10, rtol=1e-10)
-    assert torch.isfinite(got).all()
 
 
 # ------------------------------------------------------------------ linear cost
