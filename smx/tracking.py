@@ -323,6 +323,24 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def probe_params(result: dict[str, Any]) -> dict[str, str]:
+    """The run parameters that say what a probing result covers.
+
+    Example
+    -------
+    >>> probe_params({"task": "asr", "seeds": [0, 1],
+    ...               "probes": {"conv": {"fbank": {}, "pretrained": {}}, "lstm": {"fbank": {}}}})
+    {'task': 'asr', 'probes': 'conv,lstm', 'upstreams': 'fbank,pretrained', 'seeds': '0,1'}
+    """
+    upstreams = sorted({u for by in result["probes"].values() for u in by})
+    return {
+        "task": result["task"],
+        "probes": ",".join(result["probes"]),
+        "upstreams": ",".join(upstreams),
+        "seeds": ",".join(str(s) for s in result["seeds"]),
+    }
+
+
 def log_probe_run(
     tracking_uri: str,
     parent_run_id: str,
@@ -334,13 +352,15 @@ def log_probe_run(
 
     Arguments
     ---------
-    tracking_uri: the MLflow tracking URI (``sqlite:///...``, ``http://...``).
-    parent_run_id: the variant's run; the child joins its experiment.
-    result: the probing result.
-    files: artifacts to attach (e.g. the metrics JSON and the layer-weight PNG).
-    params: extra run parameters (e.g. ``downstream`` settings), flat names -> values.
+    tracking_uri : the MLflow tracking URI (``sqlite:///...``, ``http://...``).
+    parent_run_id : the variant's run; the child joins its experiment.
+    result : the probing result.
+    files : artifacts to attach (e.g. the metrics JSON and the layer-weight PNG).
+    params : extra run parameters (e.g. ``downstream`` settings), flat names -> values.
 
-    Returns the child run's id; an unknown parent raises :class:`ProbeError`.
+    Returns
+    -------
+    The child run's id; an unknown parent raises :class:`ProbeError`.
     """
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
@@ -358,7 +378,6 @@ def log_probe_run(
         ) from None
     task = result["task"]
     variant = result.get("variant") or parent.data.tags.get("mlflow.runName", "encoder")
-    upstreams = sorted({u for by in result["probes"].values() for u in by})
     run = client.create_run(
         parent.info.experiment_id,
         run_name=f"probe-{variant}-{task}",
@@ -371,13 +390,7 @@ def log_probe_run(
         },
     )
     run_id = run.info.run_id
-    values = {
-        "task": task,
-        "probes": ",".join(result["probes"]),
-        "upstreams": ",".join(upstreams),
-        "seeds": ",".join(str(s) for s in result["seeds"]),
-        **(params or {}),
-    }
+    values = {**probe_params(result), **(params or {})}
     now = int(time.time() * 1000)
     client.log_batch(
         run_id,
