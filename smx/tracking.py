@@ -372,10 +372,8 @@ def log_probe_run(
     try:
         parent = client.get_run(parent_run_id)
     except MlflowException:
-        raise ProbeError(
-            f"MLflow run {parent_run_id} does not exist at {tracking_uri}; "
-            "pass the run id of the variant's pre-training"
-        ) from None
+        message = f"MLflow run {parent_run_id} does not exist at {tracking_uri}"
+        raise ProbeError(f"{message}; pass the run id of the variant's pre-training") from None
     task = result["task"]
     variant = result.get("variant") or parent.data.tags.get("mlflow.runName", "encoder")
     run = client.create_run(
