@@ -33,6 +33,7 @@ WorkersOpt = Annotated[
 
 
 def _fail(message: str) -> typer.Exit:
+    """Print ``message`` on stderr; return the exit (code 2) for the caller to raise."""
     err_console.print(f"smx prepare: {message}", markup=False)
     return typer.Exit(EXIT_USER)
 
@@ -64,6 +65,7 @@ def _data_cfg(config: Path | None, **synth_overrides: Any) -> Any:
 
 
 def _report(summary: dict[str, Any], out: Path) -> None:
+    """Print the summary table, the skip count and where the outputs went."""
     from smx.data.manifests import format_summary
 
     out_console.print(format_summary(summary))
@@ -79,6 +81,7 @@ def _report(summary: dict[str, Any], out: Path) -> None:
 
 
 def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``; a :class:`~smx.data.problems.PrepareError` becomes a user-facing exit."""
     from smx.data.problems import PrepareError
 
     try:

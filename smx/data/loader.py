@@ -56,8 +56,15 @@ def filter_duration(cuts: CutSet, min_duration: float, max_duration: float) -> C
 
     Arguments
     ---------
-    cuts: any CutSet.
-    min_duration, max_duration: bounds in seconds (``data.min_duration``/``max_duration``).
+    cuts : CutSet
+        Any CutSet.
+    min_duration, max_duration : float
+        Bounds in seconds (``data.min_duration``/``max_duration``).
+
+    Returns
+    -------
+    CutSet
+        The lazy filtered CutSet.
 
     Example: the module docstring.
     """
@@ -78,13 +85,29 @@ def make_sampler(
 
     Arguments
     ---------
-    cuts: the (lazy) cuts, already filtered by duration.
-    data_cfg: the ``data`` section (``max_batch_duration``, ``num_buckets``).
-    shuffle: shuffle within buckets, seeded by ``seed`` + epoch.
-    drop_last: drop incomplete last batches (keep True for DDP training).
-    rank, world_size: this process' DDP rank and the number of ranks (None: from
-        ``RANK``/``WORLD_SIZE`` or torch.distributed, else a single process).
-    seed: shuffling seed; equal on every rank.
+    cuts : CutSet
+        The (lazy) cuts, already filtered by duration.
+    data_cfg : DataCfg
+        The ``data`` section (``max_batch_duration``, ``num_buckets``).
+    shuffle : bool
+        Shuffle within buckets, seeded by ``seed`` + epoch.
+    drop_last : bool
+        Drop incomplete last batches (keep True for DDP training).
+    rank, world_size : int or None
+        This process' DDP rank and the number of ranks (None: from ``RANK``/``WORLD_SIZE``
+        or torch.distributed, else a single process).
+    seed : int
+        Shuffling seed; equal on every rank.
+
+    Returns
+    -------
+    DynamicBucketingSampler
+        Yields the CutSet of each batch.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 cuts are left.
 
     Example
     -------
@@ -112,6 +135,7 @@ def make_sampler(
 
 
 def _field(cut: Any, name: str) -> Any:
+    """The first value of label ``name`` among the cut's supervisions (field or custom)."""
     for sup in cut.supervisions:
         value = getattr(sup, name, None) if name in ("text", "speaker") else None
         if value is None and sup.custom:
@@ -124,8 +148,16 @@ def _field(cut: Any, name: str) -> Any:
 def collate(cuts: CutSet) -> dict[str, Any]:
     """Load and pad the audio of ``cuts``; gather their labels.
 
-    Returns ``audio [B, S]`` float32, ``audio_lens [B]`` int64, and lists ``text``,
-    ``speaker``, ``intent``, ``style``, ``ids`` (None where a cut has no such label).
+    Arguments
+    ---------
+    cuts : CutSet
+        The cuts of one batch.
+
+    Returns
+    -------
+    dict[str, Any]
+        ``audio [B, S]`` float32, ``audio_lens [B]`` int64, and lists ``text``,
+        ``speaker``, ``intent``, ``style``, ``ids`` (None where a cut has no such label).
 
     Example
     -------
@@ -162,6 +194,7 @@ class SpeechDataset(torch.utils.data.Dataset):
     """
 
     def __getitem__(self, cuts: CutSet) -> dict[str, Any]:
+        """The batch of ``cuts`` (:func:`collate`)."""
         return collate(cuts)
 
 
@@ -189,12 +222,18 @@ class TrainLoader:
 
     Arguments
     ---------
-    cuts: the cuts (lazy, e.g. :func:`smx.data.manifests.load_cuts` or a Shar CutSet).
-    data_cfg: the ``data`` section (duration filters, batch duration, buckets, workers).
-    rank, world_size: DDP rank and world size (None: from the environment).
-    seed: shuffling seed (same on every rank).
-    shuffle, drop_last: as for :func:`make_sampler`.
-    num_workers: DataLoader worker processes (None: ``data.num_loader_workers``).
+    cuts : CutSet
+        The cuts (lazy, e.g. :func:`smx.data.manifests.load_cuts` or a Shar CutSet).
+    data_cfg : DataCfg
+        The ``data`` section (duration filters, batch duration, buckets, workers).
+    rank, world_size : int or None
+        DDP rank and world size (None: from the environment).
+    seed : int
+        Shuffling seed (same on every rank).
+    shuffle, drop_last : bool
+        As for :func:`make_sampler`.
+    num_workers : int or None
+        DataLoader worker processes (None: ``data.num_loader_workers``).
 
     Example
     -------
@@ -280,7 +319,13 @@ def load_vocab(corpus_dir: str | Path) -> CharVocab:
 
     Arguments
     ---------
-    corpus_dir: a corpus written by ``smx prepare`` (reads its ``vocab.json``).
+    corpus_dir : str or Path
+        A corpus written by ``smx prepare`` (reads its ``vocab.json``).
+
+    Returns
+    -------
+    CharVocab
+        The vocabulary.
 
     Example
     -------
@@ -298,8 +343,15 @@ def unknown_chars(cuts: Iterable[Any], vocab: CharVocab) -> Counter[str]:
 
     Arguments
     ---------
-    cuts: cuts whose supervisions carry text (None texts are ignored).
-    vocab: the vocabulary, e.g. :func:`load_vocab`.
+    cuts : Iterable
+        Cuts whose supervisions carry text (None texts are ignored).
+    vocab : CharVocab
+        The vocabulary, e.g. :func:`load_vocab`.
+
+    Returns
+    -------
+    Counter[str]
+        How often each unknown character occurs.
 
     Example
     -------

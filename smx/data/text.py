@@ -34,7 +34,13 @@ DEFAULT_ALPHABET = "abcdefghijklmnopqrstuvwxyz' "
 
 
 def split_words(text: str) -> tuple[str, ...]:
-    """The space-separated words of ``text`` as a tuple (for word lists)."""
+    """The space-separated words of ``text`` as a tuple (for word lists).
+
+    Example
+    -------
+    >>> split_words("red  green blue")
+    ('red', 'green', 'blue')
+    """
     return tuple(text.split())
 
 
@@ -311,9 +317,13 @@ def intent_sentence(rng: np.random.Generator) -> tuple[str, str]:
 
     Arguments
     ---------
-    rng: the random generator (draws are deterministic for a seeded generator).
+    rng : np.random.Generator
+        The random generator (draws are deterministic for a seeded generator).
 
-    Returns ``(intent, text)``.
+    Returns
+    -------
+    tuple[str, str]
+        ``(intent, text)``.
 
     Example
     -------
@@ -421,8 +431,20 @@ def free_sentences(count: int = 2000, seed: int = 1234) -> list[str]:
 
     Arguments
     ---------
-    count: how many distinct sentences (at most a few tens of thousands exist).
-    seed: seed of the construction; the default gives the corpus' sentence list.
+    count : int
+        How many distinct sentences (at most a few tens of thousands exist).
+    seed : int
+        Seed of the construction; the default gives the corpus' sentence list.
+
+    Returns
+    -------
+    list[str]
+        The sentences, in the order they were first drawn.
+
+    Raises
+    ------
+    ValueError
+        The patterns cannot make ``count`` distinct sentences.
 
     Example
     -------
@@ -470,8 +492,15 @@ def normalise_text(text: str, alphabet: str = DEFAULT_ALPHABET) -> tuple[str, li
 
     Arguments
     ---------
-    text: the raw transcript.
-    alphabet: the allowed characters (include the space).
+    text : str
+        The raw transcript.
+    alphabet : str
+        The allowed characters (include the space).
+
+    Returns
+    -------
+    tuple[str, list[str]]
+        The normalised text and the characters of it outside ``alphabet``.
 
     Example
     -------
@@ -495,7 +524,8 @@ class CharVocab:
 
     Arguments
     ---------
-    chars: the known characters, in id order starting at 2.
+    chars : str
+        The known characters, in id order starting at 2.
 
     Example
     -------
