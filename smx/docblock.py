@@ -48,13 +48,18 @@ def replace_block(path: str | Path, name: str, content: str) -> None:
 
     Arguments
     ---------
-    path : the Markdown file; it must already hold both markers, once each, begin first.
-    name : the block's name (letters, digits, ``-`` and ``_``).
-    content : the new text of the block, without the markers.
+    path : str | Path
+        The Markdown file; it must already hold both markers, once each, begin first.
+    name : str
+        The block's name (letters, digits, ``-`` and ``_``).
+    content : str
+        The new text of the block, without the markers.
 
     Raises
     ------
-    BlockError : the markers are missing, repeated or out of order (the file is untouched).
+    BlockError
+        When the name has other characters, or the markers are missing, repeated or out of
+        order (the file is untouched).
     """
     if not re.fullmatch(r"[\w-]+", name):
         raise BlockError(f"block name {name!r} must use only letters, digits, - and _")

@@ -19,8 +19,28 @@ class StageInputError(RuntimeError):
 
 
 def resolved_params(stage: str, variant: str | None, resolved: str | Path = "resolved") -> Params:
-    """The variant's config written by ``resolve@<variant>`` (resolved/<variant>/params.json), or
-    with ``variant=None`` the base config written by ``defaults`` (resolved/params.json).
+    """The resolved config of ``variant`` (or the base config) that a resolve stage wrote.
+
+    Arguments
+    ---------
+    stage : str
+        The calling stage's name (``probe@mhsa-asr``), the prefix of every message.
+    variant : str | None
+        The variant whose config ``resolve@<variant>`` wrote in
+        ``<resolved>/<variant>/params.json``; None for the base config ``defaults`` wrote in
+        ``<resolved>/params.json``.
+    resolved : str | Path
+        The folder the resolve stages write to.
+
+    Returns
+    -------
+    Params
+        The validated config.
+
+    Raises
+    ------
+    StageInputError
+        When the file is missing; the message names the stage to run first.
 
     Example
     -------
@@ -45,8 +65,27 @@ def resolved_params(stage: str, variant: str | None, resolved: str | Path = "res
 
 
 def stage_params(stage: str, variant: str | None, params_file: str | None) -> Params:
-    """The stage's config: ``params_file`` (YAML; patched by ``variant`` when given) when
-    given, else what ``resolve@<variant>`` or, without a variant, ``defaults`` wrote in resolved/.
+    """The stage's config, from a YAML file when given, else from what a resolve stage wrote.
+
+    Arguments
+    ---------
+    stage : str
+        The calling stage's name, the prefix of every message.
+    variant : str | None
+        The variant whose patch of ``model`` applies; None for the base config.
+    params_file : str | None
+        A YAML config to load; None to read what ``resolve@<variant>`` (or, without a
+        variant, ``defaults``) wrote in resolved/.
+
+    Returns
+    -------
+    Params
+        The validated config (patched by ``variant`` when given).
+
+    Raises
+    ------
+    StageInputError
+        When the file is missing or invalid, or ``variant`` is not one of its variants.
     """
     if params_file is None:
         return resolved_params(stage, variant)
@@ -60,7 +99,26 @@ def stage_params(stage: str, variant: str | None, params_file: str | None) -> Pa
 
 
 def require(stage: str, path: str | Path, producer: str) -> Path:
-    """``path`` if it exists, else :class:`StageInputError` naming it and ``producer``.
+    """``path`` as a :class:`~pathlib.Path`, after checking that it exists.
+
+    Arguments
+    ---------
+    stage : str
+        The calling stage's name, the prefix of the message.
+    path : str | Path
+        The required input.
+    producer : str
+        The DVC stage that makes ``path`` (``pretrain@mhsa``), named in the message.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    StageInputError
+        When ``path`` does not exist; the message names it and ``producer``.
 
     Example
     -------
@@ -76,7 +134,13 @@ def require(stage: str, path: str | Path, producer: str) -> Path:
 
 
 def open_tracking(stage: str, params: Params) -> str:
-    """The checked MLflow URI of ``params.tracking`` (before any compute)."""
+    """The MLflow URI of ``params.tracking``, checked before any compute.
+
+    Raises
+    ------
+    StageInputError
+        When the tracking store cannot be used (the message says why).
+    """
     from smx.tracking import TrackingUnavailable, check_tracking_uri, resolve_tracking_uri
 
     uri = resolve_tracking_uri(params.tracking)
