@@ -1,97 +1,11 @@
 """DVC stage `report`: the study report from every upstream output, summarised in MLflow.
 
-Reads, under --root, metrics/pretrain/<variant>.json and plots/pretrain/<variant>.csv,
-metrics/probe/<variant>/<task>.json, metrics/finetune/<variant>.json and
-reports/bench/pretrain.json for every variant and task of the config; writes
-<out>/report.md, <out>/summary.json and the PNG figures in <out>/figures/, each atomically;
-logs each variant's numbers to its MLflow parent run and the report to a `report` run.
-The header names the git commit and the SHA-256 of <root>/dvc.lock.
-
-It also rewrites the generated blocks of --readme (`demo`) and --results (`demo-probes`)
-and copies the best-probe figure into --figures-dir (:mod:`smx.report.documents`); a
-document that is absent is skipped with a note.
+The stage's code and options: :mod:`smx.stages.report` (also `smx stage report`).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from smx.config import load
-from smx.docblock import BlockError
-from smx.report.build import file_sha256, write_report
-from smx.report.documents import FIGURE, Documents, publish
-from smx.report.inputs import ReportError, gather
-from smx.report.markdown import Provenance
-from smx.stages.common import StageInputError, open_tracking
-from smx.tracking import git_commit
-from smx.yamlio import ConfigError
-
-STAGE = "report"
-
-
-def documents_of(args: argparse.Namespace, root: Path) -> Documents:
-    """The documents of the options, each defaulting to the project's own under ``root``."""
-    own = Documents.under(root)
-    return Documents(
-        Path(args.readme) if args.readme else own.readme,
-        Path(args.results) if args.results else own.results,
-        Path(args.figures_dir) if args.figures_dir else own.figures,
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--params", default="params.yaml", help="config file (default: params.yaml)"
-    )
-    parser.add_argument("--root", default=".", help="project folder with the inputs (default: .)")
-    parser.add_argument("--out", default="reports", help="output folder (default: reports)")
-    parser.add_argument("--readme", help="README with block `demo` (default: <root>/README.md)")
-    parser.add_argument(
-        "--results", help="page with block `demo-probes` (default: <root>/docs/results.md)"
-    )
-    parser.add_argument(
-        "--figures-dir", help="where their figure goes (default: <root>/docs/figures)"
-    )
-    args = parser.parse_args(argv)
-    root, out = Path(args.root), Path(args.out)
-    documents = documents_of(args, root)
-    try:
-        params = load(args.params)
-        study = gather(root, params)
-        uri = open_tracking(STAGE, params)
-    except (ConfigError, ReportError) as exc:
-        print(f"{STAGE}: {exc}", file=sys.stderr)
-        return 2
-    except StageInputError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    provenance = Provenance(git_commit(root.resolve()), file_sha256(root / "dvc.lock"))
-    files = write_report(study, params, out, provenance)
-    try:
-        published = publish(study, files.figures[FIGURE], documents)
-    except BlockError as exc:
-        print(f"{STAGE}: {exc}", file=sys.stderr)
-        return 2
-
-    from smx.tracking import log_study
-
-    runs = log_study(uri, params, study, files, provenance)
-    figures = ", ".join(str(p) for p in files.figures.values())
-    print(f"{STAGE}: wrote {files.report} and {files.summary}; figures: {figures}")
-    for path in published.absent:
-        print(f"{STAGE}: {path} is absent; its generated block was not written")
-    if published.written:
-        print(f"{STAGE}: rewrote {', '.join(str(p) for p in published.written)}")
-    parents = ", ".join(f"{v} {runs[v]}" for v in study.variants)
-    print(
-        f"{STAGE}: MLflow experiment {params.tracking.experiment!r} at {uri}: parent runs "
-        f"{parents}; report run {runs['report']}; browse with: make ui"
-    )
-    return 0
-
+from smx.stages.report import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -78,5 +78,14 @@ def test_smx_stage_passes_help_and_usage_errors_to_the_stage_parser() -> None:
     assert "smx stage probe: error: the following arguments are required: --task" in missing.stderr
     listed = smx_stage("--help")
     assert listed.returncode == 0
-    for name in ("prepare", "resolve", "pretrain", "finetune", "baseline", "probe", "bench"):
+    for name in (
+        "prepare",
+        "resolve",
+        "pretrain",
+        "finetune",
+        "baseline",
+        "probe",
+        "bench",
+        "report",
+    ):
         assert name in listed.stdout
