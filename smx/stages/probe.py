@@ -31,7 +31,27 @@ PROG = "python -m pipelines.probe"
 
 
 def read_baseline(stage: str, path: Path, task: str) -> dict[str, Any]:
-    """The stored fbank baseline at ``path`` (StageInputError when missing or unreadable)."""
+    """The stored fbank baseline of ``task`` at ``path``.
+
+    Arguments
+    ---------
+    stage : str
+        The calling stage's name, the prefix of every message.
+    path : Path
+        The JSON file ``baseline@<task>`` wrote.
+    task : str
+        The probing task the baseline must be of.
+
+    Returns
+    -------
+    dict[str, Any]
+        The stored result of :func:`smx.downstream.run.probe_baseline`.
+
+    Raises
+    ------
+    StageInputError
+        When the file is missing, is not readable JSON, or is the baseline of another task.
+    """
     require(stage, path, f"baseline@{task}")
     try:
         baseline = json.loads(path.read_text())
@@ -130,7 +150,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def log_run(uri: str, params: Params, variant: str, result: dict, files: list[Path]) -> str:
-    """The result as a child of the variant's parent run; returns the child's id."""
+    """Log the probing result as an MLflow run nested under the variant's parent run.
+
+    Arguments
+    ---------
+    uri : str
+        The checked MLflow tracking URI.
+    params : Params
+        The variant's config (experiment, downstream settings, config hash of the parent).
+    variant : str
+        The variant whose parent run the probe run goes under.
+    result : dict
+        The result of :func:`smx.downstream.run.probe_encoder`.
+    files : list[Path]
+        The metrics and plot files, logged as artifacts.
+
+    Returns
+    -------
+    str
+        The id of the probe run.
+    """
     from smx.tracking import log_probe_run, variant_run
     from smx.train.checkpoint import config_hash
 
