@@ -251,14 +251,14 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     Arguments
     ---------
     samples : np.ndarray
-        ``[S]`` mono audio.
+        ``[S]`` mono audio of any kind (a decoded recording need not start in silence).
     rate_in, rate_out : int
-        Sampling rates in Hz.
+        The rate of ``samples`` and the rate wanted, in Hz.
 
     Returns
     -------
     np.ndarray
-        ``[round(S * rate_out / rate_in)]`` float32.
+        ``[round(S * rate_out / rate_in)]`` float32 (``samples`` itself at equal rates).
 
     Example
     -------

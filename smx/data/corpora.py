@@ -504,7 +504,8 @@ def prepare_librispeech(
     Returns
     -------
     dict[str, Any]
-        The summary (see :func:`smx.data.manifests.write_corpus`).
+        The summary of the train, dev and test splits, with the count of utterances per
+        part (see :func:`smx.data.manifests.write_corpus`).
 
     Raises
     ------
@@ -662,7 +663,8 @@ def prepare_librilight(
     Returns
     -------
     dict[str, Any]
-        The summary (see :func:`smx.data.manifests.write_corpus`).
+        The summary of the one split, ``train``, its cuts being the voice-activity windows
+        (see :func:`smx.data.manifests.write_corpus`).
 
     Raises
     ------
@@ -836,17 +838,17 @@ def prepare_folder(
     Returns
     -------
     dict[str, Any]
-        The summary (see :func:`smx.data.manifests.write_corpus`).
+        The summary of every split (see :func:`smx.data.manifests.write_corpus`).
 
     Raises
     ------
     PrepareError
-        The folder or the transcript file is missing, or too much input was unusable.
+        ``audio_dir`` or ``transcripts`` does not exist, or too much input was unusable.
 
     Example
     -------
-    >>> import tempfile, numpy as np, soundfile as sf
     >>> from smx.config import DataCfg
+    >>> import tempfile, numpy as np, soundfile as sf
     >>> root = Path(tempfile.mkdtemp())
     >>> (root / "alice").mkdir()
     >>> sf.write(root / "alice" / "u1.wav", 0.1 * np.sin(np.arange(16000) / 3), 16000)

@@ -89,13 +89,12 @@ def make_sampler(
         The (lazy) cuts, already filtered by duration.
     data_cfg : DataCfg
         The ``data`` section (``max_batch_duration``, ``num_buckets``).
-    shuffle : bool
-        Shuffle within buckets, seeded by ``seed`` + epoch.
-    drop_last : bool
-        Drop incomplete last batches (keep True for DDP training).
+    shuffle, drop_last : bool
+        Shuffle within buckets (seeded by ``seed`` + epoch); drop incomplete last batches
+        (keep True for DDP training).
     rank, world_size : int or None
-        This process' DDP rank and the number of ranks (None: from ``RANK``/``WORLD_SIZE``
-        or torch.distributed, else a single process).
+        This process' DDP rank and the number of ranks (None: Lhotse reads them from the
+        environment or torch.distributed; a single process without either).
     seed : int
         Shuffling seed; equal on every rank.
 
