@@ -21,7 +21,19 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 @dataclass(frozen=True)
 class ConfigIssue:
-    """One problem in a config file."""
+    """One problem in a config file, printed as ``FILE:LINE: dotted.path: message``.
+
+    Arguments
+    ---------
+    file : str
+        The config file.
+    line : int
+        1-based line of the offending key (0 when the file could not be read).
+    path : str
+        Dotted path of the key (``model.d_model``); empty for a problem of the whole file.
+    message : str
+        What is wrong, in words a user can act on.
+    """
 
     file: str
     line: int
@@ -55,9 +67,18 @@ class ConfigError(Exception):
 
 
 def load_yaml(path: str | Path) -> tuple[Any, Any]:
-    """Read ``path``; return (plain Python data, ruamel document with line information).
+    """Read the YAML file ``path``.
 
-    Raises :class:`ConfigError` for a missing file or a YAML syntax error (with its line).
+    Returns
+    -------
+    tuple[Any, Any]
+        The plain Python data and the ruamel document that keeps each key's line.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing or unreadable, has a YAML syntax error (with its line), or
+        its top level is not a mapping.
     """
     file = str(path)
     try:
@@ -186,6 +207,7 @@ def model_at(
 def _message(
     err: dict[str, Any], root: type[BaseModel], data: Any, loc: tuple[str | int, ...]
 ) -> str:
+    """The user-facing message of one pydantic error at ``loc``."""
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         parent = model_at(root, data, loc[:-1])
@@ -214,7 +236,28 @@ def pydantic_issues(
     file: str,
     prefix: tuple[str | int, ...] = (),
 ) -> list[ConfigIssue]:
-    """Turn a pydantic ValidationError into :class:`ConfigIssue` items with lines."""
+    """Turn a pydantic ValidationError into :class:`ConfigIssue` items with lines.
+
+    Arguments
+    ---------
+    exc : ValidationError
+        The error raised by ``root.model_validate(data)``.
+    root : type[BaseModel]
+        The model that validated ``data``.
+    data : Any
+        The plain data that was validated.
+    doc : Any
+        The ruamel document ``data`` came from (for the lines).
+    file : str
+        The config file, named in every issue.
+    prefix : tuple[str | int, ...]
+        Where ``data`` sits in the document (``("variants", name)`` for a merged variant).
+
+    Returns
+    -------
+    list[ConfigIssue]
+        One issue per pydantic error.
+    """
     issues = []
     for err in exc.errors():
         loc = strip_tags(data, tuple(err["loc"]))
@@ -234,9 +277,25 @@ def pydantic_issues(
 def validation_errors(
     root: type[BaseModel], data: Any, doc: Any, path: str | Path
 ) -> list[ConfigIssue]:
-    """Every problem of ``data`` against ``root``; variants are checked one by one."""
-    from smx.config import ModelCfg, deep_merge, variant_problems  # local: config imports us
+    """Every problem of a config against ``root``; variants are checked one by one.
 
+    Arguments
+    ---------
+    root : type[BaseModel]
+        The model of the config without its ``variants`` (:class:`smx.config.Params`).
+    data : Any
+        The plain data read by :func:`load_yaml`.
+    doc : Any
+        The ruamel document read by :func:`load_yaml` (for the lines).
+    path : str | Path
+        The config file, named in every issue.
+
+    Returns
+    -------
+    list[ConfigIssue]
+        Every problem found (empty for a valid config): the base config's, then each
+        variant's, its patch merged into the base ``model``.
+    """
     file = str(path)
     base = {k: v for k, v in data.items() if k != "variants"}
     variants = data.get("variants", {})
@@ -259,17 +318,24 @@ def validation_errors(
         return issues
     model = params.model.model_dump() if params is not None else None
     for name, patch in variants.items():
-        problem = variant_problems(name, patch)
-        if problem:
-            issues.append(
-                ConfigIssue(file, line_of(doc, ("variants", name)), f"variants.{name}", problem)
-            )
-            continue
-        if model is None:
-            continue
-        merged = deep_merge(model, patch)
-        try:
-            ModelCfg.model_validate(merged)
-        except ValidationError as exc:
-            issues += pydantic_issues(exc, ModelCfg, merged, doc, file, prefix=("variants", name))
+        issues += _variant_issues(name, patch, model, doc, file)
     return issues
+
+
+def _variant_issues(
+    name: str, patch: Any, model: dict[str, Any] | None, doc: Any, file: str
+) -> list[ConfigIssue]:
+    """The problems of variant ``name``: its patch, then the base ``model`` patched by it."""
+    from smx.config import ModelCfg, deep_merge, variant_problems  # local: config imports us
+
+    problem = variant_problems(name, patch)
+    if problem:
+        return [ConfigIssue(file, line_of(doc, ("variants", name)), f"variants.{name}", problem)]
+    if model is None:  # the base config is invalid: its issues already say so
+        return []
+    merged = deep_merge(model, patch)
+    try:
+        ModelCfg.model_validate(merged)
+    except ValidationError as exc:
+        return pydantic_issues(exc, ModelCfg, merged, doc, file, prefix=("variants", name))
+    return []
