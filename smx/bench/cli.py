@@ -1,9 +1,16 @@
-"""``smx bench``: speed and memory benchmarks."""
+"""``smx bench``: speed and memory benchmarks.
+
+Every measuring command runs the same steps: check its arguments (one sentence and exit 2
+on a mistake), measure each point in a fresh process with one progress line per point,
+write ``<name>.json`` (and its figure or CSV) atomically, print its table, and, with
+``--docs``, rewrite its block of a Markdown file (:mod:`smx.bench.docs`).
+"""
 
 from __future__ import annotations
 
+import os
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from smx.bench.pretrain import DEFAULT_KINDS, DEFAULT_LENGTHS_S, DEFAULT_STEP_BUDGET_S, plot_time
+from smx.bench.tables import BenchTable
 from smx.config import STREAMABLE_MIXERS
 
 bench_app = typer.Typer(
@@ -22,6 +30,7 @@ bench_app = typer.Typer(
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+EXIT_USER = 2
 
 #: options shared by the benchmark commands
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda.")]
@@ -35,138 +44,25 @@ CompileOpt = Annotated[
         "--compile", help="torch.compile the encoder blocks (compiled in the untimed warm-up)."
     ),
 ]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(help="Benchmark config (default: configs/bench_wav2vec2.yaml)."),
+]
+DocsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Also rewrite this run's block `<!-- begin: bench-<name> -->` of this Markdown "
+        "file (e.g. docs/benchmarks.md) with its table and figure."
+    ),
+]
 
 
-def _csv(value: str, cast: type, name: str) -> list:
-    try:
-        items = [cast(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"{name} must be a comma-separated list, got {value!r}") from None
-    if not items:
-        raise typer.BadParameter(f"{name} must not be empty")
-    return items
+def _out_opt(text: str) -> Any:
+    """The ``--out`` option (the output folder) with its help text."""
+    return typer.Option("--out", help=text)
 
 
-@bench_app.command("mixers")
-def mixers(
-    lengths: Annotated[
-        str, typer.Option(help="Input lengths in seconds of audio, comma-separated.")
-    ] = "5,10,20,40,80",
-    kinds: Annotated[
-        str,
-        typer.Option(help="Mixers, comma-separated (mhsa_relpos = MHSA with relative positions)."),
-    ] = ",".join(["summarymixing", "mhsa", "mhsa_relpos", "fastformer", "hypermixing", "mamba"]),
-    scopes: Annotated[
-        str, typer.Option(help="mixer (the mixer alone), encoder (a full encoder), or both.")
-    ] = "mixer,encoder",
-    d_model: Annotated[int, typer.Option(help="Model width.")] = 256,
-    layers: Annotated[int, typer.Option(help="Encoder layers.")] = 12,
-    block: Annotated[
-        str, typer.Option(help="conformer, transformer or branchformer.")
-    ] = "conformer",
-    frontend: Annotated[
-        str,
-        typer.Option(
-            help="Front-end whose frame rate converts seconds to frames: mel_cnn (20 ms) or conv2d (40 ms)."
-        ),
-    ] = "mel_cnn",
-    repeats: Annotated[
-        int, typer.Option(min=1, help="Timed repeats per point (the median is reported).")
-    ] = 3,
-    device: DeviceOpt = "cpu",
-    out_dir: Annotated[
-        Path, typer.Option("--out", help="Output folder for mixers.json and mixers.png.")
-    ] = Path("reports/bench"),
-) -> None:
-    """Forward+backward time and peak memory of each mixer, alone and in a full encoder.
-
-    Example: smx bench mixers --lengths 5,20,80 --kinds summarymixing,mhsa --scopes encoder
-    """
-    from smx.atomic import write_json
-    from smx.bench.mixers import BENCH_KINDS, MixerBench, plot, ratios, run
-
-    kind_list = _csv(kinds, str, "kinds")
-    unknown = [k for k in kind_list if k not in BENCH_KINDS]
-    if unknown:
-        raise typer.BadParameter(
-            f"unknown mixer kind(s) {unknown}; choose from {list(BENCH_KINDS)}",
-            param_hint="--kinds",
-        )
-    scope_list = _csv(scopes, str, "scopes")
-    if set(scope_list) - {"mixer", "encoder"}:
-        raise typer.BadParameter("scopes must be mixer, encoder or both", param_hint="--scopes")
-    bench = MixerBench(
-        lengths_s=_csv(lengths, float, "lengths"),
-        kinds=kind_list,
-        scopes=scope_list,
-        d_model=d_model,
-        num_layers=layers,
-        block=block,
-        frontend=frontend,
-        repeats=repeats,
-        device=device,
-    )
-    total = len(bench.lengths_s) * len(kind_list) * len(scope_list)
-    done = 0
-
-    def progress(rec: dict) -> None:
-        nonlocal done
-        done += 1
-        what = (
-            f"{rec['error']}"
-            if "error" in rec
-            else f"{rec['median_s']:.3f} s, {rec['peak_mem_bytes'] / 2**20:.0f} MiB"
-        )
-        err.print(
-            f"[{done}/{total}] {rec['scope']} {rec['kind']} {rec['seconds']:g} s ({rec['frames']} frames): {what}"
-        )
-
-    records = ratios(run(bench, progress))
-    meta = {
-        "bench": bench.__dict__,
-        "machine": platform.platform(),
-        "processor": platform.processor(),
-    }
-    json_path, png_path = out_dir / "mixers.json", out_dir / "mixers.png"
-    write_json(json_path, {"meta": meta, "records": records})
-    plot(records, png_path)
-    table = Table(
-        title=f"forward+backward, batch {bench.batch}, d_model {d_model}, {layers}-layer {block} (encoder scope)"
-    )
-    for col in (
-        "scope",
-        "mixer",
-        "seconds",
-        "frames",
-        "median s",
-        "peak MiB",
-        "time / mhsa",
-        "mem / mhsa",
-    ):
-        table.add_column(col)
-    for r in records:
-        if "error" in r:
-            table.add_row(
-                r["scope"], r["kind"], f"{r['seconds']:g}", str(r["frames"]), r["error"], "", "", ""
-            )
-            continue
-        table.add_row(
-            r["scope"],
-            r["kind"],
-            f"{r['seconds']:g}",
-            str(r["frames"]),
-            f"{r['median_s']:.3f}",
-            f"{r['peak_mem_bytes'] / 2**20:.1f}",
-            f"{r['time_ratio']:.2f}" if "time_ratio" in r else "",
-            f"{r['mem_ratio']:.2f}" if "mem_ratio" in r else "",
-        )
-    out.print(table)
-    out.print(f"wrote {json_path} and {png_path}")
-
-
-# --------------------------------------------------------------------------- shared helpers
-
-EXIT_USER = 2
+# --------------------------------------------------------------------------- shared steps
 
 
 @contextmanager
@@ -185,12 +81,14 @@ def _user_errors(command: str) -> Iterator[None]:
         raise typer.Exit(EXIT_USER) from None
 
 
-def _config(path: Path | None, objective: str) -> tuple[Path, Any]:
-    """``(path, Params)`` of a benchmark config; the bundled one of ``objective`` by default."""
-    from smx.bench.common import default_config, load_bench_config
-
-    path = path or default_config(objective)
-    return path, load_bench_config(path)
+def _csv(value: str, cast: type, name: str) -> list:
+    try:
+        items = [cast(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{name} must be a comma-separated list, got {value!r}") from None
+    if not items:
+        raise typer.BadParameter(f"{name} must not be empty")
+    return items
 
 
 def _floats(value: str, name: str) -> list[float]:
@@ -206,10 +104,16 @@ def _names(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _config(path: Path | None, objective: str) -> tuple[Path, Any]:
+    """``(path, Params)`` of a benchmark config; the bundled one of ``objective`` by default."""
+    from smx.bench.common import default_config, load_bench_config
+
+    path = path or default_config(objective)
+    return path, load_bench_config(path)
+
+
 def _tracking_uri(uri: str | None) -> str | None:
     """The MLflow URI to log to (option, else $MLFLOW_TRACKING_URI, else None), checked."""
-    import os
-
     from pydantic import ValidationError
 
     from smx.config import TrackingCfg
@@ -228,76 +132,279 @@ def _tracking_uri(uri: str | None) -> str | None:
     return resolved
 
 
-def _ratio(rec: dict, key: str) -> str:
-    return f"{rec[key]:.2f}" if key in rec else ""
+def _check_docs(docs: Path | None, benchmark: str, compiled: bool = False) -> None:
+    """Before measuring: the ``--docs`` file must hold the run's block."""
+    from smx.bench.docs import block_name, check_block
+
+    if docs is not None:
+        check_block(docs, block_name(benchmark, compiled))
+
+
+def _progress(describe: Callable[[dict], str], total: int | None = None) -> Callable[[dict], None]:
+    """A progress callback: one stderr line per point, ``[done/total]`` first when counted."""
+    done = 0
+
+    def report(rec: dict) -> None:
+        nonlocal done
+        done += 1
+        counter = f"[{done}/{total}] " if total is not None else ""
+        err.print(counter + describe(rec), markup=False)
+
+    return report
+
+
+def _result(bench_meta: dict[str, Any], records: list[dict], **extra: Any) -> dict[str, Any]:
+    """What ``<name>.json`` holds: the run's description, the machine, and the records."""
+    meta = {"bench": bench_meta, "machine": platform.platform(), "cpus": os.cpu_count(), **extra}
+    return {"meta": meta, "records": records}
+
+
+def _save(
+    out_dir: Path, name: str, data: dict[str, Any], **extras: Callable[[Path], None]
+) -> list[Path]:
+    """Write ``<name>.json`` and every extra output ``<name>.<ext>`` atomically; their paths."""
+    from smx.atomic import write_json
+
+    json_path = out_dir / f"{name}.json"
+    write_json(json_path, data)
+    paths = [json_path]
+    for ext, write in extras.items():
+        paths.append(out_dir / f"{name}.{ext}")
+        write(paths[-1])
+    return paths
+
+
+def _console(table: BenchTable) -> Table:
+    """A benchmark table as a rich table."""
+    shown = Table(title=table.title)
+    for col in table.columns:
+        shown.add_column(col, overflow="fold")
+    for row in table.rows:
+        shown.add_row(*row)
+    return shown
+
+
+def _listing(paths: list[Path]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    names = [str(p) for p in paths]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+
+
+def _finish(name: str, files: list[Path], data: dict[str, Any], docs: Path | None) -> None:
+    """Print the run's table and where its outputs went; rewrite its ``--docs`` block."""
+    from smx.bench.docs import update_docs
+    from smx.bench.tables import CONSOLE_TABLES
+
+    out.print(_console(CONSOLE_TABLES[name](data["meta"], data["records"])))
+    out.print(f"wrote {_listing(files)}")
+    if docs is not None:
+        with _user_errors(name):
+            block = update_docs(docs, files[0])
+        out.print(f"updated block `{block}` of {docs}")
+
+
+# --------------------------------------------------------------------------- mixers
+
+MixerKindsOpt = Annotated[
+    str,
+    typer.Option(help="Mixers, comma-separated (mhsa_relpos = MHSA with relative positions)."),
+]
+MixerScopesOpt = Annotated[
+    str, typer.Option(help="mixer (the mixer alone), encoder (a full encoder), or both.")
+]
+FrontendOpt = Annotated[
+    str,
+    typer.Option(
+        help="Front-end whose frame rate converts seconds to frames: mel_cnn (20 ms) or conv2d (40 ms)."
+    ),
+]
+
+
+def _mixer_lists(kinds: str, scopes: str) -> tuple[list[str], list[str]]:
+    """The ``--kinds`` and ``--scopes`` of ``smx bench mixers``, checked."""
+    from smx.bench.mixers import BENCH_KINDS
+
+    kind_list = _csv(kinds, str, "kinds")
+    unknown = [k for k in kind_list if k not in BENCH_KINDS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown mixer kind(s) {unknown}; choose from {list(BENCH_KINDS)}",
+            param_hint="--kinds",
+        )
+    scope_list = _csv(scopes, str, "scopes")
+    if set(scope_list) - {"mixer", "encoder"}:
+        raise typer.BadParameter("scopes must be mixer, encoder or both", param_hint="--scopes")
+    return kind_list, scope_list
+
+
+def _mixers_point(rec: dict) -> str:
+    what = (
+        rec["error"]
+        if "error" in rec
+        else f"{rec['median_s']:.3f} s, {rec['peak_mem_bytes'] / 2**20:.0f} MiB"
+    )
+    return f"{rec['scope']} {rec['kind']} {rec['seconds']:g} s ({rec['frames']} frames): {what}"
+
+
+@bench_app.command("mixers")
+def mixers(
+    lengths: Annotated[
+        str, typer.Option(help="Input lengths in seconds of audio, comma-separated.")
+    ] = "5,10,20,40,80",
+    kinds: MixerKindsOpt = ",".join(
+        ["summarymixing", "mhsa", "mhsa_relpos", "fastformer", "hypermixing", "mamba"]
+    ),
+    scopes: MixerScopesOpt = "mixer,encoder",
+    d_model: Annotated[int, typer.Option(help="Model width.")] = 256,
+    layers: Annotated[int, typer.Option(help="Encoder layers.")] = 12,
+    block: Annotated[
+        str, typer.Option(help="conformer, transformer or branchformer.")
+    ] = "conformer",
+    frontend: FrontendOpt = "mel_cnn",
+    repeats: Annotated[
+        int, typer.Option(min=1, help="Timed repeats per point (the median is reported).")
+    ] = 3,
+    device: DeviceOpt = "cpu",
+    out_dir: Annotated[Path, _out_opt("Output folder for mixers.json and mixers.png.")] = Path(
+        "reports/bench"
+    ),
+    docs: DocsOpt = None,
+) -> None:
+    """Forward+backward time and peak memory of each mixer, alone and in a full encoder.
+
+    Example: smx bench mixers --lengths 5,20,80 --kinds summarymixing,mhsa --scopes encoder
+    """
+    from smx.bench.mixers import MixerBench, plot, ratios, run
+
+    kind_list, scope_list = _mixer_lists(kinds, scopes)
+    bench = MixerBench(
+        lengths_s=_csv(lengths, float, "lengths"),
+        kinds=kind_list,
+        scopes=scope_list,
+        d_model=d_model,
+        num_layers=layers,
+        block=block,
+        frontend=frontend,
+        repeats=repeats,
+        device=device,
+    )
+    with _user_errors("mixers"):
+        _check_docs(docs, "mixers")
+    total = len(bench.lengths_s) * len(kind_list) * len(scope_list)
+    records = ratios(run(bench, _progress(_mixers_point, total)))
+    data = _result(bench.__dict__, records, processor=platform.processor())
+    files = _save(out_dir, "mixers", data, png=lambda path: plot(records, path))
+    _finish("mixers", files, data, docs)
 
 
 # --------------------------------------------------------------------------- pretrain
 
+ConfigsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Benchmark configs, comma-separated, one per objective (ssl.kind names it); "
+        "default: configs/bench_wav2vec2.yaml,configs/bench_bestrq.yaml."
+    ),
+]
+VariantsOpt = Annotated[
+    str,
+    typer.Option(
+        help="Variants (mixers), comma-separated; each must be a variant of every config "
+        "('none': no token mixing, the floor)."
+    ),
+]
+StepBudgetOpt = Annotated[
+    float,
+    typer.Option(
+        help="Skip a point whose step time, projected from the same mixer's previous "
+        "length, exceeds this many seconds (Mamba's CPU scan at 80 s); never MHSA nor 'none'."
+    ),
+]
+TrackingOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Log an MLflow run here (default: $MLFLOW_TRACKING_URI; none: no MLflow run)."
+    ),
+]
+
+
+def _pretrain_configs(configs: str | None) -> list[tuple[str, Path, Any]]:
+    """``(objective, path, Params)`` of each config; the bundled ones by default."""
+    from smx.bench.common import BENCH_CONFIGS
+
+    loaded = (
+        [_config(Path(p), "") for p in _names(configs)]
+        if configs
+        else [_config(None, objective) for objective in BENCH_CONFIGS]
+    )
+    objectives = [params.ssl.kind for _, params in loaded]
+    if len(set(objectives)) != len(objectives):
+        raise ValueError(f"configs: give one config per objective, got objectives {objectives}")
+    return [(params.ssl.kind, path, params) for path, params in loaded]
+
+
+def _pretrain_point(rec: dict) -> str:
+    what = (
+        f"{rec['median_s']:.2f} s, {rec['peak_mem_bytes'] / 2**20:.0f} MiB"
+        if "median_s" in rec
+        else rec.get("skipped") or rec.get("error")
+    )
+    return f"{rec['objective']} {rec['kind']} {rec['seconds']:g} s ({rec['frames']} frames): {what}"
+
+
+def _pretrain_files(out_dir: Path, data: dict[str, Any], threads: int | None) -> list[Path]:
+    """Write pretrain.json, .png (time and memory against length) and .csv (DVC plots)."""
+    from smx.atomic import write_text
+    from smx.bench.mixers import plot
+    from smx.bench.pretrain import csv_table
+
+    records = data["records"]
+    return _save(
+        out_dir,
+        "pretrain",
+        data,
+        png=lambda path: plot(records, path, group="objective", **plot_time(threads)),
+        csv=lambda path: write_text(path, csv_table(records)),
+    )
+
+
+def _log_pretrain(uri: str, experiment: str, data: dict[str, Any], files: list[Path]) -> None:
+    """Log the run to MLflow and say where."""
+    from smx.bench.pretrain import log_mlflow
+
+    run_id = log_mlflow(uri, experiment, data["meta"], data["records"], files)
+    out.print(f"MLflow run {run_id} in experiment {experiment!r} at {uri}")
+
 
 @bench_app.command("pretrain")
 def pretrain(
-    configs: Annotated[
-        str | None,
-        typer.Option(
-            help="Benchmark configs, comma-separated, one per objective (ssl.kind names it); "
-            "default: configs/bench_wav2vec2.yaml,configs/bench_bestrq.yaml."
-        ),
-    ] = None,
-    kinds: Annotated[
-        str,
-        typer.Option(
-            help="Variants (mixers), comma-separated; each must be a variant of every config "
-            "('none': no token mixing, the floor)."
-        ),
-    ] = ",".join(DEFAULT_KINDS),
+    configs: ConfigsOpt = None,
+    kinds: VariantsOpt = ",".join(DEFAULT_KINDS),
     lengths: Annotated[
         str, typer.Option(help="Utterance lengths in seconds, comma-separated.")
     ] = ",".join(f"{s:g}" for s in DEFAULT_LENGTHS_S),
     batch: Annotated[int, typer.Option(help="Utterances per step.")] = 1,
     repeats: Annotated[int, typer.Option(help="Timed steps per point (median reported).")] = 3,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed steps before them.")] = 1,
-    step_budget: Annotated[
-        float,
-        typer.Option(
-            help="Skip a point whose step time, projected from the same mixer's previous "
-            "length, exceeds this many seconds (Mamba's CPU scan at 80 s); never MHSA nor 'none'."
-        ),
-    ] = DEFAULT_STEP_BUDGET_S,
+    step_budget: StepBudgetOpt = DEFAULT_STEP_BUDGET_S,
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
     compile_: CompileOpt = False,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(
-            help="Log an MLflow run here (default: $MLFLOW_TRACKING_URI; none: no MLflow run)."
-        ),
-    ] = None,
-    out_dir: Annotated[
-        Path, typer.Option("--out", help="Folder for pretrain.json, .png and .csv.")
-    ] = Path("reports/bench"),
+    tracking_uri: TrackingOpt = None,
+    out_dir: Annotated[Path, _out_opt("Folder for pretrain.json, .png and .csv.")] = Path(
+        "reports/bench"
+    ),
+    docs: DocsOpt = None,
 ) -> None:
     """Time and peak memory of a full pre-training step for each objective and mixer.
 
     Example: smx bench pretrain --kinds summarymixing,mhsa --lengths 20,80 --out docs/bench
     """
-    from smx.atomic import write_json, write_text
-    from smx.bench.common import BENCH_CONFIGS
-    from smx.bench.mixers import plot
-    from smx.bench.pretrain import PretrainBench, csv_table, log_mlflow, run
+    from smx.bench.pretrain import PretrainBench, run
 
     with _user_errors("pretrain"):
-        paths = [Path(p) for p in _names(configs)] if configs else None
-        loaded = (
-            [_config(None, objective) for objective in BENCH_CONFIGS]
-            if paths is None
-            else [_config(p, "") for p in paths]
-        )
-        objectives = [params.ssl.kind for _, params in loaded]
-        if len(set(objectives)) != len(objectives):
-            raise ValueError(f"configs: give one config per objective, got objectives {objectives}")
         bench = PretrainBench(
-            configs=[(params.ssl.kind, path, params) for path, params in loaded],
+            configs=_pretrain_configs(configs),
             kinds=_names(kinds),
             lengths_s=_floats(lengths, "lengths"),
             batch=batch,
@@ -309,70 +416,48 @@ def pretrain(
             compile=compile_,
         )
         uri = _tracking_uri(tracking_uri)
+        _check_docs(docs, "pretrain", compile_)
     total = len(bench.configs) * len(bench.kinds) * len(bench.lengths_s)
-    done = 0
-
-    def progress(rec: dict) -> None:
-        nonlocal done
-        done += 1
-        what = (
-            f"{rec['median_s']:.2f} s, {rec['peak_mem_bytes'] / 2**20:.0f} MiB"
-            if "median_s" in rec
-            else rec.get("skipped") or rec.get("error")
-        )
-        err.print(
-            f"[{done}/{total}] {rec['objective']} {rec['kind']} {rec['seconds']:g} s "
-            f"({rec['frames']} frames): {what}",
-            markup=False,
-        )
-
-    records = run(bench, progress)
-    meta = {"bench": bench.meta(), "machine": platform.platform()}
-    json_path, png_path, csv_path = (out_dir / f"pretrain.{ext}" for ext in ("json", "png", "csv"))
-    write_json(json_path, {"meta": meta, "records": records})
-    write_text(csv_path, csv_table(records))
-    plot(records, png_path, group="objective", **plot_time(bench.threads))
-    table = Table(
-        title=f"full pre-training step, batch {bench.batch}; ratios divide by MHSA of this run"
-    )
-    columns = ("objective", "mixer", "s", "frames", "wall s", "CPU s", "peak MiB")
-    for col in (*columns, "wall ratio", "CPU ratio", "mem ratio"):
-        table.add_column(col, overflow="fold")
-    for r in records:
-        cells = (
-            [
-                f"{r['median_s']:.2f}",
-                f"{r['median_cpu_s']:.2f}",
-                f"{r['peak_mem_bytes'] / 2**20:.0f}",
-            ]
-            if "median_s" in r
-            else [r.get("skipped") or r.get("error", ""), "", ""]
-        )
-        table.add_row(
-            r["objective"],
-            r["kind"],
-            f"{r['seconds']:g}",
-            str(r["frames"]),
-            *cells,
-            *(_ratio(r, key) for key in ("time_ratio", "cpu_ratio", "mem_ratio")),
-        )
-    out.print(table)
-    out.print(f"wrote {json_path}, {png_path} and {csv_path}")
+    data = _result(bench.meta(), run(bench, _progress(_pretrain_point, total)))
+    files = _pretrain_files(out_dir, data, bench.threads)
+    _finish("pretrain", files, data, docs)
     if uri is not None:
-        experiment = bench.configs[0][2].tracking.experiment
-        run_id = log_mlflow(uri, experiment, meta, records, [json_path, png_path, csv_path])
-        out.print(f"MLflow run {run_id} in experiment {experiment!r} at {uri}")
+        _log_pretrain(uri, bench.configs[0][2].tracking.experiment, data, files)
 
 
 # --------------------------------------------------------------------------- stream
 
+LeftChunksOpt = Annotated[
+    str,
+    typer.Option(
+        help="Visible previous chunks: a number, 'all', or 'config' (model.streaming.eval_left)."
+    ),
+]
+WindowOpt = Annotated[
+    float, typer.Option(help="RTF at a position = median over the chunks of this many seconds.")
+]
+
+
+def _left_chunks(value: str) -> int | str | None:
+    """``--left-chunks``: None for 'all', 'config' as it is, else an integer."""
+    if value in ("all", "config"):
+        return None if value == "all" else value
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            f"left_chunks: must be 'all', 'config' or an integer >= 0, got {value!r}"
+        ) from None
+
+
+def _stream_point(rec: dict) -> str:
+    what = f"{rec['wall_s']:.1f} s wall" if "wall_s" in rec else rec.get("error")
+    return f"{rec['kind']}: {what}"
+
 
 @bench_app.command("stream")
 def stream(
-    config: Annotated[
-        Path | None,
-        typer.Option(help="Benchmark config (default: configs/bench_wav2vec2.yaml)."),
-    ] = None,
+    config: ConfigOpt = None,
     kinds: Annotated[str, typer.Option(help="Streamable mixers, comma-separated.")] = ",".join(
         STREAMABLE_MIXERS
     ),
@@ -380,114 +465,72 @@ def stream(
     chunk: Annotated[
         int | None, typer.Option(help="Frames per chunk (default: model.streaming.eval_chunk).")
     ] = None,
-    left_chunks: Annotated[
-        str,
-        typer.Option(
-            help="Visible previous chunks: a number, 'all', or 'config' (model.streaming.eval_left)."
-        ),
-    ] = "config",
+    left_chunks: LeftChunksOpt = "config",
     warmup: Annotated[float, typer.Option(help="Seconds streamed untimed first.")] = 5.0,
-    window: Annotated[
-        float, typer.Option(help="RTF at a position = median over the chunks of this many seconds.")
-    ] = 5.0,
+    window: WindowOpt = 5.0,
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
-    out_dir: Annotated[
-        Path, typer.Option("--out", help="Folder for stream.json and stream.png.")
-    ] = Path("reports/bench"),
+    out_dir: Annotated[Path, _out_opt("Folder for stream.json and stream.png.")] = Path(
+        "reports/bench"
+    ),
+    docs: DocsOpt = None,
 ) -> None:
     """Real-time factor of chunk-by-chunk streaming against the position in the utterance.
 
     Example: smx bench stream --seconds 300 --left-chunks all --out docs/bench
     """
-    from smx.atomic import write_json
-    from smx.bench.stream import REPORT_AT_S, StreamBench, plot, run
+    from smx.bench.stream import StreamBench, plot, run
 
     with _user_errors("stream"):
         path, params = _config(config, "wav2vec2")
-        left: int | str | None = left_chunks
-        if left_chunks == "all":
-            left = None
-        elif left_chunks != "config":
-            try:
-                left = int(left_chunks)
-            except ValueError:
-                raise ValueError(
-                    f"left_chunks: must be 'all', 'config' or an integer >= 0, got {left_chunks!r}"
-                ) from None
         bench = StreamBench(
             config=path,
             params=params,
             kinds=_names(kinds),
             seconds=seconds,
             chunk=chunk,
-            left_chunks=left,
+            left_chunks=_left_chunks(left_chunks),
             warmup_s=warmup,
             window_s=window,
             device=device,
             threads=threads,
         )
-
-    def progress(rec: dict) -> None:
-        what = f"{rec['wall_s']:.1f} s wall" if "wall_s" in rec else rec.get("error")
-        err.print(f"{rec['kind']}: {what}", markup=False)
-
-    records = run(bench, progress)
-    meta = {"bench": bench.meta(), "machine": platform.platform()}
-    json_path, png_path = out_dir / "stream.json", out_dir / "stream.png"
-    write_json(json_path, {"meta": meta, "records": records})
-    plot(records, meta["bench"], png_path)
-    first, last = (f"{p:g}" for p in (REPORT_AT_S[0], REPORT_AT_S[-1]))
-    table = Table(
-        title=f"streaming {bench.seconds:g} s in chunks of {meta['bench']['chunk_s']:.2f} s, "
-        f"left context {'all' if bench.left_chunks is None else bench.left_chunks} chunks"
-    )
-    for col in ("mixer", f"RTF at {first} s", f"RTF at {last} s", "growth", "mean RTF", "peak MiB"):
-        table.add_column(col, overflow="fold")
-    for r in records:
-        if "chunks" not in r:
-            table.add_row(r["kind"], r.get("error", ""), "", "", "", "")
-            continue
-        at = r["rtf_at"]
-        table.add_row(
-            r["kind"],
-            "" if at[first] is None else f"{at[first]:.4f}",
-            "" if at[last] is None else f"{at[last]:.4f}",
-            f"{r['growth']:.2f}" if "growth" in r else "",
-            f"{r['rtf_mean']:.4f}",
-            f"{r['peak_mem_bytes'] / 2**20:.0f}",
-        )
-    out.print(table)
-    out.print(f"wrote {json_path} and {png_path}")
+        _check_docs(docs, "stream")
+    data = _result(bench.meta(), run(bench, _progress(_stream_point)))
+    meta, records = data["meta"], data["records"]
+    files = _save(out_dir, "stream", data, png=lambda p: plot(records, meta["bench"], p))
+    _finish("stream", files, data, docs)
 
 
 # --------------------------------------------------------------------------- roofline
 
+RooflineScopesOpt = Annotated[
+    str, typer.Option(help="mixer (one mixer layer), encoder (the full encoder), or both.")
+]
+
+
+def _roofline_point(rec: dict) -> str:
+    what = f"{rec['efficiency']:.0%} of matmul FLOP/s" if "efficiency" in rec else rec["error"]
+    return f"{rec['scope']} {rec['kind']} {rec['seconds']:g} s: {what}"
+
 
 @bench_app.command("roofline")
 def roofline(
-    config: Annotated[
-        Path | None,
-        typer.Option(help="Benchmark config (default: configs/bench_wav2vec2.yaml)."),
-    ] = None,
+    config: ConfigOpt = None,
     kinds: Annotated[str, typer.Option(help="Mixers, comma-separated.")] = "summarymixing",
-    scopes: Annotated[
-        str, typer.Option(help="mixer (one mixer layer), encoder (the full encoder), or both.")
-    ] = "mixer,encoder",
+    scopes: RooflineScopesOpt = "mixer,encoder",
     lengths: Annotated[str, typer.Option(help="Input lengths in seconds, comma-separated.")] = "80",
     repeats: Annotated[int, typer.Option(help="Timed repeats (median reported).")] = 3,
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
     compile_: CompileOpt = False,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for roofline.json.")] = Path(
-        "reports/bench"
-    ),
+    out_dir: Annotated[Path, _out_opt("Folder for roofline.json.")] = Path("reports/bench"),
+    docs: DocsOpt = None,
 ) -> None:
     """Achieved FLOP/s (forward+backward) against plain matmuls of the same shapes.
 
     Example: smx bench roofline --scopes mixer,encoder --lengths 80 --out docs/bench
     """
-    from smx.atomic import write_json
     from smx.bench.roofline import RooflineBench, run
 
     with _user_errors("roofline"):
@@ -503,46 +546,37 @@ def roofline(
             threads=threads,
             compile=compile_,
         )
+        _check_docs(docs, "roofline", compile_)
+    data = _result(bench.meta(), run(bench, _progress(_roofline_point)))
+    files = _save(out_dir, "roofline", data)
+    _finish("roofline", files, data, docs)
 
-    def progress(rec: dict) -> None:
-        what = f"{rec['efficiency']:.0%} of matmul FLOP/s" if "efficiency" in rec else rec["error"]
-        err.print(f"{rec['scope']} {rec['kind']} {rec['seconds']:g} s: {what}", markup=False)
 
-    records = run(bench, progress)
-    json_path = out_dir / "roofline.json"
-    write_json(
-        json_path,
-        {"meta": {"bench": bench.meta(), "machine": platform.platform()}, "records": records},
-    )
-    table = Table(
-        title="forward+backward: achieved FLOP/s against plain matmuls of the same shapes"
-    )
-    for col in (
-        "scope",
-        "mixer",
-        "seconds",
-        "GFLOP",
-        "time s",
-        "GFLOP/s",
-        "matmul GFLOP/s",
-        "efficiency",
-        "CPU-time efficiency",
-    ):
-        table.add_column(col, overflow="fold")
-    for r in records:
-        if "efficiency" not in r:
-            table.add_row(r["scope"], r["kind"], f"{r['seconds']:g}", r.get("error", ""))
-            continue
-        table.add_row(
-            r["scope"],
-            r["kind"],
-            f"{r['seconds']:g}",
-            f"{r['flops'] / 1e9:.1f}",
-            f"{r['median_s']:.3f}",
-            f"{r['achieved_flops_per_s'] / 1e9:.1f}",
-            f"{r['matmul_flops_per_s'] / 1e9:.1f}",
-            f"{r['efficiency']:.0%}",
-            f"{r['cpu_efficiency']:.0%}",
-        )
-    out.print(table)
-    out.print(f"wrote {json_path}")
+# --------------------------------------------------------------------------- render
+
+
+@bench_app.command("render")
+def render(
+    results: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Stored results, as the commands write them: mixers.json, pretrain.json, "
+            "stream.json or roofline.json (a .png beside one is shown as its figure)."
+        ),
+    ],
+    docs: Annotated[
+        Path, typer.Option(help="Markdown file whose bench-<name> blocks are rewritten.")
+    ] = Path("docs/benchmarks.md"),
+) -> None:
+    """Rewrite the docs blocks of stored benchmark results, without measuring again.
+
+    Example: smx bench render docs/bench/*.json docs/bench/compiled/*.json
+    """
+    from smx.bench.docs import update_docs
+
+    with _user_errors("render"):
+        if not docs.is_file():
+            raise ValueError(f"--docs: {docs} does not exist")
+        for result in results:
+            block = update_docs(docs, result)
+            out.print(f"updated block `{block}` of {docs} from {result}")

@@ -86,6 +86,20 @@ def measure(
 
     Call this once per process for an honest CPU peak (the RSS peak is process-wide).
 
+    Arguments
+    ---------
+    step : callable
+        The work to time, called without arguments.
+    device : torch.device
+        Where it runs: peak memory is the resident set on CPU, allocated memory on CUDA.
+    repeats, warmup : int
+        Timed calls (their median is reported) and untimed calls before them.
+
+    Returns
+    -------
+    Measurement
+        Wall and CPU times of every timed call, their medians and the peak memory.
+
     Example
     -------
     >>> m = measure(lambda: torch.ones(1000).sum(), torch.device("cpu"), repeats=2)
@@ -129,10 +143,24 @@ def run_point(
 ) -> dict[str, Any]:
     """Run ``python -m <module>`` in a fresh process with ``spec`` as JSON on stdin.
 
-    The module prints one JSON object on its last stdout line; it is returned. A failed
-    point returns ``{"error": "<last line of stderr>"}`` instead of raising, so one
-    out-of-memory point does not lose a whole sweep. ``threads`` sets the process's
-    intra-op threads (``OMP_NUM_THREADS``); None keeps torch's default (one per core).
+    A failed point returns ``{"error": "<last line of stderr>"}`` instead of raising, so
+    one out-of-memory point does not lose a whole sweep.
+
+    Arguments
+    ---------
+    module : str
+        The point's module; it prints one JSON object on its last stdout line.
+    spec : dict
+        What to measure, sent as JSON on its stdin.
+    timeout_s : float
+        A point running longer is killed and reported as an error.
+    threads : int or None
+        The process's intra-op threads (``OMP_NUM_THREADS``); None = torch's default.
+
+    Returns
+    -------
+    dict
+        The module's JSON object, or ``{"error": ...}``.
     """
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
     if threads is not None:

@@ -53,7 +53,25 @@ def bench_mixer_cfg(kind: str, d_model: int, d_ffn: int) -> dict[str, Any]:
 
 @dataclass
 class MixerBench:
-    """What to measure."""
+    """What to measure: every (scope, kind, length) point.
+
+    Arguments
+    ---------
+    lengths_s : list of float
+        Input lengths in seconds of 16 kHz audio (converted with the front-end's frame rate).
+    kinds : list of str
+        Mixer kinds of :data:`BENCH_KINDS`.
+    scopes : list of str
+        ``mixer`` (the mixer alone) and/or ``encoder`` (a full encoder built with it).
+    d_model, d_ffn, num_layers : int
+        The encoder's width, feed-forward width and depth.
+    block, frontend : str
+        The encoder block type and the front-end whose frame rate sets the frames.
+    batch, repeats, warmup : int
+        Utterances per call, timed calls (median reported) and untimed calls before them.
+    device : str
+        ``cpu`` or ``cuda``.
+    """
 
     lengths_s: list[float] = field(default_factory=lambda: [5.0, 10.0, 20.0, 40.0, 80.0])
     kinds: list[str] = field(default_factory=lambda: list(BENCH_KINDS))
@@ -94,7 +112,21 @@ class MixerBench:
 
 
 def run(bench: MixerBench, progress: Any = None) -> list[dict[str, Any]]:
-    """Measure every (scope, kind, length) point; returns one record per point."""
+    """Measure every (scope, kind, length) point, each in a fresh process.
+
+    Arguments
+    ---------
+    bench : MixerBench
+        What to measure.
+    progress : callable or None
+        Called with each record as soon as its point is done.
+
+    Returns
+    -------
+    list of dict
+        One record per point: ``scope``, ``kind``, ``seconds``, ``frames`` and the
+        measurement (or ``error``).
+    """
     from smx.bench.measure import run_point
 
     points = [(s, k, sec) for s in bench.scopes for k in bench.kinds for sec in bench.lengths_s]
@@ -164,8 +196,18 @@ def plot(
 ) -> None:
     """Time and peak memory against input length, one line per mixer, one row per ``group``.
 
-    ``time_key`` picks the plotted time (``median_s`` wall, ``median_cpu_s`` CPU time);
-    ``what`` names it in the titles.
+    Arguments
+    ---------
+    records : list of dict
+        The points; failed and skipped ones are left out.
+    path : Path
+        The PNG to write.
+    group : str
+        The field that makes one row of panels per value (``scope`` or ``objective``).
+    what : str
+        What the time is, for the titles.
+    time_key : str
+        The plotted time: ``median_s`` (wall) or ``median_cpu_s`` (CPU time).
     """
     import matplotlib
 

@@ -37,7 +37,7 @@ from smx.bench.common import (
 from smx.bench.mixers import measured
 from smx.config import MIXER_KINDS, NO_MIXING, Params
 
-#: Lengths of the published comparisons (BEST-RQ paper: 20-80 s inputs).
+#: Lengths of the published comparisons (arXiv 2409.02596 reports 20-80 s inputs).
 DEFAULT_LENGTHS_S = (20.0, 40.0, 80.0)
 
 #: Default step budget: a point projected to take longer per step is skipped (Mamba at 80 s).
@@ -159,14 +159,42 @@ def over_budget(previous: dict[str, Any] | None, seconds: float, budget_s: float
     )
 
 
+def _measure_point(bench: PretrainBench, cfg: Params, seconds: float) -> dict[str, Any]:
+    """One step of the variant ``cfg`` on ``seconds`` of audio, measured in a fresh process."""
+    from smx.bench.measure import run_point
+
+    spec = {
+        "params": cfg.model_dump(mode="json"),
+        "seconds": seconds,
+        "batch": bench.batch,
+        "repeats": bench.repeats,
+        "warmup": bench.warmup,
+        "device": bench.device,
+        "compile": bench.compile,
+    }
+    return run_point("smx.bench.pretrain", spec, threads=bench.threads)
+
+
 def run(bench: PretrainBench, progress: Callable[[dict], None] | None = None) -> list[dict]:
     """Measure every (objective, mixer, length) point; one record per point, MHSA ratios added.
 
     At each length the mixers run one after the other, MHSA first, so that the points a
     ratio compares are measured close in time (the machine's load drifts). MHSA (every ratio
     needs it) and the ``none`` floor are never skipped for the budget.
+
+    Arguments
+    ---------
+    bench : PretrainBench
+        What to measure.
+    progress : callable or None
+        Called with each record as soon as its point is done.
+
+    Returns
+    -------
+    list of dict
+        One record per point (``objective``, ``kind``, ``seconds``, ``frames`` and the
+        measurement, ``skipped`` or ``error``), sorted by objective, mixer and length.
     """
-    from smx.bench.measure import run_point
     from smx.bench.mixers import ratios
 
     kinds = sorted(bench.kinds, key=lambda k: k != BASELINE)  # the baseline first
@@ -187,16 +215,7 @@ def run(bench: PretrainBench, progress: Callable[[dict], None] | None = None) ->
                 if skip is not None and kind not in NEVER_SKIPPED:
                     rec["skipped"] = skip
                 else:
-                    spec = {
-                        "params": cfg.model_dump(mode="json"),
-                        "seconds": seconds,
-                        "batch": bench.batch,
-                        "repeats": bench.repeats,
-                        "warmup": bench.warmup,
-                        "device": bench.device,
-                        "compile": bench.compile,
-                    }
-                    rec.update(run_point("smx.bench.pretrain", spec, threads=bench.threads))
+                    rec.update(_measure_point(bench, cfg, seconds))
                 records.append(rec)
                 previous[kind] = rec
                 if progress is not None:
@@ -312,7 +331,23 @@ def log_mlflow(
     """Log the run to MLflow (params, one metric series per point, the output files).
 
     Metrics are named ``<objective>.<mixer>.<metric>`` with the length in seconds as the
-    step, so MLflow draws each against the input length. Returns the run id.
+    step, so MLflow draws each against the input length.
+
+    Arguments
+    ---------
+    uri, experiment : str
+        The tracking server and the experiment of the run.
+    meta : dict
+        The run's description (``pretrain.json``'s ``meta``), logged as parameters.
+    records : list of dict
+        The points; the measured ones become metrics.
+    files : list of Path
+        Logged as artifacts.
+
+    Returns
+    -------
+    str
+        The run id.
     """
     from smx.tracking import git_commit, log_series_run
 

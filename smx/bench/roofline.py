@@ -129,8 +129,21 @@ def count_flops(fn: Callable[[], Any]) -> tuple[int, list[MatmulCall]]:
 def matmul_seconds(calls: list[MatmulCall], repeats: int, device: Any) -> tuple[float, float]:
     """Wall and CPU time to run ``calls`` as plain matmuls on fresh contiguous tensors.
 
-    Calls of one shape run back to back, as many times as the model made them; each total
-    is the sum over shapes of the median (over ``repeats``) time of that shape's run.
+    Calls of one shape run back to back, as many times as the model made them.
+
+    Arguments
+    ---------
+    calls : list of MatmulCall
+        The matmuls the model ran.
+    repeats : int
+        Timed runs of each shape (after one warm-up run).
+    device : torch.device
+        Where to run them.
+
+    Returns
+    -------
+    tuple of float
+        Wall and CPU seconds: the sum over shapes of the median time of that shape's run.
     """
     import statistics
 
@@ -164,7 +177,29 @@ def matmul_seconds(calls: list[MatmulCall], repeats: int, device: Any) -> tuple[
 
 @dataclass
 class RooflineBench:
-    """What to measure: scopes (mixer, encoder) of each mixer kind at each length."""
+    """What to measure: scopes (mixer, encoder) of each mixer kind at each length.
+
+    Arguments
+    ---------
+    config : Path
+        The benchmark config file (its variants give the mixers).
+    params : Params
+        Its validated content.
+    kinds : list of str
+        Mixer kinds; each must be an entry of the config's ``variants``.
+    scopes : list of str
+        ``mixer`` (one mixer layer) and/or ``encoder`` (the full encoder).
+    lengths_s : list of float
+        Input lengths in seconds.
+    batch, repeats, warmup : int
+        Utterances per pass, timed passes (median reported) and untimed passes before them.
+    device : str
+        ``cpu`` or ``cuda``.
+    threads : int or None
+        Intra-op threads of every point's process; None = torch's default (one per core).
+    compile : bool
+        ``torch.compile`` the encoder's blocks (or the mixer) before the timed passes.
+    """
 
     config: Path
     params: Params
@@ -198,7 +233,21 @@ class RooflineBench:
 
 
 def run(bench: RooflineBench, progress: Any = None) -> list[dict[str, Any]]:
-    """Measure every (scope, kind, length) point, each in a fresh process."""
+    """Measure every (scope, kind, length) point, each in a fresh process.
+
+    Arguments
+    ---------
+    bench : RooflineBench
+        What to measure.
+    progress : callable or None
+        Called with each record as soon as its point is done.
+
+    Returns
+    -------
+    list of dict
+        One record per point: ``scope``, ``kind``, ``seconds``, ``frames``, the FLOP
+        counts, times and efficiencies (or ``error``).
+    """
     from smx.bench.measure import run_point
 
     records = []

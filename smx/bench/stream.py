@@ -155,7 +155,21 @@ def summarize(record: dict[str, Any], window_s: float) -> dict[str, Any]:
 
 
 def run(bench: StreamBench, progress: Any = None) -> list[dict[str, Any]]:
-    """Stream the utterance once per mixer, each in a fresh process."""
+    """Stream the utterance once per mixer, each in a fresh process.
+
+    Arguments
+    ---------
+    bench : StreamBench
+        What to stream.
+    progress : callable or None
+        Called with each record as soon as its mixer is done.
+
+    Returns
+    -------
+    list of dict
+        One record per mixer: ``kind``, ``frames``, every chunk's ``end_s`` and ``rtf``,
+        ``rtf_at`` and ``growth`` (:func:`summarize`), or ``error``.
+    """
     from smx.bench.measure import run_point
 
     records = []
@@ -230,7 +244,17 @@ def main_point() -> None:
 
 
 def plot(records: list[dict[str, Any]], meta: dict[str, Any], path: Path) -> None:
-    """Real-time factor of every chunk against its end position, one colour per mixer."""
+    """Real-time factor of every chunk against its end position, one colour per mixer.
+
+    Arguments
+    ---------
+    records : list of dict
+        One record per mixer, as :func:`run` returns them.
+    meta : dict
+        :meth:`StreamBench.meta` of the run (chunk length, left context, window).
+    path : Path
+        The PNG to write.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
