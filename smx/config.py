@@ -734,7 +734,29 @@ class Params(Section):
                 )
 
     def variant(self, name: str) -> Params:
-        """The full configuration of one variant (``model`` patched by ``variants[name]``)."""
+        """The full configuration of one variant (``model`` patched by ``variants[name]``).
+
+        Arguments
+        ---------
+        name : str
+            A key of ``variants``.
+
+        Returns
+        -------
+        Params
+            The validated configuration, with ``variants`` empty.
+
+        Raises
+        ------
+        KeyError
+            When ``name`` is not a key of ``variants`` (the message lists those defined).
+
+        Example
+        -------
+        >>> p = Params.model_validate({"variants": {"attn": {"mixer": {"kind": "mhsa"}}}})
+        >>> p.variant("attn").model.mixer.kind, p.model.mixer.kind
+        ('mhsa', 'summarymixing')
+        """
         if name not in self.variants:
             known = ", ".join(sorted(self.variants)) or "none"
             raise KeyError(f"variant '{name}' is not defined in variants (defined: {known})")
@@ -745,7 +767,20 @@ class Params(Section):
 
 
 def variant_problems(name: str, patch: Any) -> str | None:
-    """Why a variant entry is unusable before its model is validated, or None."""
+    """Why a variant entry is unusable before its model is validated.
+
+    Arguments
+    ---------
+    name : str
+        The variant's name (it names files and DVC stages).
+    patch : Any
+        The variant's entry, a mapping merged over ``model`` when usable.
+
+    Returns
+    -------
+    str | None
+        The problem in words, or None when the entry can be merged and validated.
+    """
     if not NAME_RE.match(str(name)):
         return (
             f"variant name '{name}' must be lower-case letters, digits and '_' "
@@ -779,9 +814,13 @@ ABSENT = "(absent)"
 
 
 def differences(left: dict[str, Any], right: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(dotted key, left value, right value)`` wherever two nested dicts differ, by key.
+    """Where two nested dicts differ, compared key by key after :func:`flat_values`.
 
-    A key present on one side only differs, with :data:`ABSENT` on the other.
+    Returns
+    -------
+    list[tuple[str, Any, Any]]
+        ``(dotted key, left value, right value)`` for every differing key, sorted by key;
+        a key present on one side only differs, with :data:`ABSENT` on the other.
 
     Example
     -------
@@ -817,7 +856,23 @@ def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(path: str | Path) -> Params:
-    """Read and validate a YAML config; raise :class:`ConfigError` listing every problem.
+    """Read and validate a YAML config.
+
+    Arguments
+    ---------
+    path : str | Path
+        The YAML file (``params.yaml``, ``configs/*.yaml``).
+
+    Returns
+    -------
+    Params
+        The frozen, validated configuration, defaults filled in.
+
+    Raises
+    ------
+    ConfigError
+        When the file cannot be read or parsed, or fails validation; it lists every problem
+        as ``FILE:LINE: dotted.path: message``.
 
     Example
     -------
