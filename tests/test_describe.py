@@ -27,7 +27,7 @@ from smx.describe import (
     summary_rows,
 )
 from smx.ssl.objective import build_objective
-from smx.train.launch import ENCODER_PREFIXES
+from smx.train.pretrain import ENCODER_PREFIXES
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -12,7 +12,7 @@ import torch
 from smx.config import Params
 
 if TYPE_CHECKING:
-    from smx.train.launch import PretrainResult
+    from smx.train.pretrain import PretrainResult
 
 #: about 2.4 minutes of synthetic speech from 6 speakers (the `data` section)
 DATA: dict[str, Any] = {
@@ -98,7 +98,7 @@ def tiny_params(corpus_root: Path, storage: Path, tracking_uri: str | None, **tr
 def save_encoder(objective: torch.nn.Module, params: Params, path: Path, step: int = 7) -> Path:
     """``objective``'s front-end and encoder as the ``encoder.pt`` pre-training writes
     (smx.train.launch.write_outputs)."""
-    from smx.train.launch import encoder_state
+    from smx.train.pretrain import encoder_state
 
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
@@ -141,7 +141,7 @@ def pretrain_tiny(
 ) -> PretrainRun:
     """Pre-train the tiny model (variant ``sm``) on the running Ray instance; ``train``
     overrides the loop (see :data:`TRAIN`)."""
-    from smx.train.launch import pretrain
+    from smx.train.pretrain import pretrain
 
     params = tiny_params(corpus_root, tmp / "ray", uri, **train)
     result = pretrain(params, "sm", out=tmp / "out", resume=resume, show_progress=False)

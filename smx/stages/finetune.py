@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from smx.stages.common import StageInputError, require, resolved_params
-from smx.train.finetune_launch import finetune
+from smx.train.finetune import finetune
 from smx.train.launch import PretrainError
 
 #: how DVC runs the stage (dvc.yaml); `smx stage finetune` runs the same code

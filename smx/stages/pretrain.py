@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from smx.stages.common import StageInputError, resolved_params
-from smx.train.launch import PretrainError, pretrain
+from smx.train.launch import PretrainError
+from smx.train.pretrain import pretrain
 
 #: how DVC runs the stage (dvc.yaml); `smx stage pretrain` runs the same code
 PROG = "python -m pipelines.pretrain"

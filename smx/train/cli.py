@@ -7,15 +7,65 @@ a run that fails or diverges during training exits with 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
+if TYPE_CHECKING:
+    from smx.config import Params
+
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 EXIT_USER = 2
 EXIT_FAILED = 1
+#: ``--init`` of `smx finetune` -> the inits it trains
+INIT_CHOICES = {
+    "pretrained": ("pretrained",),
+    "random": ("random_init",),
+    "both": ("pretrained", "random_init"),
+}
+
+
+def load_params(command: str, config: Path, variant: str | None) -> Params:
+    """The config of ``config`` with ``variant`` applied, if any.
+
+    Raises
+    ------
+    typer.Exit
+        (EXIT_USER) The config is invalid (each issue printed) or has no such variant.
+    """
+    from smx.config import load
+    from smx.yamlio import ConfigError
+
+    try:
+        params = load(config)
+        return params if variant is None else params.variant(variant)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            err_console.print(str(issue), markup=False)
+        raise typer.Exit(EXIT_USER) from None
+    except KeyError as exc:
+        err_console.print(f"smx {command}: {config}: {exc.args[0]}", markup=False)
+        raise typer.Exit(EXIT_USER) from None
+
+
+def run_training(command: str, train: Callable[[], object]) -> None:
+    """Call ``train``; a training error ends the command with one sentence on stderr.
+
+    Raises
+    ------
+    typer.Exit
+        EXIT_FAILED for a run that failed or diverged, EXIT_USER for bad input.
+    """
+    from smx.train.launch import PretrainError
+
+    try:
+        train()
+    except PretrainError as exc:
+        err_console.print(f"smx {command}: {exc}", markup=False)
+        raise typer.Exit(EXIT_FAILED if exc.during_training else EXIT_USER) from None
 
 
 def pretrain_command(
@@ -45,27 +95,14 @@ def pretrain_command(
 
     Example: smx pretrain --config params.yaml --variant summarymixing
     """
-    from smx.config import load
-    from smx.train.launch import PretrainError, pretrain
-    from smx.yamlio import ConfigError
+    from smx.train.pretrain import pretrain
 
-    try:
-        params = load(config)
-        if variant is not None:
-            params = params.variant(variant)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            err_console.print(str(issue), markup=False)
-        raise typer.Exit(EXIT_USER) from None
-    except KeyError as exc:
-        err_console.print(f"smx pretrain: {config}: {exc.args[0]}", markup=False)
-        raise typer.Exit(EXIT_USER) from None
+    params = load_params("pretrain", config, variant)
     label = name or variant or config.stem
-    try:
-        pretrain(params, label, out=out, resume=resume, show_progress=progress)
-    except PretrainError as exc:
-        err_console.print(f"smx pretrain: {exc}", markup=False)
-        raise typer.Exit(EXIT_FAILED if exc.during_training else EXIT_USER) from None
+    run_training(
+        "pretrain",
+        lambda: pretrain(params, label, out=out, resume=resume, show_progress=progress),
+    )
 
 
 def finetune_command(
@@ -99,38 +136,25 @@ def finetune_command(
 
     Example: smx finetune --config params.yaml --variant summarymixing
     """
-    from smx.config import load
-    from smx.train.finetune_launch import finetune
-    from smx.train.launch import PretrainError
-    from smx.yamlio import ConfigError
+    from smx.train.finetune import finetune
 
-    inits = {"pretrained": ("pretrained",), "random": ("random_init",), "both": None}
-    if init not in inits:
+    if init not in INIT_CHOICES:
         err_console.print(
             f"smx finetune: --init '{init}' is not an init (choose pretrained, random or both)",
             markup=False,
         )
         raise typer.Exit(EXIT_USER)
-    try:
-        params = load(config).variant(variant)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            err_console.print(str(issue), markup=False)
-        raise typer.Exit(EXIT_USER) from None
-    except KeyError as exc:
-        err_console.print(f"smx finetune: {config}: {exc.args[0]}", markup=False)
-        raise typer.Exit(EXIT_USER) from None
-    chosen = inits[init] or ("pretrained", "random_init")
-    try:
-        finetune(
+    params = load_params("finetune", config, variant)
+    inits = INIT_CHOICES[init]
+    run_training(
+        "finetune",
+        lambda: finetune(
             params,
             variant,
             encoder=encoder,
-            inits=chosen,
+            inits=inits,
             resume=resume,
             out=out,
             show_progress=progress,
-        )
-    except PretrainError as exc:
-        err_console.print(f"smx finetune: {exc}", markup=False)
-        raise typer.Exit(EXIT_FAILED if exc.during_training else EXIT_USER) from None
+        ),
+    )

@@ -1,66 +1,74 @@
-"""The pre-training driver: MLflow run, Ray Train TorchTrainer, progress bar, DVC outputs.
+"""Run one tracked Ray Train job: pre-flight, cluster, MLflow run, fit, final checkpoint.
 
-:func:`pretrain` checks the tracking URI and the corpus first (a user mistake costs no
-compute), creates the MLflow run (or reopens it when the same run is launched again), runs
-:func:`smx.train.loop.train_loop_per_worker` on ``cluster.num_workers`` Ray workers and
-writes, atomically, from the final checkpoint:
+Pre-training (:mod:`smx.train.pretrain`) and fine-tuning (:mod:`smx.train.finetune`) describe
+their runs as jobs (:class:`Job`) and hand them to :func:`run_job`; they only check their own
+inputs and write their own outputs. The sequence, the same for every job:
 
-    <out>/models/<variant>/encoder.pt     front-end + encoder state dict, config and hash
-    <out>/models/<variant>/config.json    the resolved config that made it
-    <out>/metrics/pretrain/<variant>.json final loss, accuracy, steps, throughput, ...
-    <out>/plots/pretrain/<variant>.csv    one row per logged step
+1. :func:`open_launch` resolves the tracking URI and checks that it answers, before the
+   caller checks its inputs, so that a user mistake costs no compute.
+2. :func:`run_job` checks that the storage folder can be written, starts a local Ray
+   instance or joins the cluster of ``RAY_ADDRESS`` and checks its resources.
+3. It opens the job's MLflow run, a child of the variant's run (the same run again when the
+   same Ray run is launched again).
+4. It runs the job's loop on ``cluster.num_workers`` Ray workers, with a progress bar.
+5. It takes the final checkpoint (an error for a diverged run) and reads its state, checked
+   against the job's hash.
 
-Ray runs locally (``ray.init()``) unless ``RAY_ADDRESS`` names a cluster. The Ray run name is
-``<variant>-<hash of model, ssl, train, data, seed, workers>-<git commit>``, so launching the
-same config at the same commit again resumes it from ``<cluster.storage_path>/<name>``, and
-changing either starts a new run.
+The Ray run folder is ``<cluster.storage_path>/<job name>``: launching a job of the same name
+again resumes it from its latest checkpoint (a finished run ends at once). Problems raise
+:class:`PretrainError`, whose ``during_training`` tells a failed run from bad input.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import math
 import os
 import socket
-import threading
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from smx.atomic import atomic_path, write_json, write_text
+from smx.atomic import write_text
 from smx.config import Params
 from smx.project import project_root
 from smx.tracking import (
     check_tracking_uri,
     find_run,
     git_commit,
-    log_final_model,
     open_run,
     resolve_tracking_uri,
     variant_run,
 )
 from smx.train.checkpoint import config_hash, read_state
+from smx.train.progress import ProgressBar
 
 #: environment variables forwarded to the workers (test hooks, MLflow settings)
 FORWARDED_ENV = ("SMX_", "MLFLOW_")
-ENCODER_PREFIXES = ("fbank.", "extractor.", "subsampling.", "encoder.")
-#: on a local Ray instance, how often Ray Train's controller polls its workers (Ray's default
-#: is 2 s; a run waits for a poll at each phase, start and end: 0.25 s took 3.6 s off every
-#: run here, median of 3 x 2 runs of an empty loop on 2 workers: 16.5 s instead of 20.1 s)
+#: on a local Ray instance, how often Ray Train's controller polls its workers: a run waits
+#: for a poll at each phase (start, end), so Ray's default of 2 s adds seconds to every run
 LOCAL_TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
 
 
 class PretrainError(RuntimeError):
-    """Pre-training could not start or did not finish; the message says why.
+    """A tracked training job could not start or did not finish; the message says why.
 
-    ``during_training`` is False for problems found before any compute was spent (a bad
-    tracking URI, corpus or checkpoint) and True for a failed or diverged run.
+    Fine-tuning's error (:class:`smx.train.finetune.FinetuneError`) is one too.
+
+    Arguments
+    ---------
+    message : str
+        One sentence for the user.
+    during_training : bool
+        False for problems found before any compute was spent (a bad tracking URI, corpus or
+        checkpoint), True for a failed or diverged run.
+
+    Example
+    -------
+    >>> PretrainError("no corpus").during_training
+    False
     """
 
     def __init__(self, message: str, during_training: bool = False) -> None:
@@ -68,42 +76,245 @@ class PretrainError(RuntimeError):
         self.during_training = during_training
 
 
-@dataclass
-class PretrainResult:
-    """Where the outputs went and the final numbers."""
+@dataclass(frozen=True)
+class Job:
+    """One tracked Ray Train run, as pre-training or fine-tuning describes it.
 
-    run_name: str
+    Arguments
+    ---------
+    name : str
+        The Ray run name: its folder under ``cluster.storage_path``.
+    title : str
+        The MLflow run name.
+    role : str
+        The MLflow tag ``smx.role`` (``pretrain``, ``finetune``).
+    tags : dict[str, str]
+        MLflow tags beside the launch's own (:meth:`Launch.tags`).
+    loop : Callable
+        The workers' entry point: ``loop(config) -> summary``.
+    state_hash : str
+        The ``config_hash`` the final checkpoint must carry.
+    max_steps : int
+        The progress bar's total.
+    config : dict[str, Any]
+        Entries added to the workers' :func:`loop_config`.
+    resume_from : Path | None
+        A checkpoint folder the run starts from.
+
+    Example
+    -------
+    >>> Job("sm-1", "sm-1", "pretrain", {}, print, "h", 10).config
+    {}
+    """
+
+    name: str
+    title: str
+    role: str
+    tags: dict[str, str]
+    loop: Callable[[dict[str, Any]], Any]
+    state_hash: str
+    max_steps: int
+    config: dict[str, Any] = field(default_factory=dict)
+    resume_from: Path | None = None
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where the tracked jobs of one variant run: project, tracking URI, corpus, storage.
+
+    Made by :func:`open_launch` once the tracking URI answers.
+
+    Arguments
+    ---------
+    params : Params
+        The resolved config of the variant.
+    variant : str
+        The variant's name (outputs, tags, parent MLflow run).
+    root : Path
+        The project folder; relative paths of the config are taken from it.
+    uri : str
+        The MLflow tracking URI.
+
+    Example
+    -------
+    >>> launch = Launch(Params(), "sm", Path("/p"), "sqlite:///m.db")
+    >>> str(launch.corpus), launch.storage
+    ('/p/data/synth', '/p/ray_results')
+    """
+
+    params: Params
+    variant: str
+    root: Path
+    uri: str
+
+    @property
+    def corpus(self) -> Path:
+        """The prepared corpus of ``data.corpus``."""
+        return corpus_dir(self.params, self.root)
+
+    @property
+    def storage(self) -> str:
+        """``cluster.storage_path``, absolute unless it is a URI."""
+        return absolute(self.params.cluster.storage_path, self.root)
+
+    @cached_property
+    def commit(self) -> str:
+        """The project's git commit (part of the run names and tags)."""
+        return git_commit(self.root)
+
+    def tags(self) -> dict[str, str]:
+        """The MLflow tags of every job of the launch: commit, variant, DVC stage, mixer."""
+        return {
+            "git_commit": self.commit,
+            "variant": self.variant,
+            "stage": os.environ.get("DVC_STAGE", "manual"),
+            "mixer": self.params.model.mixer.kind,
+        }
+
+    def check_enough_audio(self, cuts: Any) -> None:
+        """Raise :class:`PretrainError` when the train split cannot fill one batch per worker.
+
+        Batches are dropped when incomplete (every DDP rank must take the same number of
+        steps), so each worker needs at least ``data.max_batch_duration`` seconds of audio
+        within the duration filters.
+
+        Arguments
+        ---------
+        cuts : CutSet
+            The train split of the launch's corpus.
+
+        Raises
+        ------
+        PretrainError
+            Less than one batch of audio for each worker.
+        """
+        from smx.data.loader import filter_duration
+
+        data, workers = self.params.data, self.params.cluster.num_workers
+        kept = filter_duration(cuts, data.min_duration, data.max_duration)
+        seconds = sum(cut.duration for cut in kept)
+        if seconds < data.max_batch_duration * workers:
+            raise PretrainError(
+                f"the train split of {self.corpus} has {seconds:.1f} s of audio between "
+                f"data.min_duration={data.min_duration:g} and "
+                f"data.max_duration={data.max_duration:g} s, less than one batch of "
+                f"data.max_batch_duration={data.max_batch_duration:g} s for each of the "
+                f"{workers} workers; prepare more audio or lower data.max_batch_duration"
+            )
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished job: its MLflow run, its final checkpoint and that checkpoint's state."""
+
     run_id: str
-    checkpoint: str  # a local folder or a URI under cluster.storage_path
-    encoder: Path
-    metrics: dict[str, Any]
+    checkpoint: Any  # ray.train.Checkpoint: a local folder or a URI under the storage
+    state: dict[str, Any]
 
 
-def run_name(params: Params, variant: str, commit: str = "") -> str:
-    """The Ray run name: stable for one config and commit, new when either changes.
+def open_launch(params: Params, variant: str, error: type[PretrainError] = PretrainError) -> Launch:
+    """The launch of ``variant``'s jobs, once its tracking URI answers.
 
-    Launching the same config at the same commit again resumes the run from its latest
-    checkpoint (a finished run ends at once); new code or new training-relevant fields
-    start a new run. ``commit`` is the git commit (``-dirty`` and ``unknown`` ignored).
+    Arguments
+    ---------
+    params : Params
+        The resolved config of the variant.
+    variant : str
+        The variant's name.
+    error : type[PretrainError]
+        The error raised for an unreachable tracking URI.
+
+    Returns
+    -------
+    Launch
+        The project, the tracking URI and what follows from the config.
+
+    Raises
+    ------
+    PretrainError
+        (``error``) The tracking URI does not answer.
+    """
+    root = project_root()
+    uri = resolve_tracking_uri(params.tracking, root)
+    try:
+        check_tracking_uri(uri)
+    except RuntimeError as exc:
+        raise error(str(exc)) from None
+    return Launch(params, variant, root, uri)
+
+
+def run_job(launch: Launch, job: Job, show_progress: bool = True) -> Finished:
+    """Run ``job`` on Ray Train, tracked by MLflow, and read its final checkpoint.
+
+    Arguments
+    ---------
+    launch : Launch
+        Where the job runs (:func:`open_launch`).
+    job : Job
+        The run.
+    show_progress : bool
+        Draw the progress bar.
+
+    Returns
+    -------
+    Finished
+        The MLflow run id, the final checkpoint and its state.
+
+    Raises
+    ------
+    PretrainError
+        The storage, the cluster or MLflow is unusable (``during_training`` False); the run
+        failed after ``cluster.max_failures`` restarts or diverged (True).
+
+    Example: see ``tests/train`` and ``tests/finetune`` (they start Ray).
+    """
+    params, storage = launch.params, launch.storage
+    start_cluster(params, storage)
+    run_id, run_dir = open_tracked_run(launch, job)
+    config = loop_config(params, launch.corpus, run_dir, launch.uri, run_id, job.resume_from)
+    config.update(job.config)
+    result = fit_run(params, job, storage, config, show_progress)
+    final = final_checkpoint(result, run_dir, job.name, storage, params.train.max_nan_steps)
+    with final.as_directory() as folder:
+        state = read_state(folder, job.state_hash)
+    return Finished(run_id, final, state)
+
+
+def run_name(params: Params, prefix: str, commit: str = "", **fields: Any) -> str:
+    """The Ray run name ``<prefix>-<hash>-<commit>``: stable for one config and commit.
+
+    The hash covers what a run's result depends on (seed, data, model, ssl, train, the
+    worker count) and ``fields``. Launching the same config at the same commit again resumes
+    the run from its latest checkpoint (a finished run ends at once); new code or new
+    training-relevant fields start a new run. ``commit`` is the git commit (``-dirty`` is
+    ignored, ``unknown`` or '' leave it out).
 
     Example
     -------
     >>> run_name(Params(), "sm") == run_name(Params(), "sm"), run_name(Params(), "sm")[:3]
     (True, 'sm-')
-    >>> run_name(Params(), "sm", "0123456789abcdef")[-8:]
+    >>> run_name(Params(), "sm", "0123456789abcdef-dirty")[-8:]
     '-0123456'
+    >>> run_name(Params(), "sm", vocab=["a"]) == run_name(Params(), "sm")
+    False
     """
     data = params.model_dump(mode="json")
     keep = {k: data[k] for k in ("seed", "data", "model", "ssl", "train")}
-    keep["num_workers"] = params.cluster.num_workers
+    keep.update(num_workers=params.cluster.num_workers, **fields)
     digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
     sha = commit.removesuffix("-dirty")
     suffix = f"-{sha[:7]}" if sha and sha != "unknown" else ""
-    return f"{variant}-{digest[:12]}{suffix}"
+    return f"{prefix}-{digest[:12]}{suffix}"
 
 
 def absolute(path: str, root: Path) -> str:
-    """``path`` made absolute against ``root`` unless it is a URI (``s3://``) or absolute."""
+    """``path`` made absolute against ``root`` unless it is a URI (``s3://``) or absolute.
+
+    Example
+    -------
+    >>> absolute("ray", Path("/p")), absolute("s3://b/ray", Path("/p"))
+    ('/p/ray', 's3://b/ray')
+    """
     if "://" in path or Path(path).is_absolute():
         return path
     return str((root / path).resolve())
@@ -134,208 +345,16 @@ def loop_config(
     }
 
 
-def encoder_state(model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The front-end and encoder entries of an objective's state dict (no SSL heads).
-
-    Example
-    -------
-    >>> sorted(encoder_state({"encoder.w": torch.ones(1), "quantizer.c": torch.ones(1)}))
-    ['encoder.w']
-    """
-    return {k: v for k, v in model_state.items() if k.startswith(ENCODER_PREFIXES)}
-
-
-def encoder_module(params: Params, model_state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """Front-end + encoder of the trained objective, as one module for MLflow."""
-    from smx.ssl.objective import build_objective
-
-    objective = build_objective(params)
-    objective.load_state_dict(model_state)
-    parts = {"fbank": objective.fbank, "encoder": objective.encoder}
-    frontend = getattr(objective, "extractor", None) or objective.subsampling
-    parts["frontend"] = frontend
-    return torch.nn.ModuleDict(parts).eval()
-
-
-def write_outputs(state: dict[str, Any], variant: str, out: Path) -> dict[str, Path]:
-    """Write encoder.pt, config.json, the metrics JSON and the plot CSV under ``out``."""
-    paths = {
-        "encoder": out / "models" / variant / "encoder.pt",
-        "config": out / "models" / variant / "config.json",
-        "metrics": out / "metrics" / "pretrain" / f"{variant}.json",
-        "plots": out / "plots" / "pretrain" / f"{variant}.csv",
-    }
-    params = json.loads(state["params"])
-    with atomic_path(paths["encoder"]) as tmp:
-        torch.save(
-            {
-                "format": 1,
-                "step": int(state["step"]),
-                "config_hash": state["config_hash"],
-                "params": state["params"],
-                "state_dict": encoder_state(state["model"]),
-            },
-            tmp,
-        )
-    write_json(paths["config"], params)
-    write_json(paths["metrics"], final_metrics(state))
-    history = state["history"]
-    columns = ["step", *sorted({k for row in history for k in row} - {"step"})]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (int(v) if k == "step" else f"{v:.6g}") for k, v in row.items()})
-    write_text(paths["plots"], buf.getvalue())
-    return paths
-
-
-def final_metrics(state: dict[str, Any]) -> dict[str, Any]:
-    """The DVC metrics of a finished run: last logged values plus totals."""
-    history = state["history"]
-    last = history[-1] if history else {}
-    first = history[0] if history else {}
-    keep = ("loss", "accuracy", "code_perplexity", "prob_perplexity", "lr", "peak_memory_mb")
-    out: dict[str, Any] = {k: round(float(last[k]), 6) for k in keep if k in last}
-    if "loss" in first:
-        out["first_loss"] = round(float(first["loss"]), 6)
-    elapsed = float(state["elapsed"])
-    out.update(
-        steps=int(state["step"]),
-        skipped_steps=int(state["skipped_steps"]),
-        audio_hours=round(float(state["audio_seconds"]) / 3600, 6),
-        train_seconds=round(elapsed, 3),
-        audio_seconds_per_second=round(float(state["audio_seconds"]) / max(elapsed, 1e-9), 3),
-        steps_per_second=round(int(state["step"]) / max(elapsed, 1e-9), 4),
-    )
-    return out
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete ``checkpoint_*`` folder of a local run directory, if any."""
-    found = sorted(p for p in run_dir.glob("checkpoint_*") if (p / "state.pt").is_file())
-    return found[-1] if found else None
-
-
-class ProgressBar:
-    """The driver's progress bar, fed by rank 0's progress file (step, loss, hours, ETA)."""
-
-    def __init__(self, path: Path | None, max_steps: int, title: str) -> None:
-        self.path, self.max_steps, self.title = path, max_steps, title
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ProgressBar:
-        if self.path is not None:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def read(self) -> dict[str, Any] | None:
-        """Rank 0's latest progress record, or None before the first one."""
-        try:
-            return json.loads(self.path.read_text()) if self.path else None
-        except (OSError, ValueError):
-            return None
-
-    def _run(self) -> None:
-        from rich.console import Console
-
-        console = Console(stderr=True, highlight=False)
-        if console.is_terminal:
-            self._run_bar(console)
-        else:
-            self._run_lines(console)
-
-    def _run_lines(self, console: Any, every: float = 10.0) -> None:
-        """Without a terminal (DVC logs, CI): one plain line every ``every`` seconds."""
-        start, shown = time.monotonic(), -1
-        while True:
-            stopping = self._stop.wait(every)
-            data = self.read()
-            if data and data.get("step", 0) != shown:
-                shown = int(data["step"])
-                done = max(shown - int(data.get("start_step", 0)), 0)
-                elapsed = time.monotonic() - start
-                eta = elapsed / done * (self.max_steps - shown) if done else math.nan
-                console.print(
-                    f"{self.title}: step {shown}/{self.max_steps}, loss {data.get('loss', math.nan):.4g}, "
-                    f"{data.get('audio_hours', 0.0):.3f} h audio, ETA "
-                    f"{'?' if math.isnan(eta) else f'{eta:.0f} s'}",
-                    markup=False,
-                )
-            if stopping:
-                return
-
-    def _run_bar(self, console: Any) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        columns = (
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[hours]} h audio"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=console, transient=False) as bar:
-            task = bar.add_task(self.title, total=self.max_steps, loss="-", hours="0.000")
-            while not self._stop.wait(0.5):
-                self._update(bar, task)
-            self._update(bar, task)
-
-    def _update(self, bar: Any, task: Any) -> None:
-        data = self.read()
-        if data is None:
-            return
-        loss = data.get("loss", math.nan)
-        bar.update(
-            task,
-            completed=data.get("step", 0),
-            loss=f"{loss:.3f}" if math.isfinite(loss) else str(loss),
-            hours=f"{data.get('audio_hours', 0.0):.3f}",
-        )
-
-
-def check_enough_audio(cuts: Any, params: Params, corpus: Path) -> None:
-    """Raise :class:`PretrainError` when the train split cannot fill one batch per worker.
-
-    Batches are dropped when incomplete (every DDP rank must take the same number of
-    steps), so each worker needs at least ``data.max_batch_duration`` seconds of audio
-    within the duration filters.
-    """
-    from smx.data.loader import filter_duration
-
-    data, workers = params.data, params.cluster.num_workers
-    kept = filter_duration(cuts, data.min_duration, data.max_duration)
-    seconds = sum(cut.duration for cut in kept)
-    if seconds < data.max_batch_duration * workers:
-        raise PretrainError(
-            f"the train split of {corpus} has {seconds:.1f} s of audio between "
-            f"data.min_duration={data.min_duration:g} and data.max_duration={data.max_duration:g} s, "
-            f"less than one batch of data.max_batch_duration={data.max_batch_duration:g} s for each "
-            f"of the {workers} workers; prepare more audio or lower data.max_batch_duration"
-        )
-
-
 def check_storage(storage: str) -> None:
     """Raise :class:`PretrainError` unless a local ``storage`` folder can be written.
 
     Object-store URIs (``s3://``, ``gs://``) are left to Ray, which checks them when the run
     starts.
+
+    Raises
+    ------
+    PretrainError
+        The folder cannot be created or written.
 
     Example
     -------
@@ -359,8 +378,26 @@ def check_storage(storage: str) -> None:
         ) from None
 
 
+def check_ray_address(address: str) -> None:
+    """Raise :class:`PretrainError` when no Ray cluster answers at ``host:port``."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise PretrainError(
+            f"RAY_ADDRESS={address}: no Ray cluster answers there ({exc}); start one with "
+            "`ray start --head`, or unset RAY_ADDRESS to train on a local Ray instance"
+        ) from None
+
+
 def start_ray() -> None:
-    """Join the cluster of ``RAY_ADDRESS`` (checked first) or start a local Ray instance."""
+    """Join the cluster of ``RAY_ADDRESS`` (checked first) or start a local Ray instance.
+
+    Raises
+    ------
+    PretrainError
+        No cluster answers at ``RAY_ADDRESS``, or Ray cannot start or join it.
+    """
     import ray
 
     if ray.is_initialized():
@@ -368,14 +405,7 @@ def start_ray() -> None:
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
     address = os.environ.get("RAY_ADDRESS", "")
     if address and address not in ("auto", "local") and "://" not in address:
-        host, _, port = address.rpartition(":")
-        try:
-            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
-        except (OSError, ValueError) as exc:
-            raise PretrainError(
-                f"RAY_ADDRESS={address}: no Ray cluster answers there ({exc}); start one with "
-                "`ray start --head`, or unset RAY_ADDRESS to train on a local Ray instance"
-            ) from None
+        check_ray_address(address)
     if not address or address == "local":  # a cluster keeps Ray's defaults
         for key, value in LOCAL_TRAIN_ENV.items():
             os.environ.setdefault(key, value)
@@ -395,9 +425,17 @@ def check_resources(cluster: Any, available: dict[str, float], local: bool = Tru
 
     Arguments
     ---------
-    cluster: the ``cluster`` section (:class:`smx.config.ClusterCfg`).
-    available: ``ray.cluster_resources()``.
-    local: Ray runs on this machine only (no ``RAY_ADDRESS``).
+    cluster : ClusterCfg
+        The ``cluster`` section (:class:`smx.config.ClusterCfg`).
+    available : dict[str, float]
+        ``ray.cluster_resources()``.
+    local : bool
+        Ray runs on this machine only (no ``RAY_ADDRESS``).
+
+    Raises
+    ------
+    PretrainError
+        Too few GPUs, or too few CPUs on a local instance.
 
     Example
     -------
@@ -409,19 +447,7 @@ def check_resources(cluster: Any, available: dict[str, float], local: bool = Tru
     smx.train.launch.PretrainError: cluster.use_gpu is true but the Ray cluster has no GPU; set cluster.use_gpu: false and gpus_per_worker: 0, or add GPU nodes
     """
     if cluster.use_gpu:
-        need = cluster.num_workers * cluster.gpus_per_worker
-        have = available.get("GPU", 0.0)
-        if have == 0:
-            raise PretrainError(
-                "cluster.use_gpu is true but the Ray cluster has no GPU; set cluster.use_gpu: "
-                "false and gpus_per_worker: 0, or add GPU nodes"
-            )
-        if have < need:
-            raise PretrainError(
-                f"cluster asks for {need:g} GPUs ({cluster.num_workers} workers x "
-                f"{cluster.gpus_per_worker:g}) but the Ray cluster has {have:g}; lower "
-                "cluster.num_workers or add GPU nodes"
-            )
+        check_gpus(cluster, available.get("GPU", 0.0))
     need_cpu = cluster.num_workers * cluster.cpus_per_worker
     have_cpu = available.get("CPU", 0.0)
     if local and have_cpu < need_cpu:
@@ -429,6 +455,22 @@ def check_resources(cluster: Any, available: dict[str, float], local: bool = Tru
             f"cluster asks for {need_cpu:g} CPUs ({cluster.num_workers} workers x "
             f"{cluster.cpus_per_worker:g}) but the Ray cluster has {have_cpu:g}; lower "
             "cluster.num_workers or cluster.cpus_per_worker"
+        )
+
+
+def check_gpus(cluster: Any, have: float) -> None:
+    """Raise :class:`PretrainError` unless ``have`` GPUs cover every worker's."""
+    need = cluster.num_workers * cluster.gpus_per_worker
+    if have == 0:
+        raise PretrainError(
+            "cluster.use_gpu is true but the Ray cluster has no GPU; set cluster.use_gpu: "
+            "false and gpus_per_worker: 0, or add GPU nodes"
+        )
+    if have < need:
+        raise PretrainError(
+            f"cluster asks for {need:g} GPUs ({cluster.num_workers} workers x "
+            f"{cluster.gpus_per_worker:g}) but the Ray cluster has {have:g}; lower "
+            "cluster.num_workers or add GPU nodes"
         )
 
 
@@ -443,121 +485,46 @@ def start_cluster(params: Params, storage: str) -> None:
     )
 
 
-def open_tracked_run(
-    params: Params,
-    uri: str,
-    variant: str,
-    name: str,
-    storage: str,
-    tags: dict[str, str],
-    role: str,
-    title: str | None = None,
-) -> tuple[str, Path | None]:
-    """The MLflow run of the Ray run ``name``, a child of the variant's run; and the run folder.
+def open_tracked_run(launch: Launch, job: Job) -> tuple[str, Path | None]:
+    """The MLflow run of ``job``, a child of the variant's run; and the Ray run folder.
 
     A relaunch of the same Ray run (storage + name) keeps its MLflow run. The run is tagged
-    with ``tags``, ``smx.role = role`` and the Ray run name and path, and titled ``title``
-    (default ``name``); its id is written to ``<run folder>/mlflow_run_id.txt``. The run
-    folder is None for object-store storage. MLflow problems raise :class:`PretrainError`.
+    with the launch's and the job's tags, ``smx.role`` and the Ray run name and path, and
+    titled ``job.title``; its id is written to ``<run folder>/mlflow_run_id.txt``.
+
+    Returns
+    -------
+    tuple[str, Path | None]
+        The MLflow run id, and the run folder (None for object-store storage).
+
+    Raises
+    ------
+    PretrainError
+        MLflow failed.
     """
+    params, storage, name = launch.params, launch.storage, job.name
     run_dir = None if "://" in storage else Path(storage) / name
     run_path = f"{storage.rstrip('/')}/{name}"
-    tags = {**tags, "ray_run_name": name, "ray_run_path": run_path, "smx.role": role}
+    tags = {**launch.tags(), **job.tags, "ray_run_name": name, "ray_run_path": run_path}
+    tags["smx.role"] = job.role
+    experiment, data = params.tracking.experiment, params.model_dump(mode="json")
     try:
-        previous = find_run(uri, params.tracking.experiment, run_path)
-        parent = variant_run(uri, params.tracking.experiment, variant, config_hash(params))
+        previous = find_run(launch.uri, experiment, run_path)
+        parent = variant_run(launch.uri, experiment, launch.variant, config_hash(params))
         tags["mlflow.parentRunId"] = parent
-        run_id = open_run(
-            uri,
-            params.tracking.experiment,
-            title or name,
-            params.model_dump(mode="json"),
-            tags,
-            previous,
-        )
+        run_id = open_run(launch.uri, experiment, job.title, data, tags, previous)
     except Exception as exc:
-        raise PretrainError(f"MLflow tracking at {uri} failed: {exc}") from None
+        raise PretrainError(f"MLflow tracking at {launch.uri} failed: {exc}") from None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "mlflow_run_id.txt", run_id + "\n")
     return run_id, run_dir
 
 
-def pretrain(
-    params: Params,
-    variant: str = "default",
-    out: Path | None = None,
-    resume: Path | None = None,
-    show_progress: bool = True,
-) -> PretrainResult:
-    """Pre-train ``params`` on Ray Train and write the DVC outputs (see the module doc).
-
-    Arguments
-    ---------
-    params: the resolved config of one variant.
-    variant: the name of the outputs and of the Ray run.
-    out: the folder that receives models/, metrics/ and plots/ (default: the project).
-    resume: a checkpoint folder to start from (its model config must match).
-    show_progress: draw the progress bar.
-
-    Raises :class:`PretrainError` with one clear sentence when the tracking URI, the corpus
-    or the resume checkpoint is unusable, when training fails after ``cluster.max_failures``
-    restarts, or when the loss stays non-finite for ``train.max_nan_steps`` steps.
-    """
-    from smx.data.problems import PrepareError
-
-    root = project_root()
-    out = Path(out) if out else root
-    uri = resolve_tracking_uri(params.tracking, root)
-    try:
-        check_tracking_uri(uri)
-    except RuntimeError as exc:
-        raise PretrainError(str(exc)) from None
-    corpus = corpus_dir(params, root)
-    try:
-        from smx.data.manifests import load_cuts
-
-        cuts = load_cuts(corpus, "train")
-    except PrepareError as exc:
-        raise PretrainError(f"{exc} (run `dvc repro prepare` or `smx prepare`)") from None
-    check_enough_audio(cuts, params, corpus)
-    if resume is not None:
-        try:
-            read_state(resume, config_hash(params))
-        except ValueError as exc:
-            raise PretrainError(str(exc)) from None
-
-    commit = git_commit(root)
-    name = run_name(params, variant, commit)
-    storage = absolute(params.cluster.storage_path, root)
-    start_cluster(params, storage)
-    tags = {
-        "git_commit": commit,
-        "variant": variant,
-        "stage": os.environ.get("DVC_STAGE", "manual"),
-        "mixer": params.model.mixer.kind,
-        "objective": params.ssl.kind,
-    }
-    run_id, run_dir = open_tracked_run(params, uri, variant, name, storage, tags, "pretrain")
-    config = loop_config(params, corpus, run_dir, uri, run_id, resume)
-    result = fit_run(params, name, storage, config, show_progress)
-    final = final_checkpoint(result, run_dir, name, storage, params.train.max_nan_steps)
-    with final.as_directory() as folder:
-        state = read_state(folder, config_hash(params))
-    paths = write_outputs(state, variant, out)
-    requirements = [f"torch=={torch.__version__.split('+')[0]}"]
-    model = encoder_module(params, state["model"])
-    log_final_model(
-        uri,
-        run_id,
-        model,
-        [paths["encoder"], paths["config"]],
-        params.tracking.register_model,
-        requirements,
-    )
-    for key, path in paths.items():
-        print(f"pretrain@{variant}: {key} -> {path}")
-    return PretrainResult(name, run_id, final.path, paths["encoder"], final_metrics(state))
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete ``checkpoint_*`` folder of a local run directory, if any."""
+    found = sorted(p for p in run_dir.glob("checkpoint_*") if (p / "state.pt").is_file())
+    return found[-1] if found else None
 
 
 def final_checkpoint(
@@ -565,8 +532,11 @@ def final_checkpoint(
 ) -> Any:
     """The last checkpoint of a finished Ray run (a ``ray.train.Checkpoint``).
 
-    Raises :class:`PretrainError` (during training) when the run diverged, naming its last
-    good checkpoint, or when it ended without any checkpoint.
+    Raises
+    ------
+    PretrainError
+        (during training) The run diverged (the message names its last good checkpoint),
+        or it ended without any checkpoint.
     """
     import ray.train
 
@@ -590,34 +560,18 @@ def final_checkpoint(
     return final
 
 
-def fit_run(
-    params: Params,
-    name: str,
-    storage: str,
-    config: dict[str, Any],
-    show_progress: bool = True,
-    loop: Any = None,
-    max_steps: int | None = None,
-) -> Any:
-    """Run the TorchTrainer; a failure after the allowed restarts becomes PretrainError.
-
-    ``loop`` is the workers' entry point (default
-    :func:`smx.train.loop.train_loop_per_worker`) and ``max_steps`` the progress bar's total
-    (default ``train.max_steps``).
-    """
+def make_trainer(params: Params, job: Job, storage: str, config: dict[str, Any]) -> Any:
+    """The ``TorchTrainer`` of ``job``: its workers, their resources and environment, restarts."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from smx.train.loop import train_loop_per_worker
-
-    loop = loop or train_loop_per_worker
     cluster = params.cluster
     resources = {"CPU": cluster.cpus_per_worker}
     if cluster.use_gpu:
         resources["GPU"] = cluster.gpus_per_worker
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
-    trainer = TorchTrainer(
-        loop,
+    return TorchTrainer(
+        job.loop,
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(
             num_workers=cluster.num_workers,
@@ -625,13 +579,28 @@ def fit_run(
             resources_per_worker=resources,
         ),
         run_config=ray.train.RunConfig(
-            name=name,
+            name=job.name,
             storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=cluster.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=params.train.keep_checkpoints),
             worker_runtime_env={"env_vars": env},
         ),
     )
+
+
+def fit_run(
+    params: Params, job: Job, storage: str, config: dict[str, Any], show_progress: bool = True
+) -> Any:
+    """Run ``job``'s TorchTrainer with a progress bar; its ``ray.train.Result``.
+
+    Raises
+    ------
+    PretrainError
+        (during training) The run failed after ``cluster.max_failures`` restarts.
+    """
+    import ray.train
+
+    trainer = make_trainer(params, job, storage, config)
     run_dir = config["run_dir"]
     progress = Path(run_dir) / "progress.json" if run_dir else None
     if progress is not None:
@@ -639,11 +608,11 @@ def fit_run(
     if not show_progress:
         progress = None
     try:
-        with ProgressBar(progress, max_steps or params.train.max_steps, name):
+        with ProgressBar(progress, job.max_steps, job.name):
             return trainer.fit()
     except ray.train.TrainingFailedError as exc:
         raise PretrainError(
-            f"training run {name} failed after {cluster.max_failures} automatic restarts "
-            f"(cluster.max_failures): {exc}",
+            f"training run {job.name} failed after {params.cluster.max_failures} automatic "
+            f"restarts (cluster.max_failures): {exc}",
             during_training=True,
         ) from exc

@@ -180,7 +180,7 @@ class Trainer:
 
     Subclasses change what is trained by overriding the hooks :meth:`settings`,
     :meth:`build_model`, :meth:`build_loader`, :meth:`build_schedule`, :meth:`model_hash`,
-    :meth:`inputs` and :meth:`extra_state` (see :mod:`smx.train.finetune`); the loop,
+    :meth:`inputs` and :meth:`extra_state` (see :mod:`smx.train.finetune_loop`); the loop,
     checkpoints, resume, DDP, logging and NaN handling stay here. The model is any module
     whose ``forward(inputs)`` returns :class:`smx.ssl.objective.LossOutput` and that has
     ``set_step(step)``; a ``generator`` attribute (a ``torch.Generator``) is seeded per rank

@@ -75,7 +75,7 @@ def test_probe_results_are_a_child_of_the_variant_run(tracking_uri: str, tmp_pat
 def test_encoder_from_an_mlflow_model_uri(tracking_uri: str, tmp_path: Path) -> None:
     import mlflow
 
-    from smx.train.launch import encoder_module
+    from smx.train.pretrain import encoder_module
 
     params = tiny_params()
     torch.manual_seed(0)

@@ -21,7 +21,7 @@ from smx.downstream.ctc import (
 )
 from smx.downstream.errors import ProbeError
 from smx.downstream.tasks import load_task_data
-from smx.train.finetune import finetune_schedule, finetune_settings
+from smx.train.finetune_loop import finetune_schedule, finetune_settings
 
 
 def test_specaugment_masks_in_training_only() -> None:

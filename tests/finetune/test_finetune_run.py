@@ -22,7 +22,7 @@ from tiny import PretrainRun
 from smx.config import Params
 from smx.tracking import variant_run
 from smx.train.checkpoint import config_hash, read_state
-from smx.train.finetune_launch import finetune
+from smx.train.finetune import finetune
 
 pytestmark = pytest.mark.e2e
 
