@@ -84,7 +84,7 @@ def build_block(encoder: EncoderCfg, mixer: MixerCfg) -> nn.Module:
             dropout=encoder.dropout,
             activation=encoder.activation,
         )
-    # The reference SummaryMixing Branchformer merges with an MLP (hidden = summary_hidden[0]).
+    # SpeechBrain's SummaryMixing Branchformer merges with an MLP (hidden = summary_hidden[0]).
     merge_hidden = mixer.summary_hidden[0] if mixer.kind == "summarymixing" else None
     return BranchformerBlock(
         encoder.d_model,

@@ -1,6 +1,7 @@
 """Depthwise convolutions of the Conformer and Branchformer blocks, with a streaming mode.
 
-Three ways to run the same depthwise convolution over time (reference §1.8):
+Three ways to run the same depthwise convolution over time (docs/algorithm.md, "Streaming
+and dynamic chunk training"):
 
 * offline: ``'same'`` padding, every frame sees ``(k-1)/2`` frames on each side;
 * dynamic chunk convolution (``forward_chunked``): the time axis is cut into chunks of
@@ -128,7 +129,7 @@ class DepthwiseConv1d(nn.Module):
 
 
 class ConvModule(nn.Module):
-    """Conformer convolution module (reference §1.7 step 3).
+    """Conformer convolution module (docs/algorithm.md, "Where the cell sits").
 
     ``LN -> pointwise Linear(D, 2D) -> GLU -> depthwise conv (k, 'same') -> LN -> act ->
     Linear(D, D) -> Dropout``. The pointwise convolution is written as a Linear over the
@@ -141,11 +142,11 @@ class ConvModule(nn.Module):
     d_model : int
         Input and output size ``D``.
     kernel_size : int
-        Odd depthwise kernel width (31 in the reference).
+        Odd depthwise kernel width (31 in SpeechBrain's recipes).
     dropout : float
         Dropout on the output.
     activation : str
-        Activation after the second LayerNorm (Swish in the reference Conformer).
+        Activation after the second LayerNorm (Swish in SpeechBrain's Conformer).
 
     Example
     -------
@@ -210,7 +211,7 @@ class ConvModule(nn.Module):
 
 
 class CSGU(nn.Module):
-    """Convolutional spatial gating unit of the Branchformer cgMLP branch (reference §1.7).
+    """Convolutional spatial gating unit of the Branchformer cgMLP branch.
 
     The channels are split in halves ``(z1, z2)``; ``z2 <- depthwise_conv(LN(z2))`` with
     kernel ``k``, ``'same'`` padding, bias initialised to 1 and no activation; the output is
@@ -221,7 +222,7 @@ class CSGU(nn.Module):
     channels : int
         Input size ``U`` (even); the output has ``U/2`` channels.
     kernel_size : int
-        Odd depthwise kernel width (31 in the reference).
+        Odd depthwise kernel width (31 in SpeechBrain's recipes).
     dropout : float
         Dropout on the gated output.
 

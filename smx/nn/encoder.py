@@ -48,7 +48,7 @@ class EncoderStreamState:
 
 
 class Encoder(nn.Module):
-    """Stack of mixer blocks over a feature sequence (reference §2.3 and §1.7).
+    """Stack of mixer blocks over a feature sequence (docs/algorithm.md, "Where the cell sits").
 
     ``feats -> Linear(input_dim, D) -> Dropout -> [mask embedding on masked frames]
     -> [+ absolute sinusoidal positions] -> blocks -> LayerNorm(eps 1e-6)``.

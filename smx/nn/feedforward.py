@@ -12,9 +12,9 @@ from smx.nn.activations import activation as make_activation
 class FeedForward(nn.Module):
     """Pre-norm feed-forward network: ``LN -> Linear -> act -> Dropout -> Linear -> Dropout``.
 
-    This is the macaron FFN of the reference Conformer (§1.7); the residual connection and
-    its ½ weight live in the block. It works frame by frame, so padded frames never reach
-    real ones.
+    This is the macaron FFN of the Conformer (docs/algorithm.md, "Where the cell sits"); the
+    residual connection and its ½ weight live in the block. It works frame by frame, so
+    padded frames never reach real ones.
 
     Arguments
     ---------

@@ -1,11 +1,11 @@
 """Front-ends: log-mel filterbanks from waveforms, then a subsampling network.
 
 * :class:`FbankFrontend`: waveforms -> 80-dim log-mel features (25 ms window, 10 ms hop),
-  computed on the input's device without gradient, normalised per utterance (reference §2.2).
+  computed on the input's device without gradient, normalised per utterance (docs/algorithm.md, "Front-end").
 * :class:`CnnLatentExtractor`: the wav2vec 2.0 "mel_cnn" latent extractor, two valid Conv1d
-  over time (strides 2, 1): 10 ms -> 20 ms frames (reference §2.2).
+  over time (strides 2, 1): 10 ms -> 20 ms frames (arXiv 2407.13377).
 * :class:`Conv2dSubsampling`: two stride-2 Conv2d blocks over time and frequency:
-  10 ms -> 40 ms frames (reference §1.7 and §3.2).
+  10 ms -> 40 ms frames (docs/algorithm.md, "Front-end").
 
 Each one maps a padded batch and its lengths to a padded batch and new lengths, exposes
 ``output_dim`` and ``output_lengths(...)``, zeroes padded frames, and gives real frames that
@@ -83,7 +83,7 @@ def _masked_mean_std(
 
 
 class FbankFrontend(nn.Module):
-    """Log-mel filterbank features with per-utterance normalisation (reference §2.2).
+    """Log-mel filterbank features with per-utterance normalisation.
 
     Power mel spectrogram (Hann window, centred frames, HTK mel scale), ``log`` with a floor
     of ``1e-10``, then, with ``normalize="utterance"``, mean/variance normalisation of each
@@ -204,7 +204,7 @@ class FbankFrontend(nn.Module):
 
 
 class CnnLatentExtractor(nn.Module):
-    """wav2vec 2.0 latent extractor over log-mel frames (reference §2.2).
+    """wav2vec 2.0 latent extractor over log-mel frames (docs/algorithm.md, "Front-end").
 
     The whole ``[T, F]`` input of each utterance is first normalised to zero mean and unit
     variance over its real frames (one mean and variance per utterance); then each layer is
@@ -297,9 +297,8 @@ class Conv2dSubsampling(nn.Module):
     ``[B, T', F', C]`` is flattened to ``C·F'`` features per frame and optionally projected
     by a Linear to ``out_dim``. Time and frequency shrink as ``n -> (n - 1) // 2 + 1`` per
     block (for odd k), so two blocks give ``ceil(ceil(T/2)/2)`` frames of 40 ms from 10 ms
-    input. The reference BEST-RQ recipe uses channels (128, 32), the supervised recipes
-    (64, 32) (§1.7, §3.2); the reference convolution pads with reflection, this one with
-    zeros.
+    input. SpeechBrain's BEST-RQ recipe uses channels (128, 32), its supervised recipes
+    (64, 32); SpeechBrain's convolution pads with reflection, this one with zeros.
 
     Padding: padded input frames are zeroed, and so are the padded frames after each block,
     so the frames just past an utterance's end look exactly like the zero 'same' padding of
@@ -317,7 +316,7 @@ class Conv2dSubsampling(nn.Module):
     out_dim : int or None
         Size of the final Linear projection; None = no projection (``C·F'`` features).
     dropout : float
-        Dropout after each block's activation (0.1 in the reference).
+        Dropout after each block's activation (0.1 in SpeechBrain's recipes).
 
     Example
     -------
@@ -355,9 +354,10 @@ class Conv2dSubsampling(nn.Module):
         for _ in channels:
             freq = self._shrink(freq)
             freqs.append(freq)
-        # each output frame is normalised over frequency and channels together, as the
-        # reference: over channels alone, every time-frequency cell would lose its level and
-        # the spectral envelope (what a speaker sounds like) would not reach the encoder
+        # each output frame is normalised over frequency and channels together, as in
+        # SpeechBrain's implementation: over channels alone, every time-frequency cell would
+        # lose its level and the spectral envelope (what a speaker sounds like) would not
+        # reach the encoder
         self.norms = nn.ModuleList(
             nn.LayerNorm((f, c)) for f, c in zip(freqs, channels, strict=True)
         )

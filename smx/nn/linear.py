@@ -2,7 +2,7 @@
 
 With ``heads = h`` the input vector ``[..., in]`` is cut into ``h`` contiguous slices of
 ``in / h`` features and slice ``i`` goes through its own weight ``[in / h, out / h]``
-(reference §1.3). Stacking such layers with the same ``heads`` keeps the heads apart: the
+(docs/algorithm.md, "SummaryMixing"). Stacking such layers with the same ``heads`` keeps the heads apart: the
 output slice ``i`` of one layer is exactly the input slice ``i`` of the next one, so heads
 never mix inside an :class:`MLP`.
 """
@@ -29,8 +29,8 @@ class BlockLinear(nn.Module):
 
     Initialisation: every block is initialised like an ``nn.Linear(n, o)`` of its own,
     weight uniform in ``±1/sqrt(n)`` (per-head fan-in), bias zero. The scale is therefore
-    the same whatever ``heads`` is. This deliberately differs from the reference
-    ``ParallelLinear`` (reference §1.5, §7.3 item 7), whose ``kaiming_uniform_`` on the 3-D
+    the same whatever ``heads`` is. This deliberately differs from SpeechBrain's
+    ``ParallelLinear``, whose ``kaiming_uniform_`` on the 3-D
     weight uses the fan ``n * o`` and so draws weights ``sqrt(o)`` times smaller, draws
     random (non-zero) biases, and falls back to ``nn.Linear``'s different scale when
     ``heads = 1``.
@@ -100,8 +100,8 @@ class BlockLinear(nn.Module):
 class MLP(nn.Sequential):
     """Stack of :class:`BlockLinear` layers, each followed by the activation (the last too).
 
-    Sizes ``in_features -> hidden[0] -> ... -> out_features``. As in the reference MLPs
-    (reference §1.1, §7.3 item 8) the activation follows *every* layer, including the last
+    Sizes ``in_features -> hidden[0] -> ... -> out_features``. As in SpeechBrain's
+    SummaryMixing MLPs the activation follows *every* layer, including the last
     one, so the output is an activation output. All layers use the same ``heads``, so the
     heads never mix: output slice ``i`` depends on input slice ``i`` only.
 

@@ -16,8 +16,8 @@ Every tensor is placed by an explicit rule, and the conversion fails with a one-
 ValueError naming the SpeechBrain key when a key is missing, has the wrong shape, or is left
 unused (never a silent partial load). The sizes come from the smx config; the state dict
 must agree with it: the number of heads and the hidden widths of the SummaryMixing MLPs
-(some reference versions did not forward the recipe's widths to the encoder, so read them
-from the tensors, not from the recipe).
+(some versions of SpeechBrain's SummaryMixing recipes did not forward the recipe's widths to
+the encoder, so read them from the tensors, not from the recipe).
 
 Encoder wrappers (detected from the keys under ``prefix``)
 ---------------------------------------------------------
@@ -66,12 +66,12 @@ MHSA (``mixer.kind: mhsa``): ``pos: abs`` takes the regular ``torch.nn.Multihead
   are reordered to smx's ``[q; k; v]``; it has no input bias, so ``qkv.bias`` is zero;
 - ``pos_bias_u`` / ``pos_bias_v`` are stored ``[d_h, H]`` but used as the same memory
   viewed ``[H, d_h]``: they are reshaped, not transposed;
-- the reference scales scores by ``1/sqrt(D)``, smx by ``1/sqrt(d_h)``. Both terms of the
+- SpeechBrain scales scores by ``1/sqrt(D)``, smx by ``1/sqrt(d_h)``. Both terms of the
   score, ``(q + u)·k`` and ``(q + v)·W_pos e``, are linear in the keys and in ``W_pos``, so
   multiplying the key rows of ``qkv`` and ``pos_proj.weight`` (``linear_pos``) by
-  ``sqrt(d_h / D) = 1/sqrt(H)`` gives exactly the reference scores (up to rounding);
-- assumption (not covered by the facts this importer was written from): the reference's
-  relative encoding ``e`` is the same function of the distance ``i - j`` as
+  ``sqrt(d_h / D) = 1/sqrt(H)`` gives exactly SpeechBrain's scores (up to rounding);
+- assumption (not checked against a SpeechBrain checkpoint): SpeechBrain's relative
+  encoding ``e`` is the same function of the distance ``i - j`` as
   :func:`smx.nn.positional.relative_sinusoidal_positions` (Transformer-XL style, standard
   frequencies, sine and cosine interleaved). Check a relpos import on real data.
 
@@ -81,8 +81,8 @@ Known dead keys (accepted and dropped)
   ``encoder.pos_enc`` to how the checkpoint was trained, ``abs`` for the wav2vec 2.0
   recipe) and ``positional_encoding.inv_freq`` (RelPosEncXL buffer);
 - ``mha_layer.local_norm.{weight,bias}`` and ``mha_layer.summary_norm.{weight,bias}`` in
-  modes ``fast`` and ``lite``: one reference version creates them in every mode while the
-  fast and lite cells never apply a LayerNorm.
+  modes ``fast`` and ``lite``: one version of SpeechBrain's SummaryMixing creates them in
+  every mode while the fast and lite cells never apply a LayerNorm.
 
 Everything else must be used. Parameter-free modules (activations, dropouts, GLU) have no
 keys. Cannot be imported (ValueError): Transformer blocks, other mixers, a Branchformer
@@ -92,28 +92,30 @@ SummaryMixing merge MLP with more than one hidden layer (smx's has one), the CSG
 dict, hence not checked: the number of MHSA heads, the activation (Swish in the
 Conformer, GELU in the Branchformer recipes), causal convolutions (smx is non-causal), and
 whether ``local_norm`` / ``summary_norm`` of a ``full`` cell were applied: they are
-imported when ``use_layernorm`` is true and rejected otherwise, as the IS24 and June 2024
-code apply them (reference §1.6 lists the streaming main branch as LayerNorm-free; if such a
-checkpoint holds unused norms, skip them with ``ignore=("*.local_norm.*",
-"*.summary_norm.*")``). A Branchformer SummaryMixing needs ``local_out == d_model``: the
-reference merge MLP declares ``local_out + D`` inputs for a ``2D``-wide concatenation.
+imported when ``use_layernorm`` is true and rejected otherwise, as the wav2vec 2.0 SSL code
+of arXiv 2407.13377 and its first version apply them (the streaming version of the
+SummaryMixing code applies none; if such a checkpoint holds unused norms, skip them with
+``ignore=("*.local_norm.*", "*.summary_norm.*")``). A Branchformer SummaryMixing needs
+``local_out == d_model``: SpeechBrain's merge MLP declares ``local_out + D`` inputs for a
+``2D``-wide concatenation.
 
 Remaining behaviour differences (not weights): padded frames never reach real ones in
-smx, and ``expdecay`` divides by the weighted count of real frames only (the reference
-counts padded frames in its denominator), so only padded batches differ.
+smx, and ``expdecay`` divides by the weighted count of real frames only (SpeechBrain's
+implementation counts padded frames in its denominator), so only padded batches differ
+(docs/algorithm.md, "Differences from the SpeechBrain implementation").
 
-Mask polarity caveat (reference §1.4)
--------------------------------------
+Mask polarity caveat
+--------------------
 The weights are imported exactly, but a checkpoint only behaves as in training if it was
-trained with a consistent padding mask. In the IS24 wav2vec 2.0 code the encoder wrapper
-passes ``True = padding`` to a SummaryMixing cell (and convolution module) that
-multiplies by it as if ``1 = keep``: real frames are zeroed, padded frames averaged, and
-utterances without padding get a 0/0 summary. smx always uses ``pad_mask`` True = real
-frame, so a checkpoint trained with that inverted mask sees, in smx, inputs unlike those
-of its training; the June 2024 SSL code (``144eee0``) was self-consistent. Nothing in the
-state dict tells the two apart: validate an imported model (e.g. a downstream probe)
+trained with a consistent padding mask (docs/algorithm.md, "Padding and masks"). In the
+wav2vec 2.0 SSL code of arXiv 2407.13377 the encoder wrapper passes ``True = padding`` to a
+SummaryMixing cell (and convolution module) that multiplies by it as if ``1 = keep``: real
+frames are zeroed, padded frames averaged, and utterances without padding get a 0/0
+summary. smx always uses ``pad_mask`` True = real frame, so a checkpoint trained with that
+inverted mask sees, in smx, inputs unlike those of its training; the first version of that
+code (June 2024) was self-consistent. Nothing in the state dict tells the two apart: validate an imported model (e.g. a downstream probe)
 before trusting it. SpeechBrain's padded output frames (LayerNorm biases) are zero in smx;
-real frames are what the reference gives for each utterance alone.
+real frames are what SpeechBrain gives for each utterance alone.
 """
 
 from __future__ import annotations
@@ -452,9 +454,17 @@ def _detect_wrapper(sb_state: Mapping[str, torch.Tensor], prefix: str) -> _Wrapp
     )
 
 
-def _check_decay(sb_state: Mapping[str, torch.Tensor], keys: list[str], decay: float) -> None:
-    """The reference's frozen ``decay_constant`` of every expdecay layer must equal ``decay``."""
-    for key in keys:
+def _check_decay(
+    sb_state: Mapping[str, torch.Tensor], prefix: str, plan: _Plan, model: ModelCfg
+) -> None:
+    """SpeechBrain's frozen ``decay_constant`` of every expdecay layer must equal the config's.
+
+    Checked, the keys are then dropped: smx rebuilds the decay from the config.
+    """
+    if not isinstance(model.mixer, SummaryMixingCfg):
+        return
+    decay = model.mixer.decay
+    for key in [prefix + name for name in plan.decay_keys]:
         if key not in sb_state:
             raise ValueError(f"sb_state is missing {key!r} (expected shape [], the expdecay decay)")
         value = sb_state[key]
@@ -463,6 +473,7 @@ def _check_decay(sb_state: Mapping[str, torch.Tensor], keys: list[str], decay: f
                 f"sb_state[{key!r}] = {value.flatten().tolist()} differs from "
                 f"model.mixer.decay={decay}; set the config's decay to the checkpoint's value"
             )
+    plan.dead.update(plan.decay_keys)
 
 
 def speechbrain_encoder_keys(
@@ -512,6 +523,16 @@ def speechbrain_encoder_keys(
     return keys
 
 
+def _input_dim(sb_state: Mapping[str, torch.Tensor], projection: str, d_model: int) -> int:
+    """Features per input frame: the input size of the checkpoint's ``projection`` weight."""
+    if projection not in sb_state:
+        raise ValueError(
+            f"sb_state is missing {projection!r} (expected shape "
+            f"[{d_model}, input_dim]): the smx encoder needs its input projection"
+        )
+    return sb_state[projection].shape[-1]
+
+
 def convert_speechbrain_encoder(
     sb_state: Mapping[str, torch.Tensor],
     model: ModelCfg,
@@ -520,13 +541,11 @@ def convert_speechbrain_encoder(
 ) -> dict[str, torch.Tensor]:
     """State dict of ``build_encoder(model, input_dim)`` from a SpeechBrain encoder checkpoint.
 
-    Supports Conformer and Branchformer layers with SummaryMixing (``full``, ``fast``,
-    ``lite``, ``expdecay``; one or more heads) or MHSA (regular MHA into ``pos: abs``,
-    RelPosMHAXL into ``pos: relpos``), inside a wav2vec 2.0 ``EncoderWrapper`` or a
-    ``TransformerASR`` (see the module docstring for the mapping, the dead keys and the
-    mask-polarity caveat). ``input_dim`` is read from the input projection; when the
-    checkpoint has a mask embedding, build the encoder with ``mask_embedding=True``.
-    Unchanged tensors may share memory with ``sb_state``.
+    Conformer and Branchformer layers with SummaryMixing (any mode and heads) or MHSA
+    (``pos: abs`` or ``relpos``) in a wav2vec 2.0 ``EncoderWrapper`` or a ``TransformerASR``;
+    mapping, dead keys and mask-polarity caveat in the module docstring. ``input_dim`` is read
+    from the input projection; build the encoder with ``mask_embedding=True`` when the
+    checkpoint has a mask embedding. Unchanged tensors may share memory with ``sb_state``.
 
     Arguments
     ---------
@@ -562,34 +581,17 @@ def convert_speechbrain_encoder(
     >>> layout = speechbrain_encoder_keys(cfg, input_dim=12)  # what latent_encoder.ckpt holds
     >>> sb_state = {key: torch.randn(shape) for key, shape in layout.items()}
     >>> sb_state["positional_encoding.pe"] = torch.zeros(1, 3500, 16)  # dropped
-    >>> state = convert_speechbrain_encoder(sb_state, cfg)
     >>> encoder = build_encoder(cfg, input_dim=12, mask_embedding=True)
-    >>> encoder.load_state_dict(state, strict=True)
+    >>> encoder.load_state_dict(convert_speechbrain_encoder(sb_state, cfg), strict=True)
     <All keys matched successfully>
-    >>> w = sb_state["latent_encoder.layers.0.mha_layer.local_proj.linear.weights"]
-    >>> torch.equal(encoder.blocks[0].mixer.local_mlp[0].weight, w)
-    True
-    >>> del sb_state["latent_encoder.norm.norm.bias"]
-    >>> convert_speechbrain_encoder(sb_state, cfg)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: sb_state is missing 'latent_encoder.norm.norm.bias' (expected shape [16], ...
     """
     _check_supported(model)
     wrapper = _detect_wrapper(sb_state, prefix)
-    projection = f"{prefix}{wrapper.projection}weight"
-    if projection not in sb_state:
-        raise ValueError(
-            f"sb_state is missing {projection!r} (expected shape "
-            f"[{model.encoder.d_model}, input_dim]): the smx encoder needs its input projection"
-        )
-    input_dim = sb_state[projection].shape[-1]
+    input_dim = _input_dim(sb_state, f"{prefix}{wrapper.projection}weight", model.encoder.d_model)
     mask = wrapper.mask is not None and f"{prefix}{wrapper.mask}" in sb_state
     plan = _encoder_plan(model, wrapper, mask)
     targets = _target_shapes(lambda: build_encoder(model, input_dim, mask_embedding=mask))
-    if isinstance(model.mixer, SummaryMixingCfg):  # checked, then dropped (smx: config value)
-        _check_decay(sb_state, [prefix + key for key in plan.decay_keys], model.mixer.decay)
-        plan.dead.update(plan.decay_keys)
+    _check_decay(sb_state, prefix, plan, model)
     return _apply(sb_state, prefix, plan, targets, ignore)
 
 

@@ -3,8 +3,9 @@
 A chunk configuration ``(C, L)`` lets frame ``t`` of chunk ``c = t // C`` see every frame of
 chunks ``max(0, c - L) .. c``: its own whole chunk (frames to its right inside the chunk
 included) and ``L`` previous chunks, ``L = None`` meaning all of them. Dynamic chunk
-training (reference §1.8) draws a new configuration for every training batch, or ``None``
-for full context, so that one model serves both offline and streaming use.
+training (arXiv 2409.07165) draws a new configuration for every training batch, or ``None``
+for full context, so that one model serves both offline and streaming use
+(docs/algorithm.md, "Streaming and dynamic chunk training").
 """
 
 from __future__ import annotations

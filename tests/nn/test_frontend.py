@@ -189,7 +189,7 @@ def test_conv2d_gradients_and_errors() -> None:
 
 
 def test_conv2d_keeps_the_level_across_frequencies() -> None:
-    """Each frame is normalised over frequencies and channels together (the reference's
+    """Each frame is normalised over frequencies and channels together (SpeechBrain's
     LayerNorm), so a louder upper band still reads louder: normalising every time-frequency
     cell over its channels alone would map both inputs below to the same interior outputs."""
     sub = Conv2dSubsampling(16, channels=(4,)).eval()

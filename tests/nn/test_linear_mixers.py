@@ -1,4 +1,4 @@
-"""Fastformer and HyperMixing: their equations (reference §6.1, §6.2), padding, cost.
+"""Fastformer and HyperMixing: their equations (module docstrings), padding, cost.
 
 Reference values come from plain loops over utterances, frames and heads, computed in
 float64 from the module's own weights (the module is cast to float64).
@@ -67,7 +67,7 @@ MIXERS = {"fastformer": make_fastformer, "hypermixing": make_hypermixing}
 
 
 def loop_fastformer(module: Fastformer, x: torch.Tensor) -> torch.Tensor:
-    """§6.2 equations for one utterance ``x [T, D]`` of real frames only."""
+    """The Fastformer equations for one utterance ``x [T, D]`` of real frames only."""
     time, d_model = x.shape
     heads, dh = module.heads, module.head_dim
 
@@ -97,7 +97,7 @@ def loop_fastformer(module: Fastformer, x: torch.Tensor) -> torch.Tensor:
 
 
 def loop_hypermixing(module: HyperMixing, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
-    """§6.1 equations head by head, frame by frame, summing over the real frames only."""
+    """The HyperMixing equations head by head, frame by frame, summing over the real frames only."""
     batch_size, time, d_model = x.shape
     heads, dh, k = module.heads, module.head_dim, module.tokens_per_head
     out = torch.zeros_like(x)

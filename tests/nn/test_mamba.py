@@ -64,7 +64,7 @@ def scan_inputs(time: int, delta_scale: float, seed: int = 0, channels: int = 6,
 
 
 def loop_mamba(module: Mamba, u: torch.Tensor) -> torch.Tensor:
-    """One direction of §6.3 for one utterance ``u [T, D]``, frame by frame, channel by channel."""
+    """One direction for one utterance ``u [T, D]``, frame by frame, channel by channel."""
     time = u.shape[0]
     inner, rank, n = module.d_inner, module.dt_rank, module.d_state
     kernel = module.conv.weight.shape[-1]

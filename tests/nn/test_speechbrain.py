@@ -1,7 +1,7 @@
 """Import of SpeechBrain SummaryMixing Conformer / Branchformer weights (smx.nn.speechbrain).
 
 The SpeechBrain-layout state dicts are written out here key by key with random values (the
-layout facts: SpeechBrain ``Linear`` ``.w.weight [out, in]``, ``ParallelLinear``
+layout: SpeechBrain ``Linear`` ``.w.weight [out, in]``, ``ParallelLinear``
 ``.weights [h, in/h, out/h]`` / ``.biases [h, out/h]``, VanillaNN children ``linear``,
 ``linear_0``, ...). The reference outputs are computed directly from those tensors with
 explicit per-head slices, convolutions and attention, one utterance at a time without
@@ -493,7 +493,7 @@ def test_mask_embedding_is_imported():
 
 
 def test_relpos_scale_is_absorbed_into_keys_and_positions():
-    """smx divides by sqrt(d_h), the reference by sqrt(D): keys and W_pos carry 1/sqrt(H)."""
+    """smx divides by sqrt(d_h), SpeechBrain by sqrt(D): keys and W_pos carry 1/sqrt(H)."""
     name = "conformer-relpos"
     state = {f"1.{key}": value for key, value in sb_encoder_state(name).items()}
     converted = convert_speechbrain_encoder(state, CASES[name], prefix="1.")
@@ -623,7 +623,7 @@ def test_heads_mismatch_is_explained():
 
 
 def test_layernorms_that_the_config_does_not_use_are_errors():
-    """In full mode the norms are applied by the reference: dropping them would be wrong."""
+    """In full mode SpeechBrain applies the norms: dropping them would be wrong."""
     state = sb_encoder_state("conformer-full-h2")
     mixer = CASES["conformer-full-h2"].mixer.model_dump() | {"use_layernorm": False}
     model = make_cfg("conformer", mixer)

@@ -13,19 +13,20 @@ from smx.nn.convolution import CSGU
 
 
 class BranchformerBlock(MixerBlock):
-    """Branchformer layer with a pluggable mixer (reference §1.7; no feed-forward).
+    """Branchformer layer with a pluggable mixer, without feed-forward.
 
     * mixer branch: ``x1 = Dropout(mixer(LN_a(x)))``;
     * cgMLP branch: ``x2 = Dropout(Linear(U/2, D)(CSGU(act(Linear(D, U)(LN_b(x))))))``;
     * merge: ``x <- x + Dropout(merge([x1; x2]))``.
 
-    ``merge`` is ``Linear(2D, D)`` (the reference merge for MHSA and HyperMixing) or, when
-    ``merge_hidden`` is given, the MLP ``Linear(2D, H) -> act -> Linear(H, D) -> act`` of the
-    reference SummaryMixing Branchformer. The reference declares that MLP's input size as
-    ``local_proj_out_dim + summary_out_dim``, which only works when the local width equals
-    ``D`` (§7.3 item 6); the true input is the concatenation of two ``D``-wide branches, so
-    the input size here is ``2D``. Unlike the reference (which asserts it away), chunked and
-    streaming modes work: the CSGU convolution runs as a dynamic chunk convolution.
+    ``merge`` is ``Linear(2D, D)`` (SpeechBrain's merge for MHSA and HyperMixing) or, when
+    ``merge_hidden`` is given, the MLP ``Linear(2D, H) -> act -> Linear(H, D) -> act`` of
+    SpeechBrain's SummaryMixing Branchformer (docs/algorithm.md, "Where the cell sits").
+    SpeechBrain declares that MLP's input size as ``local_proj_out_dim + summary_out_dim``,
+    which only works when the local width equals ``D``; the true input is the concatenation
+    of two ``D``-wide branches, so the input size here is ``2D``. Unlike SpeechBrain's
+    implementation (which asserts it away), chunked and streaming modes work: the CSGU
+    convolution runs as a dynamic chunk convolution.
 
     Arguments
     ---------
@@ -34,7 +35,7 @@ class BranchformerBlock(MixerBlock):
     mixer : Mixer
         Context mixer ``[B, T, D] -> [B, T, D]``.
     csgu_units : int
-        Even width ``U`` of the cgMLP branch (3072 in the reference).
+        Even width ``U`` of the cgMLP branch (3072 in SpeechBrain's recipes).
     kernel_size : int
         Odd depthwise kernel of the CSGU.
     dropout : float

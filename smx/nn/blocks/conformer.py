@@ -13,12 +13,13 @@ from smx.nn.feedforward import FeedForward
 
 
 class ConformerBlock(MixerBlock):
-    """Conformer layer with a pluggable mixer in place of self-attention (reference §1.7).
+    """Conformer layer with a pluggable mixer in place of self-attention.
 
     ``x <- x + ½·FFN1(x)``; ``x <- x + Dropout(mixer(LN1(x)))``; ``x <- x + Conv(x)``;
     ``x <- LN2(x + ½·FFN2(x))`` (the last LayerNorm sits after the second residual).
-    The reference adds no dropout on the MHSA output (attention dropout only), hence
-    ``mixer_dropout`` defaults to 0; mixers such as SummaryMixing apply their own dropout.
+    SpeechBrain's Conformer adds no dropout on the MHSA output (attention dropout only), hence
+    ``mixer_dropout`` defaults to 0; mixers such as SummaryMixing apply their own dropout
+    (docs/algorithm.md, "Where the cell sits").
 
     Arguments
     ---------

@@ -12,7 +12,7 @@ from smx.nn.feedforward import FeedForward
 
 
 class TransformerBlock(MixerBlock):
-    """Transformer encoder layer with a pluggable mixer (reference §1.7).
+    """Transformer encoder layer with a pluggable mixer.
 
     Pre-norm (default): ``x <- x + Dropout(mixer(LN1(x)))``; ``x <- x + FFN(LN2(x))``, where
     LN2 is the input LayerNorm of :class:`~smx.nn.feedforward.FeedForward`.

@@ -1,7 +1,7 @@
-"""Fastformer: additive attention that pools the sequence into two global vectors (§6.2).
+"""Fastformer: additive attention that pools the sequence into two global vectors.
 
-With ``H`` heads of size ``d_h = D / H`` (reference §6.2, value shares the query
-projection as in the speech variant):
+Fastformer (arXiv 2108.09084) in its speech variant, where the value shares the query
+projection (docs/algorithm.md, "Other mixers"). With ``H`` heads of size ``d_h = D / H``:
 
 1. ``q_t = W_q x_t + b_q``, ``k_t = W_k x_t + b_k``                       (``D -> D``)
 2. ``alpha_{t,h} = softmax_t( w_q(q_t)_h / sqrt(d_h) )``, ``w_q``: Linear(D -> H) on the whole
@@ -12,11 +12,11 @@ projection as in the speech variant):
 
 Both softmaxes run in float32 at least (also under fp16/bf16 autocast). Linear in ``T``: O(T * D^2).
 
-Difference from the reference: padding is honoured. Padded frames are zeroed on the input
-and get ``-inf`` scores in both poolings, so they never reach the global vectors; a row
-without any real frame pools nothing (zero weights, no NaN) and its outputs, like those of
-every padded frame, are zero. The reference ignores the mask and leaves outputs at padded
-positions.
+Difference from the implementation used with BEST-RQ (arXiv 2409.02596): padding is
+honoured. Padded frames are zeroed on the input and get ``-inf`` scores in both poolings, so
+they never reach the global vectors; a row without any real frame pools nothing (zero
+weights, no NaN) and its outputs, like those of every padded frame, are zero. That
+implementation ignores the mask and leaves outputs at padded positions.
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def masked_pool(
 class Fastformer(Mixer):
     """Fastformer additive attention mixer, linear in ``T`` (see the module docstring).
 
-    Initialisation as the reference: every Linear weight N(0, 0.02), biases zero.
+    Initialisation as in the implementation used with BEST-RQ: every Linear weight
+    N(0, 0.02), biases zero.
 
     Arguments
     ---------
@@ -113,7 +114,7 @@ class Fastformer(Mixer):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Weights N(0, 0.02), biases zero (reference §6.2)."""
+        """Weights N(0, 0.02), biases zero."""
         for linear in (self.query, self.key, self.query_score, self.key_score, self.out):
             nn.init.normal_(linear.weight, std=0.02)
             nn.init.zeros_(linear.bias)

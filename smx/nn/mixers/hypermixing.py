@@ -1,4 +1,4 @@
-"""HyperMixing: token mixing with weights generated from the tokens (reference §6.1).
+"""HyperMixing: token mixing with weights generated from the tokens (arXiv 2203.03691).
 
 Multi-head HyperMixer token mixing (HyperConformer). With ``H`` heads of size
 ``d_h = D / H``, ``k = hypernet_size / H`` and the masked input ``x``:
@@ -12,12 +12,12 @@ Multi-head HyperMixer token mixing (HyperConformer). With ``H`` heads of size
 
 Linear in ``T``: O(T * k * D). The generators of all heads are block-diagonal linears (one
 einsum over ``[H, in, out]`` weights), initialised Xavier-uniform with gain ``sqrt(2)`` per
-head.
+head (docs/algorithm.md, "Other mixers").
 
-Differences from the reference: generator biases start at zero (the reference draws them
-Xavier-uniform too); positions have no maximum length (the reference table stops at 3000);
-the optional dropout (the reference has none) acts on the mixed heads before the LayerNorm;
-the output is zero on padded frames (the reference leaves the LayerNorm bias there).
+Differences from SpeechBrain's implementation: generator biases start at zero (SpeechBrain
+draws them Xavier-uniform too); positions have no maximum length (SpeechBrain's table stops
+at 3000); the optional dropout (SpeechBrain has none) acts on the mixed heads before the
+LayerNorm; the output is zero on padded frames (SpeechBrain leaves the LayerNorm bias there).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Bidirectional Mamba: two selective state-space scans, forward and backward (§6.3).
+"""Bidirectional Mamba: two selective state-space scans, forward and backward.
 
-One direction (Gu & Dao's Mamba block, reference §6.3) on ``u [B, T, D]``, with
+One direction (the Mamba block of Gu & Dao, arXiv 2312.00752; docs/algorithm.md, "Other
+mixers") on ``u [B, T, D]``, with
 ``D_in = expand * D``, ``N = d_state`` and ``R = dt_rank``:
 
 1. ``[x, z] = W_in u``                                    (``D -> 2 D_in``, no bias)
@@ -90,12 +91,11 @@ def selective_scan(
     The sequence is cut into chunks of ``chunk_size`` steps; inside a chunk all steps are
     computed at once by a log-depth parallel scan (see ``_scan_chunk``), and the state
     ``[B, D_in, N]`` entering the next chunk is carried by a loop over ``T / chunk_size``
-    chunks. (The closed form ``sum_s exp(S_t - S_s) b_s`` with cumulative sums ``S`` of
+    chunks. A closed form ``sum_s exp(S_t - S_s) b_s`` over cumulative sums ``S`` of
     ``Delta A`` would need a ``[K, K, D_in, N]`` tensor per chunk, or overflow for large
-    ``Delta`` once factored as ``exp(S_t) * cumsum(exp(-S_s) b_s)``; the log-depth scan
-    needs neither.) Memory stays at one chunk's ``[B, chunk_size, D_in, N]``: when gradients are
-    needed every chunk is checkpointed (recomputed in the backward pass), so the whole
-    ``[B, T, D_in, N]`` state is never stored. Computed in float32 at least; ``h_0 = 0``.
+    ``Delta`` once factored as ``exp(S_t) * cumsum(exp(-S_s) b_s)``; the log-depth scan needs
+    neither. Memory stays at one chunk's ``[B, chunk_size, D_in, N]`` (see ``_scan_chunks``).
+    Computed in float32 at least; ``h_0 = 0``.
 
     Arguments
     ---------
@@ -131,22 +131,36 @@ def selective_scan(
         raise ValueError(f"selective_scan: chunk_size must be an integer >= 1, got {chunk_size!r}")
     dtype = torch.promote_types(x.dtype, torch.float32)
     xs, deltas, Bs, Cs = (t.to(dtype).contiguous() for t in (x, delta, B, C))  # dense chunks
-    A = A.to(dtype)
+    y = _scan_chunks(xs, deltas, A.to(dtype), Bs, Cs, chunk_size)  # [B, T, D_in] C_t . h_t
+    return (y + D.to(dtype) * xs).to(x.dtype)
+
+
+def _scan_chunks(
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    chunk_size: int,
+) -> torch.Tensor:
+    """``C_t . h_t`` for ``x [B, T, D_in]``, one chunk after the other from ``h_0 = 0``.
+
+    When gradients are needed every chunk is checkpointed (recomputed in the backward pass),
+    so the whole ``[B, T, D_in, N]`` state is never stored.
+    """
     batch, time, channels = x.shape
-    state = xs.new_zeros(batch, channels, A.shape[-1])  # [B, D_in, N]
-    tensors = (xs, deltas, A, Bs, Cs)
-    remember = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    state = x.new_zeros(batch, channels, A.shape[-1])  # [B, D_in, N]
+    remember = torch.is_grad_enabled() and any(t.requires_grad for t in (x, delta, A, B, C))
     outputs = []
     for start in range(0, time, chunk_size):
         part = slice(start, start + chunk_size)
-        args = (xs[:, part], deltas[:, part], A, Bs[:, part], Cs[:, part], state)
+        args = (x[:, part], delta[:, part], A, B[:, part], C[:, part], state)
         if remember:
             y, state = checkpoint(_scan_chunk, *args, use_reentrant=False)
         else:
             y, state = _scan_chunk(*args)
         outputs.append(y)  # [B, K, D_in]
-    y = torch.cat(outputs, dim=1) if outputs else xs.new_zeros(batch, 0, channels)  # [B,T,D_in]
-    return (y + D.to(dtype) * xs).to(x.dtype)
+    return torch.cat(outputs, dim=1) if outputs else x.new_zeros(batch, 0, channels)  # [B,T,D_in]
 
 
 def _mark_no_weight_decay(parameter: nn.Parameter) -> nn.Parameter:
@@ -157,7 +171,7 @@ def _mark_no_weight_decay(parameter: nn.Parameter) -> nn.Parameter:
 class Mamba(nn.Module):
     """One causal Mamba direction ``[B, T, D] -> [B, T, D]`` (no mask: see :class:`BiMamba`).
 
-    Initialisation as mamba_ssm's defaults (reference §6.3): ``A_log = log(1..N)`` for every
+    Initialisation as mamba_ssm's defaults: ``A_log = log(1..N)`` for every
     channel, ``D = 1`` (both tagged ``_no_weight_decay``), ``W_dt`` uniform in
     ``±R^(-1/2)``, ``b_dt`` such that ``softplus(b_dt)`` is log-uniform in ``[1e-3, 0.1]``
     (floor ``1e-4``); other layers keep PyTorch's default initialisation.
@@ -290,23 +304,25 @@ def _unpermute(y: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 class BiMamba(Mixer):
     """Bidirectional Mamba mixer: a forward and a time-reversed Mamba, outputs summed.
 
-    The "add" strategy of the reference (§6.3): two independent :class:`Mamba` modules, one
-    reading the utterance forwards, one backwards (its output put back in time order), and
-    ``y = forward + backward``. Linear in ``T``: O(T * D_in * N).
+    The "add" bidirectional strategy of the BEST-RQ experiments (arXiv 2409.02596): two
+    independent :class:`Mamba` modules, one reading the utterance forwards, one backwards
+    (its output put back in time order), and ``y = forward + backward``. Linear in ``T``:
+    O(T * D_in * N).
 
-    Deliberate differences from the reference (mamba_ssm ``Block`` in the BEST-RQ runs):
+    Deliberate differences from the implementation of those experiments (a mamba_ssm
+    ``Block``; docs/algorithm.md, "Other mixers"):
 
     (a) Padding is honoured. Padded inputs are zeroed and each direction reads the real
         frames of every row as one contiguous sequence, with the padded frames after them:
         the backward direction reverses only the valid part of each row (a per-row gather
         ``t -> len - 1 - t``), so padded frames come after every real frame in *both*
         directions and, the scans being causal, never influence a real frame. Real outputs
-        do not change when padding is appended (the reference reversed the whole padded row,
-        so the padding, non-zero after the conv bias, was scanned before the real frames of
-        shorter utterances). Padded outputs are zero. Padding need not be at the end: the
+        do not change when padding is appended (that implementation reversed the whole
+        padded row, so the padding, non-zero after the conv bias, was scanned before the
+        real frames of shorter utterances). Padded outputs are zero. Padding need not be at the end: the
         real frames are gathered first, in order.
     (b) No RMSNorm and no residual inside the mixer. The host block already provides the
-        pre-norm and the residual; the reference's ``Block`` added its own RMSNorm and
+        pre-norm and the residual; that implementation's ``Block`` added its own RMSNorm and
         residual, so the input was effectively added twice.
 
     Arguments

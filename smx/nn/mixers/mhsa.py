@@ -3,14 +3,14 @@
 ``y = W_o concat_h softmax(q_h k_h^T / sqrt(d_h) + bias) v_h`` with one fused ``q, k, v``
 projection and :func:`torch.nn.functional.scaled_dot_product_attention` (SDPA), so the
 baseline is as fast as PyTorch makes it. Dropout acts on the attention weights only (SDPA
-``dropout_p`` in training), never on the output (reference §1.7).
+``dropout_p`` in training), never on the output (docs/algorithm.md, "Where the cell sits").
 
 Cost: every frame attends to every frame, so time is O(T^2 * D) and the scores take
 O(T^2 * H) memory unless SDPA picks a fused kernel — this is the quadratic cost the linear
-mixers remove (reference §6.4).
+mixers remove (docs/algorithm.md, "Other mixers").
 
-Positions (reference §1.7)
---------------------------
+Positions
+---------
 ``pos="abs"``
     No positional information inside the module: the encoder adds absolute sinusoidal
     positions to its input (the wav2vec 2.0 recipe's regular-MHA baseline).
