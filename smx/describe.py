@@ -23,8 +23,8 @@ kernels at 2 FLOPs per multiply-add; element-wise work (activations, norms, soft
 scan) is not counted. Two corrections to torch 2.14's table: the CPU flash-attention kernel,
 missing from it, is counted with torch's SDPA formula; and a convolution's backward is counted
 as one forward-sized convolution per gradient it computes, because torch's formula ignores
-``groups`` for the weight gradient and overcounts a depthwise convolution by its channel count
-(fixed upstream in pytorch/pytorch PR #183405). Per-second figures assume a cost linear in
+``groups`` for the weight gradient and overcounts a depthwise convolution by its channel
+count. Per-second figures assume a cost linear in
 duration: exact for the linear mixers; MHSA's attention term grows with utterance length, so
 a short probe understates MHSA on long utterances.
 
@@ -205,6 +205,11 @@ def count_config_parameters(params: Params) -> ParamCount:
     """Build the objective of ``params`` on the CPU (no forward pass) and count its parameters.
 
     A 155M-parameter objective takes a few seconds to build.
+
+    Returns
+    -------
+    ParamCount
+        The parameters per part, as :func:`count_parameters` counts them.
     """
     from smx.ssl.objective import build_objective
 
@@ -236,16 +241,19 @@ def _conv_backward_flops(
 
 
 def _cpu_flash_flops(q: list[int], k: list[int], v: list[int], *args: Any, **kwargs: Any) -> int:
+    """The CPU flash-attention kernel, counted with torch's SDPA formula."""
     return flop_counter.sdpa_flop_count(q, k, v)
 
 
 def _cpu_flash_backward_flops(
     grad_out: list[int], q: list[int], k: list[int], v: list[int], *args: Any, **kwargs: Any
 ) -> int:
+    """The CPU flash-attention backward, counted with torch's SDPA backward formula."""
     return flop_counter.sdpa_backward_flop_count(grad_out, q, k, v)
 
 
 def _flop_mapping() -> dict[Any, Callable[..., int]]:
+    """The counter's corrections: aten operator -> FLOP formula (see the module docstring)."""
     aten = torch.ops.aten
     return {
         aten.convolution_backward: _conv_backward_flops,
@@ -257,13 +265,20 @@ def _flop_mapping() -> dict[Any, Callable[..., int]]:
 def measure(loss_fn: Callable[[], torch.Tensor], exclude: Iterable[torch.Tensor] = ()) -> Probe:
     """FLOPs of ``loss_fn()`` and of its backward, and what autograd saves in between.
 
-    Arguments
-    ---------
-    loss_fn: runs the forward pass and returns a scalar to back-propagate.
-    exclude: tensors not to count as saved activations (the model's parameters and buffers).
-
     Saved tensors are counted once per storage: floating-point ones by element (the caller
     chooses the bytes per element), the others (masks, indices) by bytes.
+
+    Arguments
+    ---------
+    loss_fn : Callable[[], torch.Tensor]
+        Runs the forward pass and returns a scalar to back-propagate.
+    exclude : Iterable[torch.Tensor]
+        Tensors not to count as saved activations (the model's parameters and buffers).
+
+    Returns
+    -------
+    Probe
+        Forward and backward FLOPs, saved floating-point elements and other saved bytes.
 
     Example
     -------
@@ -303,6 +318,7 @@ def measure(loss_fn: Callable[[], torch.Tensor], exclude: Iterable[torch.Tensor]
 
 
 def _without_layerdrop(params: Params) -> Params:
+    """``params`` with layerdrop off, so that the probe runs (and counts) every layer."""
     data = params.model_dump()
     data["model"]["encoder"]["layerdrop"] = 0.0
     data["variants"] = {}
@@ -310,7 +326,22 @@ def _without_layerdrop(params: Params) -> Params:
 
 
 def probe_objective(objective: nn.Module, params: Params, seconds: float) -> Probe:
-    """:func:`measure` one training step of ``objective`` on ``seconds`` of seeded noise."""
+    """:func:`measure` one training step of ``objective`` on ``seconds`` of seeded noise.
+
+    Arguments
+    ---------
+    objective : nn.Module
+        The SSL objective built from ``params``; it is put in training mode.
+    params : Params
+        The configuration (sample rate, seed of the noise and of the step's randomness).
+    seconds : float
+        Duration of the one-utterance batch.
+
+    Returns
+    -------
+    Probe
+        What :func:`measure` reports for the step.
+    """
     rate = params.data.sample_rate
     samples = round(seconds * rate)
     generator = torch.Generator().manual_seed(params.seed)
@@ -333,6 +364,24 @@ def estimate_memory(
     counts: ParamCount, probe: Probe, probe_seconds: float, batch_seconds: float, params: Params
 ) -> MemoryEstimate:
     """Bytes per GPU of training ``params`` on ``batch_seconds`` of audio per step.
+
+    Arguments
+    ---------
+    counts : ParamCount
+        The objective's parameters.
+    probe : Probe
+        What one step on ``probe_seconds`` of audio saved for backward.
+    probe_seconds : float
+        Duration of the probe's utterance.
+    batch_seconds : float
+        Seconds of audio per GPU per step; the activations scale linearly to it.
+    params : Params
+        The configuration (precision, number of workers).
+
+    Returns
+    -------
+    MemoryEstimate
+        Each term of the estimate, in bytes (see the module docstring).
 
     Example
     -------
@@ -362,14 +411,26 @@ def describe(
 ) -> Description:
     """Parameters, FLOPs per second of audio and memory per GPU of ``params``.
 
+    The probe of a 155M-parameter model takes tens of seconds on a 2-core CPU.
+
     Arguments
     ---------
-    params: a validated configuration.
-    batch_seconds: seconds of audio per GPU per step (default ``data.max_batch_duration``).
-    probe_seconds: duration of the measured utterance.
+    params : Params
+        A validated configuration.
+    batch_seconds : float | None
+        Seconds of audio per GPU per step (default ``data.max_batch_duration``).
+    probe_seconds : float
+        Duration of the measured utterance.
 
-    Raises ValueError when ``batch_seconds`` or ``probe_seconds`` is not positive. The probe
-    of a 155M-parameter model takes tens of seconds on a 2-core CPU.
+    Returns
+    -------
+    Description
+        Parameters, FLOPs and memory of one training step (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        When ``batch_seconds`` or ``probe_seconds`` is not positive.
     """
     if batch_seconds is None:
         batch_seconds = params.data.max_batch_duration
@@ -401,10 +462,12 @@ def describe(
 
 
 def _m(n: float) -> str:
+    """A parameter count in millions."""
     return f"{n / 1e6:.2f} M"
 
 
 def _scaled(n: float, units: tuple[tuple[float, str], ...]) -> str:
+    """``n`` in the largest of ``units`` (largest first) it reaches, else in the smallest."""
     if n == 0:
         return "0"
     for size, name in units:
