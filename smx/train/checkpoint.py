@@ -144,10 +144,19 @@ def write_checkpoint(
 
     Arguments
     ---------
-    folder: the final folder (must not exist yet; a leftover temporary one is replaced).
-    rank: this process' rank; its file is ``rank_<rank>.pt``.
-    rank_state: loader position and RNG states of this rank.
-    state: the shared state (rank 0 only, else None): model, optimiser, step, ...
+    folder : str | Path
+        The final folder (must not exist yet; a leftover temporary one is replaced).
+    rank : int
+        This process' rank; its file is ``rank_<rank>.pt``.
+    rank_state : dict[str, Any]
+        Loader position and RNG states of this rank.
+    state : dict[str, Any] | None
+        The shared state (rank 0 only, else None): model, optimiser, step, ...
+
+    Returns
+    -------
+    Path
+        ``folder``.
 
     Example
     -------
@@ -171,8 +180,12 @@ def write_checkpoint(
 def read_state(folder: str | Path, expected_hash: str | None = None) -> dict[str, Any]:
     """The shared state of a checkpoint folder, checked against ``expected_hash``.
 
-    Raises :class:`CheckpointError` when the folder has no readable ``state.pt``, and
-    :class:`CheckpointMismatch` when it was made with another model/objective config.
+    Raises
+    ------
+    CheckpointError
+        The folder has no readable ``state.pt``.
+    CheckpointMismatch
+        It was made with another model/objective config.
 
     Example
     -------

@@ -266,7 +266,9 @@ def run_job(launch: Launch, job: Job, show_progress: bool = True) -> Finished:
         The storage, the cluster or MLflow is unusable (``during_training`` False); the run
         failed after ``cluster.max_failures`` restarts or diverged (True).
 
-    Example: see ``tests/train`` and ``tests/finetune`` (they start Ray).
+    Example
+    -------
+    See ``tests/train`` and ``tests/finetune`` (they start Ray).
     """
     params, storage = launch.params, launch.storage
     start_cluster(params, storage)

@@ -146,16 +146,22 @@ class Progress:
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train entry point: pre-train ``config["params"]`` on this worker's rank.
 
-    Returns the run's summary (:meth:`Trainer.summary`: ``status`` is ``finished`` or
-    ``diverged``); Ray hands rank 0's to the driver as ``Result.return_value``.
-
     Arguments
     ---------
-    config: a dict from :func:`smx.train.launch.loop_config`: ``params`` (the resolved config
+    config : dict[str, Any]
+        A dict from :func:`smx.train.launch.loop_config`: ``params`` (the resolved config
         as JSON data), ``corpus_dir``, ``run_dir``, ``tracking_uri``, ``run_id``,
         ``resume_from`` (a checkpoint folder or None), ``system_metrics``.
 
-    Example: see ``tests/train`` (it needs a Ray Train worker context).
+    Returns
+    -------
+    dict[str, Any]
+        The run's summary (:meth:`Trainer.summary`: ``status`` is ``finished`` or
+        ``diverged``); Ray hands rank 0's to the driver as ``Result.return_value``.
+
+    Example
+    -------
+    See ``tests/train`` (it needs a Ray Train worker context).
     """
     return run_worker(Trainer, config)
 

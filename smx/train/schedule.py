@@ -4,14 +4,17 @@ The learning rate of update ``n`` (1-based: the first update is ``n = 1``) is
 ``schedule(n)``; the training loop writes it into every parameter group before the update,
 so a schedule has no state besides the step, which checkpoints already hold.
 
-``warmcool`` is the wav2vec 2.0 SummaryMixing recipe's schedule (algorithm.md §2.7) without
-its artefact: the reference ``WarmCoolDecayLRSchedule`` with ``cooldown = total - warmup``
-starts the cool-down from ``lr * 0.75 ** (warmup / 100k)`` (about 8 % below the peak, in one
-step at ``n = warmup + 1``). Here the cool-down starts from the peak ``lr`` itself, so the
-curve is continuous: linear warm-up to ``lr``, then linear decay to 0 at ``total``.
+``warmcool`` is the schedule of the wav2vec 2.0 SummaryMixing recipe (arXiv 2407.13377)
+without its artefact: SpeechBrain's ``WarmCoolDecayLRSchedule`` with
+``cooldown = total - warmup`` starts the cool-down from ``lr * 0.75 ** (warmup / 100k)``
+(about 8 % below the peak, in one step at ``n = warmup + 1``). Here the cool-down starts from
+the peak ``lr`` itself, so the curve is continuous: linear warm-up to ``lr``, then linear
+decay to 0 at ``total`` (docs/algorithm.md, "Differences from the SpeechBrain
+implementation").
 
-``noam`` is BEST-RQ's (algorithm.md §3.2): ``lr * sqrt(w) * min(n ** -0.5, n * w ** -1.5)``,
-peak ``lr`` at ``n = w``, then proportional to ``n ** -0.5``.
+``noam`` is BEST-RQ's (arXiv 2202.01855; docs/algorithm.md, "BEST-RQ"):
+``lr * sqrt(w) * min(n ** -0.5, n * w ** -1.5)``, peak ``lr`` at ``n = w``, then
+proportional to ``n ** -0.5``.
 """
 
 from __future__ import annotations
@@ -28,10 +31,19 @@ def warmcool(step: int, lr: float, warmup: int, total: int) -> float:
 
     Arguments
     ---------
-    step: the update number (1-based; 0 gives 0).
-    lr: the peak learning rate.
-    warmup: warm-up updates (0: start at the peak).
-    total: the update at which the rate reaches 0 (``train.max_steps``).
+    step : int
+        The update number (1-based; 0 gives 0).
+    lr : float
+        The peak learning rate.
+    warmup : int
+        Warm-up updates (0: start at the peak).
+    total : int
+        The update at which the rate reaches 0 (``train.max_steps``).
+
+    Returns
+    -------
+    float
+        The learning rate of update ``step``.
 
     Example
     -------
@@ -50,9 +62,17 @@ def noam(step: int, lr: float, warmup: int) -> float:
 
     Arguments
     ---------
-    step: the update number (1-based; 0 gives 0).
-    lr: the peak learning rate, reached at ``step == warmup``.
-    warmup: warm-up updates (0: ``lr / sqrt(n)`` from the first step).
+    step : int
+        The update number (1-based; 0 gives 0).
+    lr : float
+        The peak learning rate, reached at ``step == warmup``.
+    warmup : int
+        Warm-up updates (0: ``lr / sqrt(n)`` from the first step).
+
+    Returns
+    -------
+    float
+        The learning rate of update ``step``.
 
     Example
     -------
@@ -79,10 +99,25 @@ def tristage(
 
     Arguments
     ---------
-    step: the update number (1-based).
-    lr: the peak learning rate.
-    warmup, hold: updates of the first two stages; the decay lasts until ``total``.
-    init_scale, final_scale: start and end rates as fractions of ``lr``.
+    step : int
+        The update number (1-based).
+    lr : float
+        The peak learning rate.
+    warmup : int
+        Updates of the linear first stage.
+    hold : int
+        Updates at the peak; the decay lasts from there until ``total``.
+    total : int
+        The update at which the decay ends.
+    init_scale : float
+        The first rate, as a fraction of ``lr``.
+    final_scale : float
+        The rate from ``total`` on, as a fraction of ``lr``.
+
+    Returns
+    -------
+    float
+        The learning rate of update ``step``.
 
     Example
     -------
@@ -121,7 +156,18 @@ def make_schedule(train: Any) -> Schedule:
 
     Arguments
     ---------
-    train: the ``train`` section (:class:`smx.config.TrainCfg`).
+    train : TrainCfg
+        The ``train`` section (:class:`smx.config.TrainCfg`).
+
+    Returns
+    -------
+    Schedule
+        The learning rate of each update: ``schedule(n) -> float``.
+
+    Raises
+    ------
+    ValueError
+        ``train.schedule`` names no schedule.
 
     Example
     -------
@@ -147,8 +193,8 @@ def make_optimizer(parameters: Any, train: Any) -> Any:
     """AdamW over ``parameters`` with the ``train`` section's hyper-parameters.
 
     ``foreach``: multi-tensor operations over all parameters instead of a Python loop over
-    them (torch picks them by default on CUDA only); the same numbers (bitwise equal after 8
-    updates of the demo encoder) and, there, an optimiser step about 35 % faster on CPU.
+    them; torch picks them by default on CUDA only, and on a CPU they give the same numbers
+    in a faster optimiser step.
     """
     import torch
 
