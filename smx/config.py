@@ -8,7 +8,8 @@ compute is spent.
 
 Defaults follow the published recipes (docs/algorithm.md): the wav2vec 2.0 SummaryMixing
 recipe (arXiv 2407.13377) for the model, masking and optimisation, BEST-RQ's published
-values for its objective, and MP3S for the downstream probes. ``params.yaml`` overrides them with the tiny demo values.
+values (arXiv 2202.01855) for its objective, and MP3S for the downstream probes.
+``params.yaml`` overrides them with the tiny demo values.
 
 Example
 -------

@@ -18,13 +18,25 @@ from smx.config import TrackingCfg
 from smx.project import project_root
 
 # The demo pipeline (`make demo`) writes about 0.2 GB (corpus, features, checkpoints, DVC
-# cache, MLflow store; measured on a fresh clone); real corpora need their own size on top.
+# cache, MLflow store); real corpora need their own size on top.
 MIN_FREE_GB = 1.0
 
 
 @dataclass(frozen=True)
 class Check:
-    """One line of the doctor's report."""
+    """One line of the doctor's report.
+
+    Arguments
+    ---------
+    component : str
+        What was checked (``torch``, ``mlflow``, ``disk``).
+    ok : bool
+        Whether it is usable.
+    detail : str
+        What was found (a version, an address, free space).
+    fix : str
+        How to fix it; empty when ``ok``.
+    """
 
     component: str
     ok: bool
@@ -46,6 +58,7 @@ def _pinned(name: str) -> str | None:
 
 
 def check_python() -> Check:
+    """The interpreter is Python 3.11 or newer."""
     v = sys.version_info
     ok = v >= (3, 11)
     return Check(
@@ -57,7 +70,7 @@ def check_python() -> Check:
 
 
 def check_package(name: str) -> Check:
-    """A pinned package is installed at its pinned version and imports."""
+    """The package ``name`` imports and is installed at the version smx pins."""
     pinned = _pinned(name)
     fix = "run 'make setup' (pip install -c requirements.lock -e '.[dev]')"
     try:
@@ -72,6 +85,7 @@ def check_package(name: str) -> Check:
 
 
 def check_cuda() -> Check:
+    """The CUDA devices torch sees (none is fine: everything runs on the CPU)."""
     import torch
 
     if not torch.cuda.is_available():
@@ -81,6 +95,7 @@ def check_cuda() -> Check:
 
 
 def check_espeak() -> Check:
+    """espeak-ng, which synthesises the embedded corpus, is on PATH and runs."""
     exe = shutil.which("espeak-ng")
     fix = "apt-get install -y espeak-ng (or run 'make setup')"
     if exe is None:
@@ -97,6 +112,7 @@ def check_espeak() -> Check:
 
 
 def _http_ok(url: str, timeout: float = 3.0) -> tuple[bool, str]:
+    """Whether a GET of ``url`` answers 2xx, and the status or the error in words."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return 200 <= resp.status < 300, f"HTTP {resp.status}"
@@ -107,6 +123,7 @@ def _http_ok(url: str, timeout: float = 3.0) -> tuple[bool, str]:
 
 
 def check_ray() -> Check:
+    """Ray imports, and the cluster named by $RAY_ADDRESS (if any) answers."""
     try:
         import ray
     except Exception as exc:
@@ -136,6 +153,11 @@ def check_ray() -> Check:
 
 
 def check_mlflow(cfg: TrackingCfg | None = None) -> Check:
+    """The tracking store of ``cfg`` (default: the default config's) can be written or reached.
+
+    A local SQLite store needs a writable folder; an HTTP server must answer its health
+    check; other stores are not probed.
+    """
     from smx.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(cfg or TrackingCfg())
@@ -158,6 +180,7 @@ def check_mlflow(cfg: TrackingCfg | None = None) -> Check:
 
 
 def check_disk(root: Path, min_free_gb: float = MIN_FREE_GB) -> Check:
+    """At least ``min_free_gb`` GB are free on the file system of ``root``."""
     free_gb = shutil.disk_usage(root).free / 1e9
     ok = free_gb >= min_free_gb
     fix = (
@@ -167,6 +190,7 @@ def check_disk(root: Path, min_free_gb: float = MIN_FREE_GB) -> Check:
 
 
 def check_tool(name: str, fix: str) -> Check:
+    """The command ``name`` is on PATH and runs ``--version``; ``fix`` says how to install it."""
     exe = shutil.which(name)
     if exe is None:
         return Check(name, False, "not found on PATH", fix)
@@ -182,7 +206,23 @@ def check_tool(name: str, fix: str) -> Check:
 def run_checks(
     tracking: TrackingCfg | None = None, min_free_gb: float = MIN_FREE_GB
 ) -> list[Check]:
-    """Every check, in the order the report shows them."""
+    """Every check, in the order the report shows them.
+
+    The running interpreter's bin folder is put first on PATH, so that the tools installed
+    beside it (dvc) are found in a virtual environment that was not activated.
+
+    Arguments
+    ---------
+    tracking : TrackingCfg | None
+        The tracking section whose store is checked (default: the default config's).
+    min_free_gb : float
+        Free disk space the project needs, in GB.
+
+    Returns
+    -------
+    list[Check]
+        One check per component.
+    """
     root = project_root()
     bin_dir = Path(sys.executable).parent
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
