@@ -56,9 +56,23 @@ class TrackingUnavailable(RuntimeError):
 
 
 def resolve_tracking_uri(cfg: TrackingCfg, root: Path | None = None) -> str:
-    """Tracking URI: the config's, else $MLFLOW_TRACKING_URI, else ``sqlite:////<project>/mlflow.db``.
+    """The MLflow tracking URI of ``cfg``, absolute.
 
-    A relative SQLite path is made absolute against the project root.
+    The config's URI, else $MLFLOW_TRACKING_URI, else ``sqlite:///mlflow.db``; a relative
+    SQLite path is made absolute against ``root``, so that runs started from other working
+    directories (DVC queued experiments, Ray jobs) use the same store.
+
+    Arguments
+    ---------
+    cfg : TrackingCfg
+        The ``tracking`` section of the config.
+    root : Path | None
+        The folder relative SQLite paths are resolved against (default: the project root).
+
+    Returns
+    -------
+    str
+        The URI.
 
     Example
     -------
@@ -76,10 +90,23 @@ def resolve_tracking_uri(cfg: TrackingCfg, root: Path | None = None) -> str:
 
 
 def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
-    """Raise :class:`TrackingUnavailable` (one clear sentence) unless ``uri`` is usable.
+    """Check that the tracking store at ``uri`` can be used, before any compute is spent.
 
     HTTP(S) servers are probed at ``/health``; SQLite stores need a writable folder. Other
     schemes are left to MLflow.
+
+    Arguments
+    ---------
+    uri : str
+        The tracking URI, as :func:`resolve_tracking_uri` gives it.
+    timeout : float
+        Seconds to wait for an HTTP(S) server.
+
+    Raises
+    ------
+    TrackingUnavailable
+        When the server does not answer 200 or the SQLite folder is missing or read-only
+        (one sentence that says how to fix it).
 
     Example
     -------
@@ -221,8 +248,27 @@ def open_run(
 ) -> str:
     """Create the run (logging params and tags) or, given ``run_id``, only re-tag it.
 
-    Params are immutable in MLflow, so a resumed run never logs them again. Returns the run
-    id; the run is left closed (``FINISHED`` until a worker reopens it).
+    Params are immutable in MLflow, so a resumed run never logs them again.
+
+    Arguments
+    ---------
+    uri : str
+        The tracking URI.
+    experiment : str
+        The experiment of a new run (created when missing).
+    run_name : str
+        The name of a new run.
+    params : dict[str, Any]
+        The config, logged flattened (:func:`flatten`) as the new run's params.
+    tags : dict[str, str]
+        Tags set on the run, new or reopened.
+    run_id : str | None
+        The run to re-tag; None to create one.
+
+    Returns
+    -------
+    str
+        The run id; the run is left closed (``FINISHED`` until a worker reopens it).
     """
     import mlflow
 
@@ -245,9 +291,12 @@ class RunLogger:
 
     Arguments
     ---------
-    uri: the tracking URI.
-    run_id: the run created by the driver.
-    system_metrics: also sample CPU/memory/GPU in the background (MLflow system metrics).
+    uri : str
+        The tracking URI.
+    run_id : str
+        The run created by the driver (:func:`open_run`).
+    system_metrics : bool
+        Also sample CPU/memory/GPU in the background (MLflow system metrics).
     """
 
     def __init__(self, uri: str, run_id: str, system_metrics: bool = True) -> None:
@@ -261,7 +310,13 @@ class RunLogger:
         self.logged_until = max((m.step for m in history), default=0)
 
     def log(self, metrics: dict[str, float], step: int) -> bool:
-        """Log ``metrics`` at ``step`` unless that step was logged before a restart."""
+        """Log ``metrics`` at ``step`` unless that step was logged before a restart.
+
+        Returns
+        -------
+        bool
+            Whether the metrics were logged.
+        """
         if step <= self.logged_until:
             return False
         self._mlflow.log_metrics(metrics, step=step)
@@ -283,7 +338,25 @@ def log_final_model(
 ) -> str:
     """Log the encoder as an MLflow PyTorch model (pickled) plus its state-dict files.
 
-    The model is registered under ``register_as`` when it is set. Returns the model URI.
+    Arguments
+    ---------
+    uri : str
+        The tracking URI.
+    run_id : str
+        The run that gets the model.
+    model : Any
+        The encoder module, pickled by MLflow.
+    files : list[Path]
+        State-dict files, logged under ``encoder/``.
+    register_as : str | None
+        Name in the model registry; None to log without registering.
+    requirements : list[str]
+        The pip requirements recorded with the model.
+
+    Returns
+    -------
+    str
+        The logged model's URI.
     """
     import mlflow
 
@@ -352,15 +425,26 @@ def log_probe_run(
 
     Arguments
     ---------
-    tracking_uri : the MLflow tracking URI (``sqlite:///...``, ``http://...``).
-    parent_run_id : the variant's run; the child joins its experiment.
-    result : the probing result.
-    files : artifacts to attach (e.g. the metrics JSON and the layer-weight PNG).
-    params : extra run parameters (e.g. ``downstream`` settings), flat names -> values.
+    tracking_uri : str
+        The MLflow tracking URI (``sqlite:///...``, ``http://...``).
+    parent_run_id : str
+        The variant's run; the child joins its experiment.
+    result : dict[str, Any]
+        The probing result.
+    files : Sequence[str | Path]
+        Artifacts to attach (e.g. the metrics JSON and the layer-weight PNG).
+    params : dict[str, Any] | None
+        Extra run parameters (e.g. ``downstream`` settings), flat names -> values.
 
     Returns
     -------
-    The child run's id; an unknown parent raises :class:`ProbeError`.
+    str
+        The child run's id.
+
+    Raises
+    ------
+    ProbeError
+        When ``parent_run_id`` is not a run of the tracking store.
     """
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
@@ -374,20 +458,7 @@ def log_probe_run(
     except MlflowException:
         message = f"MLflow run {parent_run_id} does not exist at {tracking_uri}"
         raise ProbeError(f"{message}; pass the run id of the variant's pre-training") from None
-    task = result["task"]
-    variant = result.get("variant") or parent.data.tags.get("mlflow.runName", "encoder")
-    run = client.create_run(
-        parent.info.experiment_id,
-        run_name=f"probe-{variant}-{task}",
-        tags={
-            "mlflow.parentRunId": parent_run_id,
-            "smx.stage": "probe",
-            "smx.role": "probe",
-            "smx.task": task,
-            "variant": variant,
-        },
-    )
-    run_id = run.info.run_id
+    run_id = _create_probe_run(client, parent, result)
     values = {**probe_params(result), **(params or {})}
     now = int(time.time() * 1000)
     client.log_batch(
@@ -400,6 +471,24 @@ def log_probe_run(
         client.log_artifact(run_id, str(path), artifact_path="probe")
     client.set_terminated(run_id)
     return run_id
+
+
+def _create_probe_run(client: Any, parent: Any, result: dict[str, Any]) -> str:
+    """Create the probe run of ``result`` as a child of the run ``parent``; its id."""
+    task = result["task"]
+    variant = result.get("variant") or parent.data.tags.get("mlflow.runName", "encoder")
+    run = client.create_run(
+        parent.info.experiment_id,
+        run_name=f"probe-{variant}-{task}",
+        tags={
+            "mlflow.parentRunId": parent.info.run_id,
+            "smx.stage": "probe",
+            "smx.role": "probe",
+            "smx.task": task,
+            "variant": variant,
+        },
+    )
+    return run.info.run_id
 
 
 def report_run(uri: str, experiment: str, provenance: Provenance, variants: list[str]) -> str:
@@ -418,7 +507,23 @@ def log_study(
 ) -> dict[str, str]:
     """Log every variant's numbers to its parent and the report files to the report run.
 
-    Returns ``{variant: parent run id, ..., "report": report run id}``.
+    Arguments
+    ---------
+    uri : str
+        The tracking URI.
+    params : Params
+        The base config (experiment; each variant's config hash finds its parent).
+    study : Study
+        The study's results.
+    files : ReportFiles
+        The report, summary and figures, logged to the report run.
+    provenance : Provenance
+        The git commit and dvc.lock hash, tagged on every run and keying the report run.
+
+    Returns
+    -------
+    dict[str, str]
+        ``{variant: parent run id, ..., "report": report run id}``.
     """
     from mlflow import MlflowClient
     from mlflow.entities import Metric, RunTag
@@ -469,8 +574,29 @@ def log_series_run(
     series: Sequence[tuple[int, dict[str, float]]],
     files: Sequence[Path],
 ) -> str:
-    """A new run of ``experiment`` holding flattened ``params``, ``(step, metrics)`` points
-    and ``files`` as artifacts (e.g. a benchmark, one step per input length); its id.
+    """Log a new run of ``experiment`` holding a series of measurements.
+
+    Arguments
+    ---------
+    uri : str
+        The tracking URI.
+    experiment : str
+        The run's experiment (created when missing).
+    run_name : str
+        The run's name.
+    tags : dict[str, str]
+        The run's tags (e.g. ``smx.role``).
+    params : dict[str, Any]
+        Settings, logged flattened (:func:`flatten`) as params.
+    series : Sequence[tuple[int, dict[str, float]]]
+        ``(step, metrics)`` points (e.g. a benchmark, one step per input length).
+    files : Sequence[Path]
+        Artifacts to attach.
+
+    Returns
+    -------
+    str
+        The new run's id.
     """
     import mlflow
 
