@@ -51,8 +51,10 @@ app.command("finetune")(finetune_command)
 
 
 def _stage_command(name: str) -> Any:
-    """A command that hands its arguments to the stage's own parser (same options, help,
-    messages and exit codes as `python -m pipelines.<name>`)."""
+    """A command that hands its arguments to the stage's own parser.
+
+    Options, help, messages and exit codes are those of `python -m pipelines.<name>`.
+    """
 
     def command(ctx: typer.Context) -> None:
         import importlib
@@ -78,6 +80,7 @@ EXIT_CONFIG = 2
 
 
 def _version(value: bool) -> None:
+    """Print the version and exit when ``--version`` is given."""
     if value:
         out.print(f"smx {__version__}")
         raise typer.Exit()
@@ -96,6 +99,7 @@ def _root(
 
 
 def _load_or_exit(path: Path) -> Any:
+    """The validated config at ``path``, or every problem on stderr and exit code 2."""
     from smx.config import load
 
     try:
