@@ -18,11 +18,13 @@ EXIT_USER = 2
 
 
 def _fail(message: str) -> typer.Exit:
+    """Print ``message`` on stderr; the exit (code 2) for the caller to raise."""
     err_console.print(f"smx probe: {message}", markup=False)
     return typer.Exit(EXIT_USER)
 
 
 def _params(config: Path) -> Any:
+    """The validated config at ``config``, or every problem on stderr and exit code 2."""
     from smx.config import load
     from smx.yamlio import ConfigError
 
@@ -35,6 +37,7 @@ def _params(config: Path) -> Any:
 
 
 def _table(result: dict[str, Any]) -> Any:
+    """The primary metric (mean ± std over seeds) per probe and upstream, as a rich table."""
     from rich.table import Table
 
     primary = result["primary_metric"]
@@ -55,8 +58,10 @@ def _table(result: dict[str, Any]) -> Any:
 def _probe_with_progress(
     encoder: str, task: str, params: Any, corpus: Path, probes: list[str], arch: Any
 ) -> dict[str, Any]:
-    """:func:`smx.downstream.run.probe_encoder` under a progress bar on stderr; a user
-    mistake becomes one sentence and exit code 2."""
+    """:func:`smx.downstream.run.probe_encoder` under a progress bar on stderr.
+
+    A user mistake becomes one sentence and exit code 2.
+    """
     from rich.progress import Progress
 
     from smx.data.problems import PrepareError

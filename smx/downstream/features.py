@@ -4,13 +4,6 @@ The upstream is frozen, so its outputs never change while probes train: every ut
 encoded once and the probes of every seed read the cached ``[T, L, D]`` tensors. Batches
 group utterances of similar duration, each at most ``max_batch_duration`` seconds of audio
 (one longer utterance forms a batch of its own).
-
-Example
--------
->>> class Cut:
-...     def __init__(self, id, duration): self.id, self.duration = id, duration
->>> [[c.id for c in b] for b in duration_batches([Cut("a", 3), Cut("b", 1), Cut("c", 2)], 3.5)]
-[['b', 'c'], ['a']]
 """
 
 from __future__ import annotations
@@ -30,12 +23,27 @@ T = TypeVar("T")
 def duration_batches(items: Iterable[T], max_batch_duration: float) -> list[list[T]]:
     """Items sorted by ``duration`` and cut into batches of at most ``max_batch_duration`` s.
 
+    An item longer than ``max_batch_duration`` forms a batch of its own.
+
     Arguments
     ---------
-    items: anything with a ``duration`` attribute in seconds.
-    max_batch_duration: total seconds per batch.
+    items : Iterable[T]
+        Anything with a ``duration`` attribute in seconds.
+    max_batch_duration : float
+        Total seconds per batch.
 
-    Example: the module docstring.
+    Returns
+    -------
+    list[list[T]]
+        The batches, shortest items first.
+
+    Example
+    -------
+    >>> class Cut:
+    ...     def __init__(self, id, duration): self.id, self.duration = id, duration
+    >>> cuts = [Cut("a", 3), Cut("b", 1), Cut("c", 2)]
+    >>> [[c.id for c in batch] for batch in duration_batches(cuts, 3.5)]
+    [['b', 'c'], ['a']]
     """
     batches: list[list[T]] = []
     current: list[T] = []
@@ -55,16 +63,24 @@ def duration_batches(items: Iterable[T], max_batch_duration: float) -> list[list
 def extract(
     upstreams: Mapping[str, Upstream], cuts: Sequence[Any], max_batch_duration: float
 ) -> dict[str, dict[str, torch.Tensor]]:
-    """Every cut's hidden states under every upstream: name -> cut id -> ``[T, L, D]`` float32.
+    """Every cut's hidden states under every upstream.
 
     Each batch's audio is read once and run through every upstream; only the real frames of
     each cut are kept.
 
     Arguments
     ---------
-    upstreams: frozen upstreams by name (:mod:`smx.downstream.upstream`).
-    cuts: Lhotse cuts with audio.
-    max_batch_duration: seconds of audio per forward pass.
+    upstreams : Mapping[str, Upstream]
+        Frozen upstreams by name (:mod:`smx.downstream.upstream`).
+    cuts : Sequence[Any]
+        Lhotse cuts with audio.
+    max_batch_duration : float
+        Seconds of audio per forward pass.
+
+    Returns
+    -------
+    dict[str, dict[str, torch.Tensor]]
+        Upstream name -> cut id -> ``[T, L, D]`` float32 hidden states.
     """
     out: dict[str, dict[str, torch.Tensor]] = {name: {} for name in upstreams}
     for batch_cuts in duration_batches(cuts, max_batch_duration):
