@@ -69,9 +69,16 @@ class SpecAugment(nn.Module):
 
     Arguments
     ---------
-    freq_masks, freq_width: number and maximum width of frequency masks.
-    time_masks, time_width: number and maximum width of time masks.
-    time_fraction: the most of the ``T`` frames that all time masks together may cover.
+    freq_masks : int
+        Number of frequency masks.
+    freq_width : int
+        Maximum width of a frequency mask, in mel bins.
+    time_masks : int
+        Number of time masks.
+    time_width : int
+        Maximum width of a time mask, in frames.
+    time_fraction : float
+        The most of the ``T`` frames that all time masks together may cover.
 
     Example
     -------
@@ -121,14 +128,22 @@ class SpecAugment(nn.Module):
 class CTCModel(nn.Module):
     """Front-end + encoder + linear CTC head, with the encoder frozen for the first steps.
 
+    The module docstring has an example.
+
     Arguments
     ---------
-    fbank, frontend, encoder: the parts of :func:`smx.downstream.upstream.build_parts`.
-    vocab_size: output units ``V`` (``len(CharVocab)``; id 0 is the blank).
-    freeze_steps: updates ``1 .. freeze_steps`` train the head only.
-    specaugment: the feature masking (None: none).
-
-    Example: the module docstring.
+    fbank : nn.Module
+        The log-mel features (from :func:`smx.downstream.upstream.build_parts`).
+    frontend : nn.Module
+        The subsampling front-end (from the same).
+    encoder : nn.Module
+        The encoder (from the same); its ``d_model`` sizes the head.
+    vocab_size : int
+        Output units ``V`` (``len(CharVocab)``; id 0 is the blank), at least 2.
+    freeze_steps : int
+        Updates ``1 .. freeze_steps`` train the head only.
+    specaugment : nn.Module | None
+        The feature masking (None: none).
     """
 
     def __init__(
@@ -177,7 +192,19 @@ class CTCModel(nn.Module):
         return self.head(encoded).log_softmax(-1), lengths  # [B, T, V]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> LossOutput:
-        """CTC loss per frame of ``{"audio", "audio_lens", "targets" [B, U], "target_lens" [B]}``."""
+        """CTC loss per real encoder frame of a batch.
+
+        Arguments
+        ---------
+        batch : dict[str, torch.Tensor]
+            ``audio [B, S]``, ``audio_lens [B]``, ``targets [B, U]`` (character ids,
+            zero-padded) and ``target_lens [B]``.
+
+        Returns
+        -------
+        LossOutput
+            The loss and the metrics ``loss`` and ``frozen`` (1.0 while the encoder is frozen).
+        """
         audio, audio_lens = check_audio_batch(batch, type(self).__name__)
         targets, target_lens = batch["targets"], batch["target_lens"]
         log_probs, lengths = self.log_probs(audio, audio_lens)
@@ -195,11 +222,23 @@ class CTCModel(nn.Module):
 
 
 def build_ctc_model(params: Params, vocab_size: int) -> CTCModel:
-    """The fine-tuning model of ``params`` (architecture, ``downstream.finetune``), random weights.
+    """The fine-tuning model of ``params``, with random weights.
 
     The front-end and encoder are built exactly as for pre-training, so
     :func:`load_encoder` can fill them from an ``encoder.pt``; the head is drawn after them,
     so the same seed gives the same head whatever the encoder's origin.
+
+    Arguments
+    ---------
+    params : Params
+        The architecture (``model``) and the fine-tuning settings (``downstream.finetune``).
+    vocab_size : int
+        Output units of the CTC head (``len(CharVocab)``).
+
+    Returns
+    -------
+    CTCModel
+        The model, SpecAugment included when ``downstream.finetune.specaugment`` is set.
     """
     cfg = params.downstream.finetune
     fbank, frontend, encoder = build_parts(params)
@@ -210,8 +249,25 @@ def build_ctc_model(params: Params, vocab_size: int) -> CTCModel:
 def load_encoder(model: CTCModel, path: Any, params: Params) -> CTCModel:
     """Copy the front-end and encoder weights of an ``encoder.pt`` into ``model``.
 
-    A file of another architecture raises :class:`smx.downstream.errors.ProbeError` naming
-    the first mismatch (:func:`smx.downstream.upstream.load_checkpoint_upstream`).
+    Arguments
+    ---------
+    model : CTCModel
+        The model built by :func:`build_ctc_model` from ``params``.
+    path : Any
+        The ``encoder.pt`` file.
+    params : Params
+        The config ``model`` was built from; the file must fit its architecture.
+
+    Returns
+    -------
+    CTCModel
+        ``model``, its head unchanged.
+
+    Raises
+    ------
+    ProbeError
+        When the file is of another architecture; the message names the first mismatch
+        (:func:`smx.downstream.upstream.load_checkpoint_upstream`).
     """
     from smx.downstream.upstream import load_checkpoint_upstream
 
@@ -225,6 +281,11 @@ def encode_texts(
     texts: Sequence[str | None], vocab: CharVocab
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Character ids ``[B, U]`` (zero-padded) and lengths ``[B]`` of transcripts.
+
+    Raises
+    ------
+    ValueError
+        When a transcript is None.
 
     Example
     -------
@@ -263,7 +324,24 @@ def duration_batches(items: Sequence[Any], max_duration: float) -> list[list[Any
 def transcribe(
     model: CTCModel, items: Sequence[Any], vocab: CharVocab, max_batch_duration: float
 ) -> dict[str, str]:
-    """Greedy CTC transcripts of labelled items (:class:`smx.downstream.tasks.Item`) by id."""
+    """Greedy CTC transcripts of labelled items, in eval mode and without gradients.
+
+    Arguments
+    ---------
+    model : CTCModel
+        The model to decode with.
+    items : Sequence[Any]
+        Labelled items (:class:`smx.downstream.tasks.Item`).
+    vocab : CharVocab
+        The characters of the head's outputs.
+    max_batch_duration : float
+        Seconds of audio per forward pass.
+
+    Returns
+    -------
+    dict[str, str]
+        Item id -> transcript.
+    """
     from lhotse import CutSet
 
     from smx.data.loader import collate
@@ -285,7 +363,15 @@ def transcribe(
 def error_rates(
     model: CTCModel, items: Sequence[Any], vocab: CharVocab, max_batch_duration: float
 ) -> dict[str, float]:
-    """Greedy-decoding WER and CER (fractions) of ``model`` on labelled items."""
+    """Greedy-decoding WER and CER (fractions) of ``model`` on labelled items.
+
+    The arguments are those of :func:`transcribe`; the items' labels are the references.
+
+    Returns
+    -------
+    dict[str, float]
+        ``{"wer": ..., "cer": ...}``.
+    """
     hyps = transcribe(model, items, vocab, max_batch_duration)
     refs = [item.label for item in items]
     texts = [hyps[item.id] for item in items]

@@ -32,12 +32,19 @@ BEAM_SIZE = 10
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
     """Best token per frame, repeats merged, blanks dropped.
 
+    The module docstring has an example.
+
     Arguments
     ---------
-    log_probs: ``[B, T, V]`` frame posteriors (any monotone scores work).
-    lengths: ``[B]`` real frames per utterance.
+    log_probs : torch.Tensor
+        ``[B, T, V]`` frame posteriors (any monotone scores work).
+    lengths : torch.Tensor
+        ``[B]`` real frames per utterance.
 
-    Returns one list of token ids per utterance (the module docstring has an example).
+    Returns
+    -------
+    list[list[int]]
+        The token ids of each utterance.
     """
     best = log_probs.argmax(-1).cpu()  # [B, T]
     out: list[list[int]] = []
@@ -84,12 +91,24 @@ def prefix_beam_search(log_probs: torch.Tensor, beam_size: int = BEAM_SIZE) -> l
     Each prefix keeps the log probability of ending in a blank and in its last token; at each
     frame only the ``beam_size`` most likely tokens extend the ``beam_size`` best prefixes.
 
+    The module docstring has an example.
+
     Arguments
     ---------
-    log_probs: ``[T, V]`` log posteriors of the real frames of one utterance.
-    beam_size: prefixes kept per frame (>= 1).
+    log_probs : torch.Tensor
+        ``[T, V]`` log posteriors of the real frames of one utterance.
+    beam_size : int
+        Prefixes kept per frame (>= 1).
 
-    Example: the module docstring.
+    Returns
+    -------
+    list[int]
+        The token ids of the best prefix (no blanks).
+
+    Raises
+    ------
+    ValueError
+        When ``beam_size`` is below 1.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size: must be at least 1, got {beam_size}")
@@ -132,10 +151,19 @@ def beam_decode(
 
     Arguments
     ---------
-    log_probs: ``[B, T, V]`` log posteriors.
-    lengths: ``[B]`` real frames per utterance.
-    tokens: the ``V`` token strings (``CharVocab.tokens``: blank first, then unknown).
-    beam_size: hypotheses kept per frame.
+    log_probs : torch.Tensor
+        ``[B, T, V]`` log posteriors.
+    lengths : torch.Tensor
+        ``[B]`` real frames per utterance.
+    tokens : Sequence[str]
+        The ``V`` token strings (``CharVocab.tokens``: blank first, then unknown).
+    beam_size : int
+        Hypotheses kept per frame.
+
+    Returns
+    -------
+    list[list[int]]
+        The token ids of each utterance's best hypothesis (no blanks).
 
     Example
     -------
