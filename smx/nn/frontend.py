@@ -1,7 +1,8 @@
 """Front-ends: log-mel filterbanks from waveforms, then a subsampling network.
 
 * :class:`FbankFrontend`: waveforms -> 80-dim log-mel features (25 ms window, 10 ms hop),
-  computed on the input's device without gradient, normalised per utterance (docs/algorithm.md, "Front-end").
+  computed on the input's device without gradient, normalised per utterance
+  (docs/algorithm.md, "Front-end").
 * :class:`CnnLatentExtractor`: the wav2vec 2.0 "mel_cnn" latent extractor, two valid Conv1d
   over time (strides 2, 1): 10 ms -> 20 ms frames (arXiv 2407.13377).
 * :class:`Conv2dSubsampling`: two stride-2 Conv2d blocks over time and frequency:

@@ -2,9 +2,9 @@
 
 With ``heads = h`` the input vector ``[..., in]`` is cut into ``h`` contiguous slices of
 ``in / h`` features and slice ``i`` goes through its own weight ``[in / h, out / h]``
-(docs/algorithm.md, "SummaryMixing"). Stacking such layers with the same ``heads`` keeps the heads apart: the
-output slice ``i`` of one layer is exactly the input slice ``i`` of the next one, so heads
-never mix inside an :class:`MLP`.
+(docs/algorithm.md, "SummaryMixing"). Stacking such layers with the same ``heads`` keeps
+the heads apart: the output slice ``i`` of one layer is exactly the input slice ``i`` of the
+next one, so heads never mix inside an :class:`MLP`.
 """
 
 from __future__ import annotations

@@ -113,9 +113,10 @@ SummaryMixing cell (and convolution module) that multiplies by it as if ``1 = ke
 frames are zeroed, padded frames averaged, and utterances without padding get a 0/0
 summary. smx always uses ``pad_mask`` True = real frame, so a checkpoint trained with that
 inverted mask sees, in smx, inputs unlike those of its training; the first version of that
-code (June 2024) was self-consistent. Nothing in the state dict tells the two apart: validate an imported model (e.g. a downstream probe)
-before trusting it. SpeechBrain's padded output frames (LayerNorm biases) are zero in smx;
-real frames are what SpeechBrain gives for each utterance alone.
+code (June 2024) was self-consistent. Nothing in the state dict tells the two apart:
+validate an imported model (e.g. a downstream probe) before trusting it. SpeechBrain's
+padded output frames (LayerNorm biases) are zero in smx; real frames are what SpeechBrain
+gives for each utterance alone.
 """
 
 from __future__ import annotations

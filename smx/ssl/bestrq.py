@@ -1,5 +1,6 @@
-"""The BEST-RQ objective: predict frozen random-projection codes of masked frames (reference §3).
+"""The BEST-RQ objective: predict frozen random-projection codes of masked frames.
 
+BEST-RQ (arXiv 2202.01855) as in SpeechBrain's recipe (docs/algorithm.md, "BEST-RQ"):
 waveforms -> log-mel normalised per utterance ``x [B, T, F]``, zero-padded to a multiple
 of ``stack_frames`` -> targets: the :class:`RandomProjectionQuantizer` codes of the
 **clean** stacked frames -> block mask (:func:`smx.ssl.masking.block_mask`, per
@@ -11,8 +12,8 @@ encoder frames only, mean over frames, averaged over codebooks.
 Encoder frame ``j`` covers feature frames ``[s*j, s*j + s)`` (``s = stack_frames``, equal
 to the front-end's subsampling); it is a prediction target when any of them is masked.
 With ``mask_length`` a multiple of ``s`` (the default: both 4) masked encoder frames are
-exactly the fully masked stacks, as in the reference (``mask[::4] // 4``). Masks only
-cover real frames, so padded frames are never targets.
+exactly the fully masked stacks, as in SpeechBrain's BEST-RQ (``mask[::4] // 4``). Masks
+only cover real frames, so padded frames are never targets.
 
 Randomness: block positions come from ``self.generator`` (seeded, CPU); the noise fill,
 dropout and layerdrop from torch's global RNG.
@@ -66,7 +67,7 @@ class BestRQObjective(nn.Module):
         utterance.
     subsampling : smx.nn.frontend.Conv2dSubsampling or CnnLatentExtractor
         ``(feats, frames) -> (x [B, T / s, C], lengths [B])`` for ``T`` a multiple of
-        ``s = cfg.stack_frames`` (the reference uses the Conv2d front-end).
+        ``s = cfg.stack_frames`` (SpeechBrain's BEST-RQ recipe uses the Conv2d front-end).
     encoder : smx.nn.encoder.Encoder
         Encoder over the subsampling's ``output_dim`` features (no mask embedding needed).
     cfg : smx.config.BestRQCfg

@@ -20,9 +20,9 @@ def sample_negatives(
     For masked frame ``n`` of utterance ``b`` (with ``m_b`` masked frames), each negative is
     drawn uniformly, with replacement, among the ``m_b - 1`` *other* masked frames of
     ``b``: never the frame itself, never another utterance, never an unmasked or padded
-    frame. This fixes the reference's flattened offset ``i * (T - 1)`` (§2.6, §7.3 item 10),
-    which shifted the candidates of utterance ``i > 0`` into the previous utterance and
-    could return the positive. Sampling with replacement (as the reference does) fills all
+    frame. SpeechBrain's flattened offset ``i * (T - 1)`` shifts the candidates of utterance
+    ``i > 0`` into the previous utterance and can return the positive; this one does not.
+    Sampling with replacement (as SpeechBrain does) fills all
     ``K`` slots whenever ``m_b >= 2``, even if ``m_b - 1 < K``; when ``m_b = 1`` there is no
     candidate: the slots point at the frame itself and are marked invalid (their logits
     become ``-inf`` in :func:`contrastive_logits`).
@@ -85,7 +85,7 @@ def contrastive_logits(
 
     ``logits[n] = cos(c_n, [y_n, y_{i_1}, ..., y_{i_K}]) / logit_temp`` (float32), with
     ``-inf`` for a negative that is invalid or identical to the positive (the quantiser
-    can give two frames the same code; the reference masks those too, §2.6).
+    can give two frames the same code; SpeechBrain masks those too).
 
     Arguments
     ---------
@@ -96,7 +96,7 @@ def contrastive_logits(
     negative_indices, negative_valid : torch.Tensor
         ``[N, K]`` from :func:`sample_negatives`.
     logit_temp : float
-        ``kappa`` (0.1 in the reference).
+        ``kappa`` (0.1 in the wav2vec 2.0 recipe).
 
     Returns
     -------
@@ -134,7 +134,7 @@ def contrastive_logits(
 
 
 def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy with target index 0, **summed** over masked frames (as the reference).
+    """Cross-entropy with target index 0, **summed** over masked frames (as SpeechBrain does).
 
     Divide by ``N`` for the per-frame value. An empty batch gives 0.
 

@@ -1,8 +1,8 @@
 """Time masks for self-supervised pre-training: wav2vec 2.0 spans and BEST-RQ blocks.
 
 Both functions take the true per-utterance lengths and an explicit ``torch.Generator``,
-so a mask depends only on the lengths and the generator state (the reference draws its
-masks from unseeded numpy/Python RNGs, reference §7.3 item 10). The random numbers are
+so a mask depends only on the lengths and the generator state (SpeechBrain's recipes draw
+their masks from unseeded numpy/Python RNGs). The random numbers are
 drawn on the generator's device; the mask is returned on ``lengths.device``. Masks are
 bool ``[B, T]`` with True = masked frame, and only real frames (``t < lengths[b]``) are
 ever masked.
@@ -67,21 +67,21 @@ def span_mask(
 ) -> torch.Tensor:
     """wav2vec 2.0 span mask with the same number of masked frames in every utterance.
 
-    Following reference §2.4: ``n = floor(mask_prob * L_min / mask_length + U(0,1) + 1)``
-    spans (:func:`num_spans`) with ``L_min`` the shortest length in the batch; for each
-    utterance ``b``, ``min(n, L_b - mask_length + 1)`` distinct span starts are drawn
-    uniformly among the starts whose span fits inside the utterance
-    (``0 .. L_b - mask_length``; the reference excludes the last one), each span covers
-    ``mask_length`` frames, overlaps merge, and random unmasked real frames are added until
-    the utterance has exactly ``M = min(n * mask_length, L_min)`` masked frames.
+    As in the wav2vec 2.0 recipe (docs/algorithm.md, "wav2vec 2.0"):
+    ``n = floor(mask_prob * L_min / mask_length + U(0,1) + 1)`` spans (:func:`num_spans`)
+    with ``L_min`` the shortest length in the batch; for each utterance ``b``,
+    ``min(n, L_b - mask_length + 1)`` distinct span starts are drawn uniformly among the
+    starts whose span fits inside the utterance (``0 .. L_b - mask_length``; SpeechBrain
+    excludes the last one), each span covers ``mask_length`` frames, overlaps merge, and
+    random unmasked real frames are added until the utterance has exactly
+    ``M = min(n * mask_length, L_min)`` masked frames.
 
-    Short utterances (the reference's guard crashes there, §7.3 item 10): capping ``M`` at
-    ``L_min`` lets every utterance reach it, so all of them get exactly ``M`` masked
-    frames; when the spans of a longer utterance cover more than ``M`` frames, randomly
-    chosen masked frames are unmasked again. The shortest utterance is therefore fully
-    masked when ``L_min <= n * mask_length`` (with the reference values, below 29 to 57
-    latent frames depending on the draw, i.e. about 0.6-1.1 s), and an empty utterance
-    makes ``M = 0`` (nothing masked).
+    Short utterances (where SpeechBrain's guard crashes): capping ``M`` at ``L_min`` lets
+    every utterance reach it; when the spans of a longer utterance cover more than ``M``
+    frames, randomly chosen masked frames are unmasked again. The shortest utterance is
+    therefore fully masked when ``L_min <= n * mask_length`` (with the recipe's values,
+    below 29 to 57 latent frames depending on the draw, about 0.6-1.1 s), and an empty
+    utterance makes ``M = 0`` (nothing masked).
 
     Arguments
     ---------
@@ -90,9 +90,9 @@ def span_mask(
     max_len : int
         ``T``, the padded length of the mask.
     mask_prob : float
-        Fraction-like parameter in (0, 1) (0.65 in the reference).
+        Fraction-like parameter in (0, 1) (0.65 in the wav2vec 2.0 recipe).
     mask_length : int
-        Frames per span (10 in the reference).
+        Frames per span (10 in the wav2vec 2.0 recipe).
     generator : torch.Generator
         Source of all random numbers.
 
@@ -108,23 +108,29 @@ def span_mask(
     >>> mask.shape, mask.sum(1).tolist(), bool(mask[1, 40:].any())
     (torch.Size([2, 50]), [24, 24], False)
     """
-    name = "span_mask"
-    _check_lengths(lengths, max_len, name)
-    _check_mask_args(mask_prob, mask_length, name)
+    _check_lengths(lengths, max_len, "span_mask")
+    _check_mask_args(mask_prob, mask_length, "span_mask")
     shortest = int(lengths.min()) if lengths.numel() else 0
     spans = num_spans(shortest, mask_prob, mask_length, float(_uniform(generator)))
     count = min(spans * mask_length, shortest)  # masked frames of every utterance
     mask = torch.zeros(lengths.shape[0], max_len, dtype=torch.bool)
-    offsets = torch.arange(mask_length)
     for b, length in enumerate(lengths.tolist()):
-        row = torch.zeros(length, dtype=torch.bool)
-        num_starts = length - mask_length + 1
-        if num_starts > 0:
-            order = torch.randperm(num_starts, generator=generator, device=generator.device)
-            starts = order[:spans].cpu()  # [n]
-            row[(starts[:, None] + offsets).flatten()] = True
+        row = _draw_spans(length, spans, mask_length, generator)  # [L_b]
         mask[b, :length] = _adjust_count(row, count, generator)
     return mask.to(lengths.device)
+
+
+def _draw_spans(
+    length: int, spans: int, mask_length: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``[L]`` bool: up to ``spans`` spans at distinct random starts that fit in ``length``."""
+    row = torch.zeros(length, dtype=torch.bool)
+    num_starts = length - mask_length + 1
+    if num_starts > 0:
+        order = torch.randperm(num_starts, generator=generator, device=generator.device)
+        starts = order[:spans].cpu()  # [n]
+        row[(starts[:, None] + torch.arange(mask_length)).flatten()] = True
+    return row
 
 
 def _adjust_count(row: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -151,7 +157,7 @@ def block_mask(
 ) -> torch.Tensor:
     """BEST-RQ block mask: ``n`` blocks of ``mask_length`` frames starting on multiples of it.
 
-    Reference §3.1 draws ``n = max(1, floor(mask_prob * L_min + U(0,1)))`` block starts
+    SpeechBrain's BEST-RQ draws ``n = max(1, floor(mask_prob * L_min + U(0,1)))`` block starts
     among the multiples of ``mask_length`` of the shortest utterance and shares them with
     the whole batch. Here ``n`` is computed the same way (so every utterance has the same
     ``n * mask_length`` masked frames), but each utterance draws its own ``n`` distinct
@@ -169,9 +175,9 @@ def block_mask(
     max_len : int
         ``T``, the padded length of the mask.
     mask_prob : float
-        Probability in (0, 1) that a frame starts a block (0.15 in the reference).
+        Probability in (0, 1) that a frame starts a block (0.15 in the BEST-RQ recipe).
     mask_length : int
-        Frames per block (4 in the reference: 40 ms, one encoder frame).
+        Frames per block (4 in the BEST-RQ recipe: 40 ms, one encoder frame).
     generator : torch.Generator
         Source of all random numbers.
 

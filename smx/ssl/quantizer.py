@@ -1,11 +1,11 @@
 """Target quantisers: wav2vec 2.0's Gumbel-softmax product quantiser and BEST-RQ's frozen one.
 
-* :class:`GumbelVectorQuantizer` (reference §2.5): ``G`` groups of ``V`` learned code
+* :class:`GumbelVectorQuantizer` (arXiv 2006.11477): ``G`` groups of ``V`` learned code
   vectors; each group picks one entry by a straight-through hard Gumbel-softmax in training
   (argmax in eval), and the selected entries are concatenated. Computed in float32 even
   under autocast. The temperature follows :func:`gumbel_temperature` through
   :meth:`GumbelVectorQuantizer.set_step`.
-* :class:`RandomProjectionQuantizer` (reference §3.1): a frozen random projection of
+* :class:`RandomProjectionQuantizer` (arXiv 2202.01855): a frozen random projection of
   stacked feature frames, L2-normalised along the feature (code) dimension, and the nearest
   entry of frozen L2-normalised random codebooks. Nothing in it is trained.
 
@@ -25,7 +25,7 @@ from torch import nn
 
 
 def gumbel_temperature(step: int, start: float, decay: float, minimum: float) -> float:
-    """Annealed Gumbel temperature ``max(start * decay**step, minimum)`` (reference §2.5).
+    """Annealed Gumbel temperature ``max(start * decay**step, minimum)``.
 
     Example
     -------
@@ -98,7 +98,7 @@ class GumbelOutput:
 class GumbelVectorQuantizer(nn.Module):
     """Gumbel-softmax product quantiser with ``groups`` codebooks of ``entries`` vectors.
 
-    ``logits = Linear(input_dim -> G * V)(x)`` (weight N(0, 1), bias 0, as the reference);
+    ``logits = Linear(input_dim -> G * V)(x)`` (weight N(0, 1), bias 0, as in SpeechBrain);
     in training, per group, ``y = softmax((logits + g) / tau)`` with Gumbel noise ``g`` and
     the straight-through one-hot ``onehot(argmax y) - y.detach() + y``; in eval,
     ``onehot(argmax logits)``. Each group's one-hot selects one row of its codebook
@@ -110,7 +110,7 @@ class GumbelVectorQuantizer(nn.Module):
     input_dim : int
         Features per input frame (the CNN latent size).
     groups : int
-        ``G``, number of codebooks (2 in the reference).
+        ``G``, number of codebooks (2 in the wav2vec 2.0 recipe).
     entries : int
         ``V``, entries per codebook (320).
     code_dim : int
@@ -229,10 +229,10 @@ class RandomProjectionQuantizer(nn.Module):
     buffers (saved in checkpoints, no gradient, not in ``parameters()``), drawn from a
     generator seeded with ``seed`` so that every worker builds the same quantiser.
 
-    Reference bug avoided (§3.1, §7.3 item 11): the 2024 SpeechBrain quantiser (used for
-    2409.02596) called ``F.normalize`` with its default ``dim=1`` on a ``[B, T', code_dim]``
-    tensor, i.e. normalised each code dimension over **time**, so targets depended on the
-    utterance length and padding; it was fixed to the feature dimension in Feb 2025.
+    Normalisation axis: the SpeechBrain quantiser used for arXiv 2409.02596 called
+    ``F.normalize`` with its default ``dim=1`` on a ``[B, T', code_dim]`` tensor, i.e.
+    normalised each code dimension over **time**, so its targets depended on the utterance
+    length and padding; here, as in later SpeechBrain versions, the feature dimension.
 
     Arguments
     ---------
@@ -243,7 +243,7 @@ class RandomProjectionQuantizer(nn.Module):
     codebook_size : int
         Entries per codebook (8192).
     num_codebooks : int
-        Independent projections and codebooks (1 in the reference).
+        Independent projections and codebooks (1 in SpeechBrain's BEST-RQ recipe).
     seed : int
         Seed of the projection and codebooks.
 

@@ -1,4 +1,4 @@
-"""The wav2vec 2.0 objective of the SummaryMixing SSL recipe (reference §2).
+"""The wav2vec 2.0 objective of the SummaryMixing SSL recipe (arXiv 2006.11477, 2407.13377).
 
 waveforms -> log-mel (per-utterance normalised) -> CNN latent extractor ``z [B, T, C]``
 (20 ms frames) -> span mask on the latent axis with the true latent lengths -> encoder
@@ -8,11 +8,11 @@ masked frames gives the context vectors; the Gumbel quantiser of the *unmasked* 
 
 ``L = L_contrastive + N * (diversity_weight * L_diversity + feature_penalty_weight * P)``
 
-with ``L_contrastive`` summed over the ``N`` masked frames (the reference's scale; the
-weights of the other terms are multiplied by ``N`` to sit on that scale, as the reference
+with ``L_contrastive`` summed over the ``N`` masked frames (SpeechBrain's scale; the
+weights of the other terms are multiplied by ``N`` to sit on that scale, as SpeechBrain
 does for the diversity term), ``L_diversity = (G*V - PP) / (G*V)`` and ``P`` the mean
 squared latent. Gradients reach the CNN through both the encoder and the quantiser (no
-stop-gradient, as the reference).
+stop-gradient, as in SpeechBrain). See docs/algorithm.md, "wav2vec 2.0".
 
 Randomness: masks and negatives come from ``self.generator`` (seeded, CPU); the Gumbel
 noise, dropout and layerdrop from torch's global RNG.
@@ -51,7 +51,7 @@ class Wav2Vec2Objective(nn.Module):
         ``(audio [B, S], samples [B]) -> (feats [B, T_f, F], frames [B])``.
     extractor : smx.nn.frontend.CnnLatentExtractor or Conv2dSubsampling
         ``(feats, frames) -> (latents [B, T, C], lengths [B])`` with ``output_dim = C``
-        (the reference uses the CNN latent extractor).
+        (the SummaryMixing SSL recipe uses the CNN latent extractor).
     encoder : smx.nn.encoder.Encoder
         Encoder over ``C`` input features, built with ``mask_embedding=True``.
     cfg : smx.config.Wav2Vec2Cfg

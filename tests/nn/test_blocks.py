@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,9 +13,9 @@ from smx.nn.base import lengths_to_mask
 from smx.nn.blocks import BranchformerBlock, ConformerBlock, TransformerBlock
 from smx.nn.convolution import CSGU, ConvModule, DepthwiseConv1d
 from smx.nn.feedforward import FeedForward
+from smx.nn.mixers.summary_mixing import SummaryMixing
 
 D = 16
-HAS_SUMMARY_MIXING = importlib.util.find_spec("smx.nn.mixers.summary_mixing") is not None
 
 
 def make_block(kind: str, mixer: nn.Module | None = None, dropout: float = 0.1) -> nn.Module:
@@ -41,8 +39,6 @@ BLOCKS = ["conformer", "transformer", "transformer_post", "branchformer", "branc
 
 
 def summary_mixing() -> nn.Module:
-    from smx.nn.mixers.summary_mixing import SummaryMixing
-
     return SummaryMixing(D, local_hidden=[D], local_out=D, summary_hidden=[D], heads=2)
 
 
@@ -327,12 +323,7 @@ def test_block_errors(kind: str) -> None:
 # ----------------------------------------------------------------------------------------
 # with the real SummaryMixing mixer
 
-needs_summary_mixing = pytest.mark.skipif(
-    not HAS_SUMMARY_MIXING, reason="smx.nn.mixers.summary_mixing not written yet"
-)
 
-
-@needs_summary_mixing
 @pytest.mark.parametrize("kind", BLOCKS)
 def test_summary_mixing_blocks(kind: str) -> None:
     block = make_block(kind, mixer=summary_mixing()).eval()

@@ -12,6 +12,7 @@ from torch import nn
 from smx.nn.base import lengths_to_mask
 from smx.nn.blocks import BranchformerBlock, ConformerBlock, TransformerBlock
 from smx.nn.encoder import Encoder, EncoderOutput
+from smx.nn.mixers.summary_mixing import SummaryMixing
 from smx.nn.positional import sinusoidal_positions
 from smx.nn.streaming import ChunkConfig
 
@@ -19,8 +20,6 @@ F_IN, D = 10, 16
 
 
 def summary_mixing() -> nn.Module:
-    from smx.nn.mixers.summary_mixing import SummaryMixing
-
     return SummaryMixing(D, local_hidden=[D], local_out=D, summary_hidden=[D], heads=2)
 
 

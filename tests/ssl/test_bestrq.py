@@ -102,7 +102,7 @@ def test_several_codebooks_have_one_head_each() -> None:
 @pytest.mark.parametrize("mixer", MIXERS)
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss(mixer: str) -> None:
     # fixed masks and noise: 20 Adam steps must cut the cross-entropy by >= 20 %
-    # (measured: 45-55 % after 15 steps for seeds 0-2 with either mixer)
+    # (these runs usually cut it by about half: 20 % leaves a wide margin)
     torch.manual_seed(0)
     objective = tiny_bestrq(mixer)
     batch = random_batch()

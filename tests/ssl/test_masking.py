@@ -78,7 +78,7 @@ def test_span_mask_caps_the_count_at_the_shortest_utterance() -> None:
 
 
 def test_span_mask_utterance_shorter_than_a_span_does_not_crash() -> None:
-    # the reference guard crashed here; now: M = min(n * 5, 3) = 3 frames everywhere
+    # SpeechBrain's guard crashes here; M = min(n * 5, 3) = 3 frames everywhere
     mask = span_mask(torch.tensor([3, 30]), 30, 0.5, 5, gen(0))
     assert mask.sum(1).tolist() == [3, 3]
     assert mask[0, :3].all() and not mask[0, 3:].any()
@@ -142,7 +142,7 @@ def test_block_mask_count_and_masked_fraction() -> None:
     lengths = torch.tensor([64, 100])
     mask = block_mask(lengths, 100, 0.125, 4, gen(0))
     assert mask.sum(1).tolist() == [32, 32]
-    # reference defaults on equal lengths: n = floor(0.15 * 1000 + u) = 150 -> 60 %
+    # the BEST-RQ recipe's values on equal lengths: n = floor(0.15 * 1000 + u) = 150 -> 60 %
     mask = block_mask(torch.tensor([1000, 1000]), 1000, 0.15, 4, gen(1))
     assert mask.float().mean().item() == pytest.approx(0.6)
 

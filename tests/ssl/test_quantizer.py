@@ -175,7 +175,7 @@ def test_projection_is_normalised_along_features_not_time() -> None:
     projected = q.project(x)  # [B, T, K, code_dim]
     assert projected.shape == (2, 5, 2, 4)
     assert torch.allclose(projected.norm(dim=-1), torch.ones(2, 5, 2), atol=1e-5)
-    # the 2024 reference bug normalised over time instead: not what we do
+    # not normalised over time (as the SpeechBrain quantiser used for arXiv 2409.02596 did)
     assert not torch.allclose(projected.norm(dim=1), torch.ones(2, 2, 4), atol=1e-2)
     # hence a frame's target does not depend on the other frames (or on padding)
     targets = q(x)

@@ -115,7 +115,7 @@ def test_masks_are_per_utterance_equal_and_on_real_latent_frames() -> None:
 @pytest.mark.parametrize("mixer", MIXERS)
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss(mixer: str) -> None:
     # fixed masks, negatives and Gumbel noise: 20 Adam steps must cut the loss by >= 20 %
-    # (measured: 45-55 % after 15 steps for seeds 0-2 with either mixer)
+    # (these runs usually cut it by about half: 20 % leaves a wide margin)
     torch.manual_seed(0)
     objective = tiny_wav2vec2(mixer)
     batch = random_batch()

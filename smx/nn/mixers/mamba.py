@@ -319,8 +319,8 @@ class BiMamba(Mixer):
         directions and, the scans being causal, never influence a real frame. Real outputs
         do not change when padding is appended (that implementation reversed the whole
         padded row, so the padding, non-zero after the conv bias, was scanned before the
-        real frames of shorter utterances). Padded outputs are zero. Padding need not be at the end: the
-        real frames are gathered first, in order.
+        real frames of shorter utterances). Padded outputs are zero. Padding need not be at
+        the end: the real frames are gathered first, in order.
     (b) No RMSNorm and no residual inside the mixer. The host block already provides the
         pre-norm and the residual; that implementation's ``Block`` added its own RMSNorm and
         residual, so the input was effectively added twice.
