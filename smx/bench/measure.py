@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -180,6 +180,42 @@ def run_point(
         lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
         return {"error": lines[-1] if lines else f"exit code {res.returncode}"}
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+#: Called with each point's record as soon as the point is done (a progress line).
+Progress = Callable[[dict[str, Any]], None]
+
+
+def run_points(
+    module: str,
+    points: Iterable[tuple[dict[str, Any], dict[str, Any]]],
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Measure each point in a fresh process (:func:`run_point`), one after the other.
+
+    Arguments
+    ---------
+    module : str
+        The point's module, as for :func:`run_point`.
+    points : iterable of (record, spec)
+        What identifies each point in the results (mixer, length, ...) and its spec.
+    threads : int or None
+        Intra-op threads of every point's process; None = torch's default.
+    progress : Progress or None
+        Told of each record as soon as its point is done.
+
+    Returns
+    -------
+    list of dict
+        Each point's record updated with its result (or ``error``), in the order given.
+    """
+    records = []
+    for record, spec in points:
+        records.append({**record, **run_point(module, spec, threads=threads)})
+        if progress is not None:
+            progress(records[-1])
+    return records
 
 
 def measurement_dict(m: Measurement) -> dict[str, Any]:

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smx.bench.common import encoder_frames
 from smx.config import MIXER_KINDS, ModelCfg, deep_merge
+
+if TYPE_CHECKING:
+    from smx.bench.measure import Progress
 
 POINT_MODULE = "smx.bench.mixers_point"
 
@@ -111,43 +115,33 @@ class MixerBench:
         return encoder_frames(self.model_cfg(self.kinds[0]), seconds, 16_000)
 
 
-def run(bench: MixerBench, progress: Any = None) -> list[dict[str, Any]]:
-    """Measure every (scope, kind, length) point, each in a fresh process.
+def run(bench: MixerBench, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Measure every (scope, kind, length) point of ``bench``, each in a fresh process.
 
-    Arguments
-    ---------
-    bench : MixerBench
-        What to measure.
-    progress : callable or None
-        Called with each record as soon as its point is done.
-
-    Returns
-    -------
-    list of dict
-        One record per point: ``scope``, ``kind``, ``seconds``, ``frames`` and the
-        measurement (or ``error``).
+    ``progress`` is told of each record as it is done. Returns one record per point:
+    ``scope``, ``kind``, ``seconds``, ``frames`` and the measurement (or ``error``).
     """
-    from smx.bench.measure import run_point
+    from smx.bench.measure import run_points
 
-    points = [(s, k, sec) for s in bench.scopes for k in bench.kinds for sec in bench.lengths_s]
-    records = []
-    for scope, kind, seconds in points:
-        spec = {
-            "scope": scope,
-            "model": bench.model_cfg(kind).model_dump(mode="json"),
-            "frames": bench.frames(seconds),
-            "batch": bench.batch,
-            "repeats": bench.repeats,
-            "warmup": bench.warmup,
-            "device": bench.device,
-        }
-        result = run_point(POINT_MODULE, spec)
-        records.append(
-            {"scope": scope, "kind": kind, "seconds": seconds, "frames": spec["frames"], **result}
-        )
-        if progress is not None:
-            progress(records[-1])
-    return records
+    return run_points(POINT_MODULE, _points(bench), progress=progress)
+
+
+def _points(bench: MixerBench) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """``(record, spec)`` of every point, scope by scope, kind by kind, length by length."""
+    for scope, kind in ((s, k) for s in bench.scopes for k in bench.kinds):
+        model = bench.model_cfg(kind).model_dump(mode="json")
+        for seconds in bench.lengths_s:
+            frames = bench.frames(seconds)
+            spec = {
+                "scope": scope,
+                "model": model,
+                "frames": frames,
+                "batch": bench.batch,
+                "repeats": bench.repeats,
+                "warmup": bench.warmup,
+                "device": bench.device,
+            }
+            yield {"scope": scope, "kind": kind, "seconds": seconds, "frames": frames}, spec
 
 
 def measured(record: dict[str, Any]) -> bool:

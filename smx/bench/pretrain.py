@@ -21,10 +21,9 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smx.bench.common import (
     check_seconds,
@@ -36,6 +35,9 @@ from smx.bench.common import (
 )
 from smx.bench.mixers import measured
 from smx.config import MIXER_KINDS, NO_MIXING, Params
+
+if TYPE_CHECKING:
+    from smx.bench.measure import Progress
 
 #: Lengths of the published comparisons (arXiv 2409.02596 reports 20-80 s inputs).
 DEFAULT_LENGTHS_S = (20.0, 40.0, 80.0)
@@ -175,25 +177,15 @@ def _measure_point(bench: PretrainBench, cfg: Params, seconds: float) -> dict[st
     return run_point("smx.bench.pretrain", spec, threads=bench.threads)
 
 
-def run(bench: PretrainBench, progress: Callable[[dict], None] | None = None) -> list[dict]:
+def run(bench: PretrainBench, progress: Progress | None = None) -> list[dict]:
     """Measure every (objective, mixer, length) point; one record per point, MHSA ratios added.
 
     At each length the mixers run one after the other, MHSA first, so that the points a
     ratio compares are measured close in time (the machine's load drifts). MHSA (every ratio
-    needs it) and the ``none`` floor are never skipped for the budget.
-
-    Arguments
-    ---------
-    bench : PretrainBench
-        What to measure.
-    progress : callable or None
-        Called with each record as soon as its point is done.
-
-    Returns
-    -------
-    list of dict
-        One record per point (``objective``, ``kind``, ``seconds``, ``frames`` and the
-        measurement, ``skipped`` or ``error``), sorted by objective, mixer and length.
+    needs it) and the ``none`` floor are never skipped for the budget. ``progress`` is
+    told of each record as it is done. Returns one record per point (``objective``,
+    ``kind``, ``seconds``, ``frames`` and the measurement, ``skipped`` or ``error``),
+    sorted by objective, mixer and length.
     """
     from smx.bench.mixers import ratios
 

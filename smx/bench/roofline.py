@@ -20,10 +20,10 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smx.bench.common import (
     check_kinds,
@@ -35,6 +35,9 @@ from smx.bench.common import (
     variant,
 )
 from smx.config import Params
+
+if TYPE_CHECKING:
+    from smx.bench.measure import Progress
 
 SCOPES = ("mixer", "encoder")
 
@@ -181,12 +184,11 @@ class RooflineBench:
 
     Arguments
     ---------
-    config : Path
-        The benchmark config file (its variants give the mixers).
-    params : Params
-        Its validated content.
+    config, params : Path, Params
+        The benchmark config file and its validated content, whose ``variants`` hold one
+        entry per mixer kind.
     kinds : list of str
-        Mixer kinds; each must be an entry of the config's ``variants``.
+        The mixer kinds to measure.
     scopes : list of str
         ``mixer`` (one mixer layer) and/or ``encoder`` (the full encoder).
     lengths_s : list of float
@@ -232,46 +234,35 @@ class RooflineBench:
         }
 
 
-def run(bench: RooflineBench, progress: Any = None) -> list[dict[str, Any]]:
-    """Measure every (scope, kind, length) point, each in a fresh process.
+def run(bench: RooflineBench, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Measure every (scope, kind, length) point of ``bench``, each in a fresh process.
 
-    Arguments
-    ---------
-    bench : RooflineBench
-        What to measure.
-    progress : callable or None
-        Called with each record as soon as its point is done.
-
-    Returns
-    -------
-    list of dict
-        One record per point: ``scope``, ``kind``, ``seconds``, ``frames``, the FLOP
-        counts, times and efficiencies (or ``error``).
+    ``progress`` is told of each record as it is done. Returns one record per point:
+    ``scope``, ``kind``, ``seconds``, ``frames``, the FLOP counts, times and efficiencies
+    (or ``error``).
     """
-    from smx.bench.measure import run_point
+    from smx.bench.measure import run_points
 
-    records = []
-    for scope in bench.scopes:
-        for kind in bench.kinds:
-            cfg = variant(bench.params, kind, bench.config)
-            for seconds in bench.lengths_s:
-                frames = encoder_frames(cfg.model, seconds, cfg.data.sample_rate)
-                spec = {
-                    "scope": scope,
-                    "params": cfg.model_dump(mode="json"),
-                    "frames": frames,
-                    "batch": bench.batch,
-                    "repeats": bench.repeats,
-                    "warmup": bench.warmup,
-                    "device": bench.device,
-                    "compile": bench.compile,
-                }
-                rec = {"scope": scope, "kind": kind, "seconds": seconds, "frames": frames}
-                rec.update(run_point("smx.bench.roofline", spec, threads=bench.threads))
-                records.append(rec)
-                if progress is not None:
-                    progress(rec)
-    return records
+    return run_points("smx.bench.roofline", _points(bench), bench.threads, progress)
+
+
+def _points(bench: RooflineBench) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """``(record, spec)`` of every point, scope by scope, kind by kind, length by length."""
+    for scope, kind in ((s, k) for s in bench.scopes for k in bench.kinds):
+        cfg = variant(bench.params, kind, bench.config)
+        for seconds in bench.lengths_s:
+            frames = encoder_frames(cfg.model, seconds, cfg.data.sample_rate)
+            spec = {
+                "scope": scope,
+                "params": cfg.model_dump(mode="json"),
+                "frames": frames,
+                "batch": bench.batch,
+                "repeats": bench.repeats,
+                "warmup": bench.warmup,
+                "device": bench.device,
+                "compile": bench.compile,
+            }
+            yield {"scope": scope, "kind": kind, "seconds": seconds, "frames": frames}, spec
 
 
 def main_point() -> None:

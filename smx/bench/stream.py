@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smx.bench.common import (
     check_kinds,
@@ -32,6 +32,9 @@ from smx.bench.common import (
     variant,
 )
 from smx.config import STREAMABLE_MIXERS, Params
+
+if TYPE_CHECKING:
+    from smx.bench.measure import Progress
 
 #: Positions (s) at which the real-time factor is reported: second 10 and minute 5.
 REPORT_AT_S = (10.0, 300.0)
@@ -154,25 +157,16 @@ def summarize(record: dict[str, Any], window_s: float) -> dict[str, Any]:
     return out
 
 
-def run(bench: StreamBench, progress: Any = None) -> list[dict[str, Any]]:
-    """Stream the utterance once per mixer, each in a fresh process.
+def run(bench: StreamBench, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Stream the utterance once per mixer of ``bench``, each in a fresh process.
 
-    Arguments
-    ---------
-    bench : StreamBench
-        What to stream.
-    progress : callable or None
-        Called with each record as soon as its mixer is done.
-
-    Returns
-    -------
-    list of dict
-        One record per mixer: ``kind``, ``frames``, every chunk's ``end_s`` and ``rtf``,
-        ``rtf_at`` and ``growth`` (:func:`summarize`), or ``error``.
+    ``progress`` is told of each mixer's record as it is done. Returns one record per
+    mixer: ``kind``, ``frames``, every chunk's ``end_s`` and ``rtf``, ``rtf_at`` and
+    ``growth`` (:func:`summarize`), or ``error``.
     """
-    from smx.bench.measure import run_point
+    from smx.bench.measure import run_points
 
-    records = []
+    points = []
     for kind in bench.kinds:
         cfg = variant(bench.params, kind, bench.config)
         spec = {
@@ -183,15 +177,10 @@ def run(bench: StreamBench, progress: Any = None) -> list[dict[str, Any]]:
             "left_chunks": bench.left_chunks,
             "device": bench.device,
         }
-        rec = {
-            "kind": kind,
-            "frames": encoder_frames(cfg.model, bench.seconds, cfg.data.sample_rate),
-        }
-        rec.update(run_point("smx.bench.stream", spec, threads=bench.threads))
-        records.append(summarize(rec, bench.window_s))
-        if progress is not None:
-            progress(records[-1])
-    return records
+        frames = encoder_frames(cfg.model, bench.seconds, cfg.data.sample_rate)
+        points.append(({"kind": kind, "frames": frames}, spec))
+    records = run_points("smx.bench.stream", points, bench.threads, progress)
+    return [summarize(rec, bench.window_s) for rec in records]
 
 
 def main_point() -> None:
