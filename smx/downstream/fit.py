@@ -1,10 +1,10 @@
 """Training one probe on cached hidden states: two Adam optimisers, NewBob, best dev epoch.
 
 The probe (and the AAM head of the speaker task) uses ``downstream.lr``, the layer weights
-``downstream.lr_weights`` (docs/algorithm.md, "MP3S protocol"). After every epoch the dev loss is computed; when
-it improved by less than ``newbob_threshold`` (relative) both learning rates are multiplied
-by ``newbob_factor``. The weights of the epoch with the lowest dev loss are kept (the last
-epoch's when no dev utterance has a usable label).
+``downstream.lr_weights`` (docs/algorithm.md, "MP3S protocol"). After every epoch the dev
+loss is computed; when it improved by less than ``newbob_threshold`` (relative) both
+learning rates are multiplied by ``newbob_factor``. The weights of the epoch with the lowest
+dev loss are kept (the last epoch's when no dev utterance has a usable label).
 
 Losses: CTC on characters (blank 0) for ``asr``, AAM-softmax cross-entropy over the training
 speakers for ``speaker``, cross-entropy for the classification tasks.
@@ -37,8 +37,17 @@ from smx.downstream.probes import ProbeModel
 class Example:
     """A cached utterance: hidden states ``[T, L, D]`` and its target.
 
-    ``target`` is a ``[U]`` tensor of character ids (asr) or a class index (-1 = a class
-    unseen in training: scored as an error, left out of the dev loss).
+    Arguments
+    ---------
+    id : str
+        The utterance's id.
+    duration : float
+        Its duration in seconds (for batching).
+    states : torch.Tensor
+        ``[T, L, D]`` hidden states of its real frames.
+    target : Any
+        A ``[U]`` tensor of character ids (asr) or a class index (-1 = a class unseen in
+        training: scored as an error, left out of the dev loss).
     """
 
     id: str
@@ -49,7 +58,19 @@ class Example:
 
 @dataclass
 class FitResult:
-    """How training went: dev loss per epoch, the epoch kept, the final learning rates."""
+    """How training went: dev loss per epoch, the epoch kept, the final learning rates.
+
+    Arguments
+    ---------
+    dev_losses : list[float]
+        Dev loss after each epoch (NaN when no dev utterance has a usable label).
+    best_epoch : int
+        The 0-based epoch whose weights were kept.
+    lr : float
+        The probe's learning rate after the last NewBob decay.
+    lr_weights : float
+        The layer weights' learning rate after the last NewBob decay.
+    """
 
     dev_losses: list[float] = field(default_factory=list)
     best_epoch: int = -1
@@ -131,12 +152,25 @@ def fit(
 
     Arguments
     ---------
-    task: ``asr``, ``speaker``, ``intent`` or ``style`` (selects the loss).
-    model: layer weights + probe; trained in place.
-    train, dev: cached examples.
-    cfg: the ``downstream`` section (lr, lr_weights, batch duration, NewBob).
-    seed: seeds the batch order (the caller seeds the model's initialisation).
-    epochs: training epochs (None: ``cfg.epochs``; the jobs pass ``cfg.epochs_of(probe)``).
+    task : str
+        ``asr``, ``speaker``, ``intent`` or ``style`` (selects the loss).
+    model : ProbeModel
+        Layer weights + probe; trained in place, left in eval mode with the kept weights.
+    train : Sequence[Example]
+        The cached training examples.
+    dev : Sequence[Example]
+        The cached dev examples (NewBob and the epoch kept).
+    cfg : DownstreamCfg
+        The ``downstream`` section (lr, lr_weights, batch duration, NewBob).
+    seed : int
+        Seeds the batch order (the caller seeds the model's initialisation).
+    epochs : int | None
+        Training epochs (None: ``cfg.epochs``; the jobs pass ``cfg.epochs_of(probe)``).
+
+    Returns
+    -------
+    FitResult
+        The dev losses, the epoch kept and the final learning rates.
     """
     generator = torch.Generator().manual_seed(seed)
     weights = [model.layers.logits]
@@ -149,16 +183,7 @@ def fit(
     result = FitResult()
     best_state: dict[str, torch.Tensor] | None = None
     for epoch in range(cfg.epochs if epochs is None else epochs):
-        model.train()
-        for i in torch.randperm(len(batches), generator=generator).tolist():
-            loss = batch_loss(task, model, batches[i])
-            if loss is None:
-                continue
-            for opt in optimizers:
-                opt.zero_grad()
-            loss.backward()
-            for opt in optimizers:
-                opt.step()
+        _train_epoch(task, model, batches, optimizers, generator)
         dev_loss = mean_loss(task, model, dev, cfg.max_batch_duration)
         previous = result.dev_losses[-1] if result.dev_losses else None
         result.dev_losses.append(dev_loss)
@@ -166,15 +191,40 @@ def fit(
         if not dev_loss >= best:  # lower, or no dev loss to compare (NaN): keep the newest
             result.best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
         if previous is not None and improvement(previous, dev_loss) < cfg.newbob_threshold:
-            for opt in optimizers:
-                for group in opt.param_groups:
-                    group["lr"] *= cfg.newbob_factor
+            _scale_lr(optimizers, cfg.newbob_factor)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     result.lr = optimizers[0].param_groups[0]["lr"]
     result.lr_weights = optimizers[1].param_groups[0]["lr"]
     return result
+
+
+def _train_epoch(
+    task: str,
+    model: ProbeModel,
+    batches: Sequence[Sequence[Example]],
+    optimizers: Sequence[torch.optim.Optimizer],
+    generator: torch.Generator,
+) -> None:
+    """One pass over ``batches`` in an order drawn from ``generator``, every optimiser stepping."""
+    model.train()
+    for i in torch.randperm(len(batches), generator=generator).tolist():
+        loss = batch_loss(task, model, batches[i])
+        if loss is None:
+            continue
+        for opt in optimizers:
+            opt.zero_grad()
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+
+
+def _scale_lr(optimizers: Sequence[torch.optim.Optimizer], factor: float) -> None:
+    """Multiply the learning rate of every parameter group by ``factor`` (NewBob's decay)."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] *= factor
 
 
 def predict(
