@@ -46,7 +46,25 @@ class Split:
 
 @dataclass(frozen=True)
 class Job:
-    """One probe training: which probe, on which upstream's states, with which seed."""
+    """One probe training: which probe, on which upstream's states, with which seed.
+
+    Arguments
+    ---------
+    task : str
+        The probing task (selects the loss).
+    probe : str
+        The probe's name (:data:`smx.config.PROBES`).
+    upstream : str
+        The upstream whose cached states it trains on (a key of the splits).
+    seed : int
+        Seeds the probe's initialisation and the batch order.
+    num_layers : int
+        ``L``, the hidden states per frame of the upstream.
+    dim : int
+        ``D``, the size of each hidden state.
+    outputs : int
+        Output units (characters for asr, classes otherwise).
+    """
 
     task: str
     probe: str
@@ -59,7 +77,21 @@ class Job:
 
 @dataclass
 class JobResult:
-    """A trained probe's test outputs (per example id), layer weights and best dev epoch."""
+    """A trained probe's test outputs, layer weights and best dev epoch.
+
+    Arguments
+    ---------
+    job : Job
+        The job that trained it.
+    outputs : dict[str, torch.Tensor]
+        Probe outputs on the test split per example id (:func:`smx.downstream.fit.predict`).
+    layer_weights : list[float]
+        The ``L`` learned softmax layer weights.
+    best_epoch : int
+        The 0-based epoch whose weights were kept.
+    seconds : float
+        Wall-clock time of the job.
+    """
 
     job: Job
     outputs: dict[str, torch.Tensor]
@@ -117,7 +149,27 @@ def run_jobs(
     workers: int,
     done: Done | None = None,
 ) -> list[JobResult]:
-    """Every job's result, in the order of ``jobs``; ``workers > 1`` runs them in processes."""
+    """Run every job, here or in a pool of processes.
+
+    Arguments
+    ---------
+    jobs : Sequence[Job]
+        The trainings to run.
+    splits : dict[str, Split]
+        The cached examples of each upstream named by the jobs.
+    cfg : DownstreamCfg
+        The ``downstream`` section (learning rates, epochs, batch duration, NewBob).
+    workers : int
+        Processes to run the jobs in (one torch thread each); 1 runs them one after the
+        other in the calling process.
+    done : Done | None
+        Called after each finished job (in the order they finish).
+
+    Returns
+    -------
+    list[JobResult]
+        Every job's result, in the order of ``jobs``.
+    """
     if workers <= 1 or len(jobs) <= 1:
         results = []
         for count, job in enumerate(jobs, start=1):
@@ -135,8 +187,9 @@ def _run_in_pool(
     workers: int,
     done: Done | None,
 ) -> list[JobResult]:
-    # the longest jobs first: more frames per utterance = a longer training; the probes that
-    # train on averages last (they take a second)
+    """:func:`run_jobs` in ``workers`` processes, longest jobs first."""
+    # more frames per utterance = a longer training; the probes that train on averages go
+    # last (they take a second)
     frames = {name: _frames(split) for name, split in splits.items()}
     order = sorted(
         range(len(jobs)),
@@ -163,6 +216,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 
 def _frames(split: Split) -> int:
+    """Frames of the training examples of ``split`` (how long its probes train)."""
     return sum(e.states.shape[0] for e in split.train)
 
 
@@ -171,9 +225,11 @@ _worker_splits: dict[str, Split] = {}
 
 
 def _start_worker(splits: dict[str, Split]) -> None:
+    """Pool initializer: one torch thread, the cached states kept for every job."""
     torch.set_num_threads(1)
     _worker_splits.update(splits)
 
 
 def _train_in_worker(job: Job, cfg: DownstreamCfg) -> JobResult:
+    """:func:`train_job` on the states the worker received when it started."""
     return train_job(job, _worker_splits[job.upstream], cfg)
