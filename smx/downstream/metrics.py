@@ -28,7 +28,21 @@ P_TARGET = 0.01
 
 @dataclass(frozen=True)
 class ErrorCounts:
-    """Edit operations turning references into hypotheses, and the reference length."""
+    """Edit operations turning references into hypotheses, and the reference length.
+
+    Counts add up over utterances with ``+``.
+
+    Arguments
+    ---------
+    substitutions : int
+        Reference tokens replaced by another token.
+    deletions : int
+        Reference tokens missing from the hypothesis.
+    insertions : int
+        Hypothesis tokens with no reference token.
+    ref_len : int
+        Tokens of the reference.
+    """
 
     substitutions: int = 0
     deletions: int = 0
@@ -91,6 +105,7 @@ def align_counts(ref: Sequence[str], hyp: Sequence[str]) -> ErrorCounts:
 
 
 def _check_pairs(refs: Sequence[str], hyps: Sequence[str]) -> None:
+    """ValueError unless there is one hypothesis per reference."""
     if len(refs) != len(hyps):
         raise ValueError(
             f"hyps: expected one hypothesis per reference ({len(refs)}), got {len(hyps)}"
@@ -99,6 +114,11 @@ def _check_pairs(refs: Sequence[str], hyps: Sequence[str]) -> None:
 
 def wer(refs: Sequence[str], hyps: Sequence[str]) -> ErrorCounts:
     """Word error counts over a corpus (words split on white space).
+
+    Raises
+    ------
+    ValueError
+        When ``refs`` and ``hyps`` differ in length.
 
     Example
     -------
@@ -116,6 +136,11 @@ def wer(refs: Sequence[str], hyps: Sequence[str]) -> ErrorCounts:
 def cer(refs: Sequence[str], hyps: Sequence[str]) -> ErrorCounts:
     """Character error counts over a corpus (spaces count as characters).
 
+    Raises
+    ------
+    ValueError
+        When ``refs`` and ``hyps`` differ in length.
+
     Example
     -------
     >>> c = cer(["ab c"], ["abc"])
@@ -131,6 +156,11 @@ def cer(refs: Sequence[str], hyps: Sequence[str]) -> ErrorCounts:
 
 def accuracy(labels: Sequence[int], predictions: Sequence[int]) -> float:
     """Fraction of predictions equal to their label.
+
+    Raises
+    ------
+    ValueError
+        When there is not one prediction per label, or no label at all.
 
     Example
     -------
@@ -155,8 +185,21 @@ def operating_points(
 
     Arguments
     ---------
-    scores: one score per trial (higher = more likely the same speaker).
-    labels: 1 for a target (same-speaker) trial, 0 for a non-target trial.
+    scores : Sequence[float]
+        One score per trial (higher = more likely the same speaker).
+    labels : Sequence[int]
+        1 for a target (same-speaker) trial, 0 for a non-target trial.
+
+    Returns
+    -------
+    tuple[np.ndarray, np.ndarray]
+        FAR and FRR, one entry per distinct score plus the initial point.
+
+    Raises
+    ------
+    ValueError
+        When there is not one label per score, a label is neither 0 nor 1, or the trials are
+        all targets or all non-targets.
 
     Example
     -------
@@ -191,7 +234,8 @@ def eer(scores: Sequence[float], labels: Sequence[int]) -> float:
     """Equal error rate: where the FAR and FRR curves cross (in ``[0, 1]``).
 
     Between the last operating point with ``FAR < FRR`` and the first with
-    ``FAR >= FRR`` the curve is taken as a straight line.
+    ``FAR >= FRR`` the curve is taken as a straight line. The arguments and errors are
+    those of :func:`operating_points`.
 
     Example
     -------
@@ -216,7 +260,30 @@ def min_dcf(
     c_miss: float = 1.0,
     c_fa: float = 1.0,
 ) -> float:
-    """Minimum normalised detection cost over all thresholds.
+    """Minimum normalised detection cost over all thresholds (see the module docstring).
+
+    Arguments
+    ---------
+    scores : Sequence[float]
+        One score per trial (higher = more likely the same speaker).
+    labels : Sequence[int]
+        1 for a target trial, 0 for a non-target trial.
+    p_target : float
+        Prior probability of a target trial, in ``(0, 1)``.
+    c_miss : float
+        Cost of rejecting a target trial.
+    c_fa : float
+        Cost of accepting a non-target trial.
+
+    Returns
+    -------
+    float
+        The lowest cost, divided by that of the better trivial decision.
+
+    Raises
+    ------
+    ValueError
+        When ``p_target`` is outside ``(0, 1)``, or as :func:`operating_points`.
 
     Example
     -------
