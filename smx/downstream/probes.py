@@ -67,6 +67,17 @@ class BiLSTM(nn.Module):
     so outputs on real frames do not depend on the padding (as with packed sequences, which
     are an order of magnitude slower on CPU).
 
+    Arguments
+    ---------
+    in_dim : int
+        Input features ``D``.
+    width : int
+        ``W``, the units of each direction.
+    layers : int
+        Stacked bidirectional layers.
+    dropout : float
+        Dropout on the input of every layer but the first.
+
     Example
     -------
     >>> lstm = BiLSTM(3, 4).eval()
@@ -96,7 +107,19 @@ class BiLSTM(nn.Module):
 
 
 class BiLSTMCTC(nn.Module):
-    """ASR probe 1: 2-layer BiLSTM, dropout, Linear to the characters; log-softmax."""
+    """ASR probe 1: 2-layer BiLSTM, dropout, Linear to the characters; log-softmax.
+
+    Arguments
+    ---------
+    in_dim : int
+        Input features ``D``.
+    vocab : int
+        Output tokens ``V`` (id 0 is the CTC blank).
+    width : int
+        ``W``, the BiLSTM units per direction.
+    dropout : float
+        Dropout between the BiLSTM layers and before the Linear.
+    """
 
     def __init__(self, in_dim: int, vocab: int, width: int, dropout: float = 0.2) -> None:
         super().__init__()
@@ -110,7 +133,17 @@ class BiLSTMCTC(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """Depthwise 'same' conv over time, pointwise Linear, LayerNorm, Swish, residual."""
+    """Depthwise 'same' conv over time, pointwise Linear, LayerNorm, Swish, residual.
+
+    Arguments
+    ---------
+    width : int
+        Channels ``W``, in and out.
+    kernel_size : int
+        Frames seen by the depthwise convolution (odd, so that it keeps the length).
+    dropout : float
+        Dropout before the residual sum.
+    """
 
     def __init__(self, width: int, kernel_size: int, dropout: float) -> None:
         super().__init__()
@@ -129,7 +162,23 @@ class ConvBlock(nn.Module):
 
 
 class ConvCTC(nn.Module):
-    """ASR probe 2: a light ContextNet-like stack of convolution blocks, then Linear; log-softmax."""
+    """ASR probe 2: a light ContextNet-like stack of convolution blocks, Linear, log-softmax.
+
+    Arguments
+    ---------
+    in_dim : int
+        Input features ``D``.
+    vocab : int
+        Output tokens ``V`` (id 0 is the CTC blank).
+    width : int
+        Channels ``W`` of the blocks.
+    blocks : int
+        Number of :class:`ConvBlock`.
+    kernel_size : int
+        Frames seen by each depthwise convolution.
+    dropout : float
+        Dropout in each block.
+    """
 
     def __init__(
         self,
@@ -155,7 +204,15 @@ class ConvCTC(nn.Module):
 
 
 class PooledLinear(nn.Module):
-    """Mean pooling over time, then Linear -> logits ``[B, C]``."""
+    """Mean pooling over time, then Linear -> logits ``[B, C]``.
+
+    Arguments
+    ---------
+    in_dim : int
+        Input features ``D``.
+    classes : int
+        Output classes ``C``.
+    """
 
     def __init__(self, in_dim: int, classes: int) -> None:
         super().__init__()
@@ -167,7 +224,19 @@ class PooledLinear(nn.Module):
 
 
 class BiLSTMLinear(nn.Module):
-    """Intent probe 2: BiLSTM, Linear(2W -> W), mean pooling, Linear(W -> C, no bias)."""
+    """Intent probe 2: BiLSTM, Linear(2W -> W), mean pooling, Linear(W -> C, no bias).
+
+    Arguments
+    ---------
+    in_dim : int
+        Input features ``D``.
+    classes : int
+        Output classes ``C``.
+    width : int
+        ``W``, the BiLSTM units per direction.
+    dropout : float
+        Dropout between the BiLSTM layers.
+    """
 
     def __init__(self, in_dim: int, classes: int, width: int, dropout: float = 0.2) -> None:
         super().__init__()
@@ -181,7 +250,15 @@ class BiLSTMLinear(nn.Module):
 
 
 class EmbedClassify(nn.Module):
-    """An utterance embedder followed by a Linear classifier -> logits ``[B, C]``."""
+    """An utterance embedder followed by a Linear classifier -> logits ``[B, C]``.
+
+    Arguments
+    ---------
+    embedder : nn.Module
+        ``(x [B, T, D], lengths [B]) -> [B, E]``, with ``output_dim`` = ``E``.
+    classes : int
+        Output classes ``C``.
+    """
 
     def __init__(self, embedder: nn.Module, classes: int) -> None:
         super().__init__()
@@ -202,8 +279,10 @@ class AAMSoftmax(nn.Module):
         Embedding size.
     classes : int
         Training speakers.
-    margin, scale : float
-        ``m`` (radians) and ``s``; MP3S uses 0.2 and 30.
+    margin : float
+        ``m``, in radians (MP3S: 0.2).
+    scale : float
+        ``s`` (MP3S: 30).
 
     Example
     -------
@@ -241,6 +320,15 @@ class ProbeModel(nn.Module):
 
     ``forward(states [B, T, L, D], lengths [B])`` returns the probe output; ``head`` (the
     AAM-softmax of the speaker task) only turns embeddings into training logits.
+
+    Arguments
+    ---------
+    num_layers : int
+        ``L``, the hidden states per frame (the size of :class:`WeightedLayerSum`).
+    probe : nn.Module
+        ``(x [B, T, D], lengths [B]) ->`` the probe output.
+    head : nn.Module | None
+        The training head over the probe's embeddings, or None.
     """
 
     def __init__(self, num_layers: int, probe: nn.Module, head: nn.Module | None = None) -> None:
@@ -255,7 +343,30 @@ class ProbeModel(nn.Module):
 
 
 def build_probe(task: str, name: str, dim: int, outputs: int, width: int) -> nn.Module:
-    """The probe ``name`` of ``task`` over ``dim`` features with ``outputs`` classes/tokens.
+    """The probe ``name`` of ``task`` (see the module docstring's table).
+
+    Arguments
+    ---------
+    task : str
+        ``asr``, ``speaker``, ``intent`` or ``style``.
+    name : str
+        One of the task's two probes (:data:`smx.config.PROBES`).
+    dim : int
+        Input features ``D``.
+    outputs : int
+        Output tokens or classes (unused by the speaker embedders).
+    width : int
+        ``W``, ``downstream.probe_dim``.
+
+    Returns
+    -------
+    nn.Module
+        The probe, ``(x [B, T, D], lengths [B]) ->`` its output.
+
+    Raises
+    ------
+    ValueError
+        When ``task`` is not a task or ``name`` not one of its probes.
 
     Example
     -------
@@ -287,7 +398,16 @@ def build_probe(task: str, name: str, dim: int, outputs: int, width: int) -> nn.
 def build_probe_model(
     task: str, name: str, num_layers: int, dim: int, outputs: int, width: int
 ) -> ProbeModel:
-    """Layer weights + probe (+ AAM-softmax over ``outputs`` speakers for the speaker task)."""
+    """Layer weights + probe (+ AAM-softmax over ``outputs`` speakers for the speaker task).
+
+    The arguments are those of :func:`build_probe`, plus ``num_layers``, the upstream's
+    hidden states per frame.
+
+    Returns
+    -------
+    ProbeModel
+        The model a probe training trains.
+    """
     probe = build_probe(task, name, dim, outputs, width)
     head = AAMSoftmax(probe.output_dim, outputs) if task == "speaker" else None
     return ProbeModel(num_layers, probe, head)
