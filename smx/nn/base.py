@@ -54,6 +54,15 @@ def check_mixer_input(x: torch.Tensor, pad_mask: torch.Tensor, d_model: int, nam
 def check_chunking(chunk_size: int, left_chunks: int | None, name: str) -> None:
     """Raise a ValueError when a chunk configuration is invalid.
 
+    Arguments
+    ---------
+    chunk_size : int
+        Frames per chunk ``C``, an integer ``>= 1``.
+    left_chunks : int or None
+        Visible previous chunks ``L``, an integer ``>= 0``; None = all of them.
+    name : str
+        Module name used in the message.
+
     Example
     -------
     >>> check_chunking(8, None, "m")
@@ -68,6 +77,18 @@ def check_chunking(chunk_size: int, left_chunks: int | None, name: str) -> None:
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
     """``[B]`` lengths -> ``[B, T]`` bool mask, True = real frame.
+
+    Arguments
+    ---------
+    lengths : torch.Tensor
+        ``[B]`` integer real lengths.
+    max_len : int or None
+        ``T``; None = the longest length.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, T]`` bool, on the device of ``lengths``.
 
     Example
     -------
@@ -86,20 +107,83 @@ class Mixer(nn.Module):
     streamable: bool = False
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        """Mix ``x [B, T, D]`` along time over the real frames of ``pad_mask [B, T]``.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            ``[B, T, D]``.
+        pad_mask : torch.Tensor
+            ``[B, T]`` bool, True = real frame.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, T, D]``; real frames never depend on padded ones.
+        """
         raise NotImplementedError
 
     def forward_chunked(
         self, x: torch.Tensor, pad_mask: torch.Tensor, chunk_size: int, left_chunks: int | None
     ) -> torch.Tensor:
-        """Chunked forward: frame t sees its own chunk and ``left_chunks`` chunks before it."""
+        """Chunked forward: frame t sees its own chunk and ``left_chunks`` chunks before it.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            ``[B, T, D]``.
+        pad_mask : torch.Tensor
+            ``[B, T]`` bool, True = real frame.
+        chunk_size : int
+            Frames per chunk ``C >= 1``.
+        left_chunks : int or None
+            Visible previous chunks ``L >= 0``; None = all of them.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, T, D]``.
+        """
         raise NotImplementedError(f"{type(self).__name__} has no streaming mode")
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> Any:
-        """Empty streaming state for :meth:`forward_step`."""
+        """Empty streaming state for :meth:`forward_step`.
+
+        Arguments
+        ---------
+        batch_size : int
+            ``B``.
+        device : torch.device
+            Device of the activations.
+        dtype : torch.dtype
+            Dtype of the activations.
+
+        Returns
+        -------
+        Any
+            The mixer's state before the first chunk.
+        """
         raise NotImplementedError(f"{type(self).__name__} has no streaming mode")
 
     def forward_step(
         self, x: torch.Tensor, pad_mask: torch.Tensor, state: Any, left_chunks: int | None
     ) -> tuple[torch.Tensor, Any]:
-        """Process one chunk ``x [B, C, D]``; returns the chunk's output and the new state."""
+        """Process one chunk; outputs equal :meth:`forward_chunked` chunk by chunk.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            ``[B, C, D]``, the next chunk.
+        pad_mask : torch.Tensor
+            ``[B, C]`` bool, True = real frame.
+        state : Any
+            From :meth:`init_state` or the previous call.
+        left_chunks : int or None
+            Visible previous chunks ``L >= 0``; None = all of them.
+
+        Returns
+        -------
+        tuple
+            The chunk's output ``[B, C, D]`` and the new state.
+        """
         raise NotImplementedError(f"{type(self).__name__} has no streaming mode")

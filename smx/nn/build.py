@@ -18,6 +18,18 @@ from smx.nn.frontend import CnnLatentExtractor, Conv2dSubsampling, FbankFrontend
 def build_mixer(cfg: MixerCfg, encoder: EncoderCfg) -> Mixer:
     """The mixer of ``cfg`` at the encoder's width (SummaryMixing uses its activation).
 
+    Arguments
+    ---------
+    cfg : MixerCfg
+        The mixer config; ``cfg.kind`` picks the class.
+    encoder : EncoderCfg
+        The encoder config (width ``d_model`` and activation).
+
+    Returns
+    -------
+    Mixer
+        A fresh mixer ``[B, T, D] -> [B, T, D]``.
+
     Example
     -------
     >>> from smx.config import MHSACfg
@@ -65,7 +77,26 @@ def build_mixer(cfg: MixerCfg, encoder: EncoderCfg) -> Mixer:
 
 
 def build_block(encoder: EncoderCfg, mixer: MixerCfg) -> nn.Module:
-    """One encoder layer of the configured type hosting a fresh mixer."""
+    """One encoder layer of the configured type hosting a fresh mixer.
+
+    Arguments
+    ---------
+    encoder : EncoderCfg
+        The encoder config (block type, widths, dropout, activation).
+    mixer : MixerCfg
+        The mixer config.
+
+    Returns
+    -------
+    nn.Module
+        A Conformer, Transformer or Branchformer block.
+
+    Example
+    -------
+    >>> from smx.config import MHSACfg
+    >>> type(build_block(EncoderCfg(d_model=16), MHSACfg(heads=2))).__name__
+    'ConformerBlock'
+    """
     m = build_mixer(mixer, encoder)
     if encoder.block == "conformer":
         return ConformerBlock(
@@ -100,6 +131,20 @@ def build_block(encoder: EncoderCfg, mixer: MixerCfg) -> nn.Module:
 def build_encoder(model: ModelCfg, input_dim: int, mask_embedding: bool = False) -> Encoder:
     """The encoder stack of ``model`` over ``input_dim`` features per frame.
 
+    Arguments
+    ---------
+    model : ModelCfg
+        The encoder and mixer configs.
+    input_dim : int
+        Features per input frame (the front-end's ``output_dim``).
+    mask_embedding : bool
+        Give the encoder a learned embedding for masked frames (wav2vec 2.0).
+
+    Returns
+    -------
+    Encoder
+        ``model.encoder.num_layers`` blocks, each with its own mixer.
+
     Example
     -------
     >>> from smx.config import ModelCfg
@@ -123,7 +168,25 @@ def build_encoder(model: ModelCfg, input_dim: int, mask_embedding: bool = False)
 
 
 def build_fbank(frontend: FrontendCfg, sample_rate: int) -> FbankFrontend:
-    """Log-mel features of the front-end config (on the device, normalised per utterance)."""
+    """Log-mel features of the front-end config (on the device, normalised per utterance).
+
+    Arguments
+    ---------
+    frontend : FrontendCfg
+        Mel bins, FFT size, window and hop.
+    sample_rate : int
+        Sampling rate of the audio in Hz.
+
+    Returns
+    -------
+    FbankFrontend
+        The feature extractor (no parameters).
+
+    Example
+    -------
+    >>> build_fbank(FrontendCfg(), 16000).output_dim
+    80
+    """
     ms = sample_rate / 1000
     return FbankFrontend(
         sample_rate=sample_rate,
@@ -136,6 +199,16 @@ def build_fbank(frontend: FrontendCfg, sample_rate: int) -> FbankFrontend:
 
 def build_subsampling(frontend: FrontendCfg) -> CnnLatentExtractor | Conv2dSubsampling:
     """The network between log-mel frames and encoder frames.
+
+    Arguments
+    ---------
+    frontend : FrontendCfg
+        ``kind`` (``"mel_cnn"`` or ``"conv2d"``) and its channels.
+
+    Returns
+    -------
+    CnnLatentExtractor or Conv2dSubsampling
+        The subsampling network.
 
     Example
     -------

@@ -167,7 +167,21 @@ class FbankFrontend(nn.Module):
     def forward(
         self, waveforms: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``waveforms [B, S]``, ``lengths [B]`` samples -> ``(feats [B, T, n_mels], frames)``."""
+        """Log-mel features of a padded batch of waveforms.
+
+        Arguments
+        ---------
+        waveforms : torch.Tensor
+            ``[B, S]`` samples.
+        lengths : torch.Tensor
+            ``[B]`` real samples per row.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``feats [B, T, n_mels]`` (float32, zero on padded frames) and ``frames [B]``, the
+            real frames per row (:meth:`output_lengths`).
+        """
         name = type(self).__name__
         if waveforms.dim() != 2:
             raise ValueError(
@@ -269,7 +283,20 @@ class CnnLatentExtractor(nn.Module):
     def forward(
         self, feats: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``feats [B, T, F]``, ``lengths [B]`` -> ``(latents [B, T', C], lengths [B])``."""
+        """Latent frames of a padded batch of feature frames.
+
+        Arguments
+        ---------
+        feats : torch.Tensor
+            ``[B, T, F]`` feature frames.
+        lengths : torch.Tensor
+            ``[B]`` real frames per row.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``latents [B, T', C]`` (zero on padded frames) and the output lengths ``[B]``.
+        """
         name = type(self).__name__
         check_features(feats, lengths, self.in_dim, name)
         lengths = lengths.to(feats.device)
@@ -381,7 +408,20 @@ class Conv2dSubsampling(nn.Module):
     def forward(
         self, feats: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``feats [B, T, F]``, ``lengths [B]`` -> ``(out [B, T', output_dim], lengths [B])``."""
+        """Subsampled frames of a padded batch of feature frames.
+
+        Arguments
+        ---------
+        feats : torch.Tensor
+            ``[B, T, F]`` feature frames.
+        lengths : torch.Tensor
+            ``[B]`` real frames per row.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``out [B, T', output_dim]`` (zero on padded frames) and the output lengths ``[B]``.
+        """
         check_features(feats, lengths, self.in_dim, type(self).__name__)
         lengths = lengths.to(feats.device)
         pad_mask = lengths_to_mask(lengths, feats.shape[1])  # [B, T]

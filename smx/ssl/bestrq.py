@@ -133,6 +133,16 @@ class BestRQObjective(nn.Module):
         codebooks), ``masked_fraction`` (masked / real feature frames),
         ``target_perplexity`` (codes in use among the masked frames' targets, averaged over
         codebooks) and ``num_masked`` (masked encoder frames ``N``).
+
+        Arguments
+        ---------
+        batch : Mapping[str, torch.Tensor]
+            ``audio [B, S]`` float waveforms and ``audio_lens [B]`` integer real lengths.
+
+        Returns
+        -------
+        LossOutput
+            The loss with its graph and the detached metrics.
         """
         cfg, name = self.cfg, type(self).__name__
         audio, audio_lens = check_audio_batch(batch, name)
@@ -153,24 +163,33 @@ class BestRQObjective(nn.Module):
         masked_frames = masked.view(batch_size, -1, stack).any(-1)  # [B, T'/s]
         targets = self.quantizer(stack_frames(feats, stack)[masked_frames])  # [N, K], clean
         hidden = encoded[masked_frames]  # [N, D]
-        num_masked = hidden.shape[0]
+        loss, accuracy = self._predict(hidden, targets)
+        metrics = metric_values(
+            {
+                "loss": loss,
+                "accuracy": accuracy,
+                "masked_fraction": int(masked.sum()) / max(int(frames.sum()), 1),
+                "target_perplexity": target_perplexity(targets, cfg.codebook_size),
+                "num_masked": hidden.shape[0],
+            }
+        )
+        return LossOutput(loss=loss, metrics=metrics)
+
+    def _predict(
+        self, hidden: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy and top-1 accuracy of the codebook heads, averaged over codebooks.
+
+        ``hidden [N, D]`` are the encoder outputs at the masked frames, ``targets [N, K]``
+        their codes, one column per codebook.
+        """
         losses, accuracies = [], []
         for k, head in enumerate(self.heads):
             logits = head(hidden).float()  # [N, V]
-            if num_masked == 0:  # nothing masked: a zero loss that keeps the graph
+            if hidden.shape[0] == 0:  # nothing masked: a zero loss that keeps the graph
                 losses.append(logits.sum() * 0.0)
                 accuracies.append(logits.new_zeros(()))
                 continue
             losses.append(F.cross_entropy(logits, targets[:, k]))
             accuracies.append((logits.argmax(-1) == targets[:, k]).float().mean())
-        loss = torch.stack(losses).mean()
-        metrics = metric_values(
-            {
-                "loss": loss,
-                "accuracy": torch.stack(accuracies).mean(),
-                "masked_fraction": int(masked.sum()) / max(int(frames.sum()), 1),
-                "target_perplexity": target_perplexity(targets, cfg.codebook_size),
-                "num_masked": num_masked,
-            }
-        )
-        return LossOutput(loss=loss, metrics=metrics)
+        return torch.stack(losses).mean(), torch.stack(accuracies).mean()

@@ -138,6 +138,16 @@ def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
 
     Divide by ``N`` for the per-frame value. An empty batch gives 0.
 
+    Arguments
+    ---------
+    logits : torch.Tensor
+        ``[N, 1 + K]`` from :func:`contrastive_logits`, column 0 the positive.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar float32 sum.
+
     Example
     -------
     >>> import math
@@ -153,6 +163,16 @@ def contrastive_accuracy(logits: torch.Tensor) -> torch.Tensor:
     """Fraction of frames whose positive beats every negative strictly (0 for ``N = 0``).
 
     Frames without any valid negative count as correct.
+
+    Arguments
+    ---------
+    logits : torch.Tensor
+        ``[N, 1 + K]`` from :func:`contrastive_logits`, column 0 the positive.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar in ``[0, 1]``.
 
     Example
     -------
@@ -171,6 +191,18 @@ def contrastive_accuracy(logits: torch.Tensor) -> torch.Tensor:
 def diversity_loss(prob_perplexity: torch.Tensor, num_codes: int) -> torch.Tensor:
     """Codebook diversity loss ``(G*V - PP) / (G*V)``: 0 when all codes are used equally.
 
+    Arguments
+    ---------
+    prob_perplexity : torch.Tensor
+        Scalar perplexity ``PP`` of the batch-averaged code probabilities.
+    num_codes : int
+        ``G * V``, all entries of all codebooks.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar in ``[0, 1)``.
+
     Example
     -------
     >>> float(diversity_loss(torch.tensor(640.0), 640)), float(diversity_loss(torch.tensor(2.0), 4))
@@ -188,6 +220,11 @@ def feature_penalty(latents: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tens
         ``[B, T, C]``.
     pad_mask : torch.Tensor
         ``[B, T]`` bool, True = real frame.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar float32 mean over every real frame and channel of the batch.
 
     Example
     -------

@@ -42,6 +42,17 @@ def build_objective(params: Params) -> nn.Module:
     wav2vec 2.0 gets an encoder with a mask embedding; BEST-RQ feeds noise-filled features
     instead. Mask generators and the BEST-RQ quantiser are seeded with ``params.seed``.
 
+    Arguments
+    ---------
+    params : Params
+        The run's parameters (``model``, ``ssl``, ``data.sample_rate``, ``seed``).
+
+    Returns
+    -------
+    nn.Module
+        A :class:`~smx.ssl.wav2vec2.Wav2Vec2Objective` or
+        :class:`~smx.ssl.bestrq.BestRQObjective`.
+
     Example
     -------
     >>> tiny = {"encoder": {"num_layers": 1, "d_model": 16, "d_ffn": 32, "kernel_size": 3},
@@ -72,6 +83,16 @@ def build_objective(params: Params) -> nn.Module:
 def metric_values(values: dict[str, torch.Tensor | float | int]) -> dict[str, float]:
     """Detach tensors and convert every value to a Python float.
 
+    Arguments
+    ---------
+    values : dict of str to torch.Tensor, float or int
+        Scalar metrics (0-dim tensors or numbers).
+
+    Returns
+    -------
+    dict of str to float
+        The same keys, plain floats.
+
     Example
     -------
     >>> metric_values({"loss": torch.tensor(1.5, requires_grad=True), "n": 3})
@@ -84,6 +105,18 @@ def check_audio_batch(
     batch: Mapping[str, torch.Tensor], name: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(audio [B, S], audio_lens [B])`` of a batch dict; ValueError naming what is wrong.
+
+    Arguments
+    ---------
+    batch : Mapping[str, torch.Tensor]
+        Must hold ``audio`` (float ``[B, S]``) and ``audio_lens`` (integer ``[B]``).
+    name : str
+        Objective name used in the messages.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``audio`` and ``audio_lens``.
 
     Example
     -------

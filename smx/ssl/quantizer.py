@@ -27,6 +27,18 @@ from torch import nn
 def gumbel_temperature(step: int, start: float, decay: float, minimum: float) -> float:
     """Annealed Gumbel temperature ``max(start * decay**step, minimum)``.
 
+    Arguments
+    ---------
+    step : int
+        Optimiser step ``>= 0``.
+    start, decay, minimum : float
+        Initial temperature, decay per step and floor.
+
+    Returns
+    -------
+    float
+        The temperature at ``step``.
+
     Example
     -------
     >>> gumbel_temperature(0, 2.0, 0.999995, 0.25)
@@ -168,7 +180,20 @@ class GumbelVectorQuantizer(nn.Module):
         self.temperature = gumbel_temperature(step, self.temp_start, self.temp_decay, self.temp_min)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> GumbelOutput:
-        """Quantise ``x [N, input_dim]``; ``generator`` (on ``x``'s device) draws the noise."""
+        """Quantise ``x``: one code vector per row.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            ``[N, input_dim]``.
+        generator : torch.Generator or None
+            Draws the Gumbel noise in training (on ``x``'s device); None = global RNG.
+
+        Returns
+        -------
+        GumbelOutput
+            Codes ``[N, code_dim]``, indices ``[N, G]`` and the two perplexities.
+        """
         name = type(self).__name__
         if x.dim() != 2 or x.shape[-1] != self.input_dim:
             raise ValueError(
@@ -201,6 +226,18 @@ def stack_frames(feats: torch.Tensor, stack: int) -> torch.Tensor:
 
     ``T`` is zero-padded to a multiple of ``stack`` first; stacked frame ``j`` is
     ``[x_{sj}; x_{sj+1}; ...; x_{sj+s-1}]``.
+
+    Arguments
+    ---------
+    feats : torch.Tensor
+        ``[B, T, F]``.
+    stack : int
+        ``s >= 1`` frames per stacked frame.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, ceil(T / s), s * F]``.
 
     Example
     -------
@@ -293,7 +330,18 @@ class RandomProjectionQuantizer(nn.Module):
             return F.normalize(projected, dim=-1)  # [..., K, code_dim], along features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Targets ``[..., K]`` (long): the nearest codebook entry of each projected vector."""
+        """Targets: the nearest codebook entry of each projected vector.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            ``[..., input_dim]`` stacked feature frames.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[..., K]`` long, one code per codebook.
+        """
         q = self.project(x)  # [..., K, code_dim]
         with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
             similarity = torch.einsum("...kd,kvd->...kv", q, self.codebooks)  # [..., K, V]

@@ -20,6 +20,15 @@ BlockState = dict[str, Any]
 def check_mixer_width(mixer: Mixer, d_model: int, name: str) -> None:
     """Raise a ValueError when ``mixer`` does not map ``d_model`` features to ``d_model``.
 
+    Arguments
+    ---------
+    mixer : Mixer
+        The hosted mixer; one without a ``d_model`` attribute is trusted.
+    d_model : int
+        The block's width.
+    name : str
+        Block name used in the message.
+
     Example
     -------
     >>> from torch import nn
@@ -32,6 +41,13 @@ def check_mixer_width(mixer: Mixer, d_model: int, name: str) -> None:
 
 def check_streamable(mixer: Mixer, name: str) -> None:
     """Raise a ValueError when ``mixer`` has no streaming mode (``mixer.streamable`` False).
+
+    Arguments
+    ---------
+    mixer : Mixer
+        The hosted mixer.
+    name : str
+        Block name used in the message.
 
     Example
     -------
