@@ -34,7 +34,13 @@ TRIALS_FILE = "trials.txt"
 
 
 def check_task(task: str) -> None:
-    """Raise :class:`ProbeError` unless ``task`` is one of :data:`smx.config.TASKS`."""
+    """Check that ``task`` is one of :data:`smx.config.TASKS`.
+
+    Raises
+    ------
+    ProbeError
+        When it is not (the message lists the tasks).
+    """
     if task not in TASKS:
         raise ProbeError(f"task '{task}' is not a probing task (choose from {', '.join(TASKS)})")
 
@@ -74,31 +80,59 @@ def cut_label(cut: Any, name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Item:
-    """One labelled utterance: its cut (audio, id, duration) and its label."""
+    """One labelled utterance: its cut (audio, id, duration) and its label.
+
+    Arguments
+    ---------
+    cut : Any
+        The Lhotse cut.
+    label : str
+        Its label for the task (transcript, speaker or class).
+    """
 
     cut: Any
     label: str
 
     @property
     def id(self) -> str:
+        """The cut's id."""
         return str(self.cut.id)
 
     @property
     def duration(self) -> float:
+        """The cut's duration in seconds."""
         return float(self.cut.duration)
 
 
 @dataclass
 class TaskData:
-    """The splits of one task, its classes (or vocabulary) and verification trials."""
+    """The splits of one task, its classes (or vocabulary) and verification trials.
+
+    Arguments
+    ---------
+    task : str
+        The probing task.
+    train : list[Item]
+        The training utterances.
+    dev : list[Item]
+        The dev utterances (for speaker: only those of training speakers).
+    test : list[Item]
+        The utterances the task is scored on (:func:`scoring_split`).
+    classes : list[str]
+        The training split's speakers, intents or styles, sorted; empty for asr.
+    vocab : CharVocab | None
+        The characters of the asr task; None for the others.
+    trials : list[tuple[int, str, str]]
+        The speaker task's ``(target, enrol id, test id)`` trials between test utterances.
+    """
 
     task: str
     train: list[Item]
     dev: list[Item]
     test: list[Item]
-    classes: list[str] = field(default_factory=list)  # speakers / intents / styles, sorted
-    vocab: CharVocab | None = None  # asr
-    trials: list[tuple[int, str, str]] = field(default_factory=list)  # (target, enrol, test)
+    classes: list[str] = field(default_factory=list)
+    vocab: CharVocab | None = None
+    trials: list[tuple[int, str, str]] = field(default_factory=list)
 
     @property
     def num_outputs(self) -> int:
@@ -138,6 +172,13 @@ def _labelled(corpus: Path, split: str, task: str, name: str) -> list[Item]:
 def read_trials(path: Path) -> list[tuple[int, str, str]]:
     """Verification trials ``(1 = same speaker, enrol id, test id)`` of a trials file.
 
+    Each non-empty line reads ``<1|0> <enrol id> <test id>``.
+
+    Raises
+    ------
+    ProbeError
+        When the file is missing or a line is not a trial (the message names the line).
+
     Example
     -------
     >>> import tempfile
@@ -162,7 +203,27 @@ def read_trials(path: Path) -> list[tuple[int, str, str]]:
 
 
 def load_task_data(corpus_dir: str | Path, task: str) -> TaskData:
-    """The labelled splits of ``task`` in a prepared corpus (see the module docstring)."""
+    """The labelled splits of ``task`` in a prepared corpus (see the module docstring).
+
+    Arguments
+    ---------
+    corpus_dir : str | Path
+        The prepared corpus (Lhotse manifests, ``vocab.json``, ``trials.txt``).
+    task : str
+        One of :data:`smx.config.TASKS`.
+
+    Returns
+    -------
+    TaskData
+        The splits, classes or vocabulary, and trials of the task.
+
+    Raises
+    ------
+    ProbeError
+        Before any compute, when the task is unknown, a split is missing or empty or has no
+        label, the training split has fewer than two classes, or (speaker) no dev utterance
+        is by a training speaker or the trials do not hold both kinds.
+    """
     name = label_field(task)
     corpus = Path(corpus_dir)
     train = _labelled(corpus, "train", task, name)

@@ -51,6 +51,22 @@ def masked_mean_std(
 class TdnnLayer(nn.Module):
     """Dilated 'same' Conv1d over time, ReLU, LayerNorm; padded frames (zero on input) zeroed.
 
+    Arguments
+    ---------
+    in_dim : int
+        Input channels.
+    out_dim : int
+        Output channels.
+    kernel_size : int
+        Frames per convolution window (odd, so that the length is kept).
+    dilation : int
+        Spacing of those frames.
+
+    Raises
+    ------
+    ValueError
+        When ``kernel_size`` is even.
+
     Example
     -------
     >>> TdnnLayer(4, 6, kernel_size=3, dilation=2)(torch.randn(1, 9, 4), torch.ones(1, 9).bool()).shape
@@ -75,16 +91,18 @@ class TdnnLayer(nn.Module):
 class XVector(nn.Module):
     """x-vector TDNN embedder.
 
+    The module docstring has an example.
+
     Arguments
     ---------
     in_dim : int
         Features per frame.
     channels : int
         Width of the TDNN layers (the last one is 3x wider) and of the embedding.
-    kernels, dilations : sequence of int
-        Per TDNN layer.
-
-    Example: the module docstring.
+    kernels : Sequence[int]
+        Kernel size of each TDNN layer.
+    dilations : Sequence[int]
+        Dilation of each TDNN layer.
     """
 
     def __init__(
@@ -115,7 +133,15 @@ class XVector(nn.Module):
 
 
 class SqueezeExcite(nn.Module):
-    """Channel gates from the masked time average (squeeze-and-excitation)."""
+    """Channel gates from the masked time average (squeeze-and-excitation).
+
+    Arguments
+    ---------
+    channels : int
+        Channels ``C`` of the input, one gate each.
+    bottleneck : int
+        Width of the hidden layer that computes the gates.
+    """
 
     def __init__(self, channels: int, bottleneck: int) -> None:
         super().__init__()
@@ -130,7 +156,25 @@ class SqueezeExcite(nn.Module):
 
 
 class Res2Block(nn.Module):
-    """SE-Res2Net block: 1x1 TDNN, Res2 dilated convs over ``scale`` splits, 1x1 TDNN, SE, residual.
+    """SE-Res2Net block: 1x1 TDNN, Res2 dilated convs over ``scale`` splits, 1x1 TDNN, SE.
+
+    The block's input is added back (residual).
+
+    Arguments
+    ---------
+    channels : int
+        Channels ``C``, in and out (divisible by ``scale`` and by 4).
+    dilation : int
+        Dilation of the Res2 convolutions.
+    kernel_size : int
+        Kernel size of the Res2 convolutions.
+    scale : int
+        Splits of the channels; all but the first get a convolution.
+
+    Raises
+    ------
+    ValueError
+        When ``channels`` is not divisible by ``scale`` and by 4.
 
     Example
     -------
@@ -165,6 +209,13 @@ class Res2Block(nn.Module):
 class AttentiveStatsPool(nn.Module):
     """Attention-weighted mean and standard deviation over time, with global context.
 
+    Arguments
+    ---------
+    channels : int
+        Channels ``C`` of the input; the output has ``2C``.
+    attention : int
+        Width of the attention's hidden layer.
+
     Example
     -------
     >>> AttentiveStatsPool(6, 4)(torch.randn(2, 5, 6), torch.ones(2, 5).bool()).shape
@@ -191,6 +242,8 @@ class AttentiveStatsPool(nn.Module):
 class Ecapa(nn.Module):
     """ECAPA-TDNN embedder.
 
+    The module docstring has an example.
+
     Arguments
     ---------
     in_dim : int
@@ -198,10 +251,13 @@ class Ecapa(nn.Module):
     channels : int
         Width ``C`` (a multiple of 8); the aggregation layer has ``3C`` channels, the
         attention ``C / 8`` (MP3S: 512, 1536 and 64) and the embedding ``C``.
-    dilations : sequence of int
+    dilations : Sequence[int]
         One SE-Res2Net block per dilation.
 
-    Example: the module docstring.
+    Raises
+    ------
+    ValueError
+        When ``channels`` is not a multiple of 8.
     """
 
     def __init__(self, in_dim: int, channels: int, dilations: Sequence[int] = (2, 3, 4)) -> None:
