@@ -107,83 +107,21 @@ class Mixer(nn.Module):
     streamable: bool = False
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        """Mix ``x [B, T, D]`` along time over the real frames of ``pad_mask [B, T]``.
-
-        Arguments
-        ---------
-        x : torch.Tensor
-            ``[B, T, D]``.
-        pad_mask : torch.Tensor
-            ``[B, T]`` bool, True = real frame.
-
-        Returns
-        -------
-        torch.Tensor
-            ``[B, T, D]``; real frames never depend on padded ones.
-        """
+        """Mix ``x [B, T, D]`` along time over the real frames of ``pad_mask [B, T]``."""
         raise NotImplementedError
 
     def forward_chunked(
         self, x: torch.Tensor, pad_mask: torch.Tensor, chunk_size: int, left_chunks: int | None
     ) -> torch.Tensor:
-        """Chunked forward: frame t sees its own chunk and ``left_chunks`` chunks before it.
-
-        Arguments
-        ---------
-        x : torch.Tensor
-            ``[B, T, D]``.
-        pad_mask : torch.Tensor
-            ``[B, T]`` bool, True = real frame.
-        chunk_size : int
-            Frames per chunk ``C >= 1``.
-        left_chunks : int or None
-            Visible previous chunks ``L >= 0``; None = all of them.
-
-        Returns
-        -------
-        torch.Tensor
-            ``[B, T, D]``.
-        """
+        """Chunked forward: frame t sees its own chunk and ``left_chunks`` chunks before it."""
         raise NotImplementedError(f"{type(self).__name__} has no streaming mode")
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> Any:
-        """Empty streaming state for :meth:`forward_step`.
-
-        Arguments
-        ---------
-        batch_size : int
-            ``B``.
-        device : torch.device
-            Device of the activations.
-        dtype : torch.dtype
-            Dtype of the activations.
-
-        Returns
-        -------
-        Any
-            The mixer's state before the first chunk.
-        """
+        """Empty streaming state for :meth:`forward_step`."""
         raise NotImplementedError(f"{type(self).__name__} has no streaming mode")
 
     def forward_step(
         self, x: torch.Tensor, pad_mask: torch.Tensor, state: Any, left_chunks: int | None
     ) -> tuple[torch.Tensor, Any]:
-        """Process one chunk; outputs equal :meth:`forward_chunked` chunk by chunk.
-
-        Arguments
-        ---------
-        x : torch.Tensor
-            ``[B, C, D]``, the next chunk.
-        pad_mask : torch.Tensor
-            ``[B, C]`` bool, True = real frame.
-        state : Any
-            From :meth:`init_state` or the previous call.
-        left_chunks : int or None
-            Visible previous chunks ``L >= 0``; None = all of them.
-
-        Returns
-        -------
-        tuple
-            The chunk's output ``[B, C, D]`` and the new state.
-        """
+        """Process one chunk ``x [B, C, D]``; returns the chunk's output and the new state."""
         raise NotImplementedError(f"{type(self).__name__} has no streaming mode")

@@ -283,20 +283,7 @@ class CnnLatentExtractor(nn.Module):
     def forward(
         self, feats: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latent frames of a padded batch of feature frames.
-
-        Arguments
-        ---------
-        feats : torch.Tensor
-            ``[B, T, F]`` feature frames.
-        lengths : torch.Tensor
-            ``[B]`` real frames per row.
-
-        Returns
-        -------
-        tuple of torch.Tensor
-            ``latents [B, T', C]`` (zero on padded frames) and the output lengths ``[B]``.
-        """
+        """``feats [B, T, F]``, ``lengths [B]`` -> ``(latents [B, T', C], lengths [B])``."""
         name = type(self).__name__
         check_features(feats, lengths, self.in_dim, name)
         lengths = lengths.to(feats.device)
@@ -408,20 +395,7 @@ class Conv2dSubsampling(nn.Module):
     def forward(
         self, feats: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Subsampled frames of a padded batch of feature frames.
-
-        Arguments
-        ---------
-        feats : torch.Tensor
-            ``[B, T, F]`` feature frames.
-        lengths : torch.Tensor
-            ``[B]`` real frames per row.
-
-        Returns
-        -------
-        tuple of torch.Tensor
-            ``out [B, T', output_dim]`` (zero on padded frames) and the output lengths ``[B]``.
-        """
+        """``feats [B, T, F]``, ``lengths [B]`` -> ``(out [B, T', output_dim], lengths [B])``."""
         check_features(feats, lengths, self.in_dim, type(self).__name__)
         lengths = lengths.to(feats.device)
         pad_mask = lengths_to_mask(lengths, feats.shape[1])  # [B, T]

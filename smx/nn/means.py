@@ -80,14 +80,10 @@ def chunked_mean(
 
     Arguments
     ---------
-    values : torch.Tensor
-        ``[B, T, F]``.
-    pad_mask : torch.Tensor
-        ``[B, T]`` bool, True = real frame.
-    chunk_size : int
-        Frames per chunk ``C >= 1``.
-    left_chunks : int or None
-        Previous chunks visible ``L >= 0``; None = all of them.
+    values, pad_mask : torch.Tensor
+        ``[B, T, F]`` and its ``[B, T]`` bool mask, True = real frame.
+    chunk_size, left_chunks : int, int or None
+        Frames per chunk ``C >= 1`` and previous chunks visible ``L >= 0`` (None = all).
 
     Returns
     -------
@@ -153,10 +149,8 @@ def decayed_mean(
 
     Arguments
     ---------
-    values : torch.Tensor
-        ``[B, T, F]``.
-    pad_mask : torch.Tensor
-        ``[B, T]`` bool, True = real frame.
+    values, pad_mask : torch.Tensor
+        ``[B, T, F]`` and its ``[B, T]`` bool mask, True = real frame.
     decay : float or torch.Tensor
         Decay per frame, in ``(0, 1)``.
     block : int

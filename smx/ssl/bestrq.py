@@ -133,16 +133,6 @@ class BestRQObjective(nn.Module):
         codebooks), ``masked_fraction`` (masked / real feature frames),
         ``target_perplexity`` (codes in use among the masked frames' targets, averaged over
         codebooks) and ``num_masked`` (masked encoder frames ``N``).
-
-        Arguments
-        ---------
-        batch : Mapping[str, torch.Tensor]
-            ``audio [B, S]`` float waveforms and ``audio_lens [B]`` integer real lengths.
-
-        Returns
-        -------
-        LossOutput
-            The loss with its graph and the detached metrics.
         """
         cfg, name = self.cfg, type(self).__name__
         audio, audio_lens = check_audio_batch(batch, name)

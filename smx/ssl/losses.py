@@ -167,7 +167,7 @@ def contrastive_accuracy(logits: torch.Tensor) -> torch.Tensor:
     Arguments
     ---------
     logits : torch.Tensor
-        ``[N, 1 + K]`` from :func:`contrastive_logits`, column 0 the positive.
+        As for :func:`contrastive_loss`.
 
     Returns
     -------

@@ -124,16 +124,6 @@ class Wav2Vec2Objective(nn.Module):
         ``contrastive_per_frame``, ``diversity``, ``feature_penalty``, ``accuracy``,
         ``code_perplexity``, ``prob_perplexity``, ``gumbel_temp``, ``masked_fraction``
         (masked / real latent frames) and ``num_masked`` (``N``).
-
-        Arguments
-        ---------
-        batch : Mapping[str, torch.Tensor]
-            ``audio [B, S]`` float waveforms and ``audio_lens [B]`` integer real lengths.
-
-        Returns
-        -------
-        LossOutput
-            The loss with its graph and the detached metrics.
         """
         cfg = self.cfg
         audio, audio_lens = check_audio_batch(batch, type(self).__name__)
