@@ -96,7 +96,26 @@ def score(
     test: Sequence[Example],
     beam_size: int = BEAM_SIZE,
 ) -> dict[str, float]:
-    """The task's metrics from probe outputs on the test examples (asr: ``beam_size`` beams)."""
+    """The task's metrics from probe outputs on the test examples.
+
+    Arguments
+    ---------
+    data : TaskData
+        The task (vocabulary for asr, trials for speaker).
+    outputs : dict[str, torch.Tensor]
+        Probe outputs per example id: log-probs ``[T, V]`` (asr), an embedding (speaker) or
+        logits (intent, style).
+    test : Sequence[Example]
+        The test examples, with their targets.
+    beam_size : int
+        Hypotheses kept per frame by the asr beam search.
+
+    Returns
+    -------
+    dict[str, float]
+        ``wer``, ``cer``, ``wer_beam``, ``cer_beam`` (asr); ``eer``, ``min_dcf`` (speaker);
+        ``accuracy`` (intent, style).
+    """
     if data.task == "asr":
         assert data.vocab is not None
         refs = [data.vocab.decode(e.target.tolist()) for e in test]
@@ -124,6 +143,7 @@ def score(
 
 
 def _spread(values: list[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation (0 for one value) and the values, rounded."""
     return {
         "mean": round(statistics.fmean(values), 6),
         "std": round(statistics.stdev(values), 6) if len(values) > 1 else 0.0,
@@ -134,7 +154,24 @@ def _spread(values: list[float]) -> dict[str, Any]:
 def aggregate(
     data: TaskData, runs: Sequence[JobResult], test: Sequence[Example], cfg: DownstreamCfg
 ) -> dict[str, Any]:
-    """One probe on one upstream over its seeds: metrics, layer weights, best epochs."""
+    """One probe on one upstream over its seeds: metrics, layer weights, best epochs.
+
+    Arguments
+    ---------
+    data : TaskData
+        The task.
+    runs : Sequence[JobResult]
+        The probe's trainings on the upstream, one per seed.
+    test : Sequence[Example]
+        The upstream's test examples.
+    cfg : DownstreamCfg
+        The ``downstream`` section (beam size).
+
+    Returns
+    -------
+    dict[str, Any]
+        ``{metrics: {name: {mean, std, values}}, layer_weights: {mean, std}, best_epoch}``.
+    """
     scores = [score(data, r.outputs, test, cfg.beam_size) for r in runs]
     by_layer = list(zip(*(r.layer_weights for r in runs), strict=True))
     return {
@@ -183,11 +220,34 @@ def run_probing(
     probes: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """The protocol of the module docstring over the given upstreams (name -> upstream).
+    """The protocol of the module docstring over the given upstreams.
 
     The states of every upstream are extracted first (each batch of audio read once for all
     of them); then the probe trainings (upstreams x probes x seeds) run as jobs,
-    ``downstream.workers`` at once; ``progress`` is called with a short line after each.
+    ``downstream.workers`` at once.
+
+    Arguments
+    ---------
+    data : TaskData
+        The task's labelled splits.
+    upstreams : dict[str, Upstream]
+        Name -> frozen upstream (``pretrained``, ``random_init``, ``fbank``).
+    params : Params
+        Seeds and the ``downstream`` settings.
+    probes : Sequence[str] | None
+        Probe names (default: both of the task).
+    progress : Progress | None
+        Called with a short line after the extraction and after each training.
+
+    Returns
+    -------
+    dict[str, Any]
+        The JSON-ready result of the module docstring.
+
+    Raises
+    ------
+    ProbeError
+        When a probe is not one of the task's.
     """
     names = _checked_probes(data.task, probes)
     cfg = params.downstream
@@ -198,17 +258,25 @@ def run_probing(
         label: Split(*(examples(data, s, feats) for s in (data.train, data.dev, data.test)))
         for label, feats in states.items()
     }
-    jobs = [
-        Job(data.task, name, label, params.seed + i, up.num_layers, up.dim, data.num_outputs)
-        for label, up in upstreams.items()
-        for name in names
-        for i in range(cfg.seeds)
-    ]
+    jobs = _jobs(data, upstreams, names, params)
     runs: dict[tuple[str, str], list[JobResult]] = {}
     for r in run_jobs(
         jobs, splits, cfg, cfg.workers, _job_progress(data.task, progress, len(jobs))
     ):
         runs.setdefault((r.job.probe, r.job.upstream), []).append(r)
+    return _result(data, names, list(upstreams), runs, splits, params)
+
+
+def _result(
+    data: TaskData,
+    names: Sequence[str],
+    labels: Sequence[str],
+    runs: dict[tuple[str, str], list[JobResult]],
+    splits: dict[str, Split],
+    params: Params,
+) -> dict[str, Any]:
+    """The result of :func:`run_probing` from the trainings of every (probe, upstream)."""
+    cfg = params.downstream
     primary, better = primary_metric(data.task, cfg)
     result: dict[str, Any] = {
         "task": data.task,
@@ -219,7 +287,7 @@ def run_probing(
         "probes": {
             name: {
                 label: aggregate(data, runs[name, label], splits[label].test, cfg)
-                for label in upstreams
+                for label in labels
             }
             for name in names
         },
@@ -232,12 +300,37 @@ def run_probing(
     return result
 
 
+def _jobs(
+    data: TaskData, upstreams: dict[str, Upstream], names: Sequence[str], params: Params
+) -> list[Job]:
+    """One probe training per upstream, probe and seed (``downstream.seeds`` from ``seed``)."""
+    return [
+        Job(data.task, name, label, params.seed + i, up.num_layers, up.dim, data.num_outputs)
+        for label, up in upstreams.items()
+        for name in names
+        for i in range(params.downstream.seeds)
+    ]
+
+
 def baseline_settings(params: Params, task: str, arch: Params | None = None) -> dict[str, Any]:
     """Everything the fbank baseline of ``task`` depends on besides the corpus' audio.
 
-    ``arch`` is the config whose front-end makes the features (default: ``params``). A stored
-    baseline is reused only under equal settings (:func:`baseline_mismatch`);
+    A stored baseline is reused only under equal settings (:func:`baseline_mismatch`);
     ``downstream.workers`` is left out: it only says how many trainings run at once.
+
+    Arguments
+    ---------
+    params : Params
+        Seed, data and ``downstream`` settings.
+    task : str
+        The probing task.
+    arch : Params | None
+        The config whose front-end makes the features (default: ``params``).
+
+    Returns
+    -------
+    dict[str, Any]
+        JSON-ready settings, stored with the baseline.
     """
     features = arch or params
     return {
@@ -259,10 +352,25 @@ def baseline_mismatch(
     probes: Sequence[str] | None = None,
     arch: Params | None = None,
 ) -> str | None:
-    """Why a stored fbank baseline cannot stand in for probing fbank under ``params``, or None.
+    """Why a stored fbank baseline cannot stand in for probing fbank under ``params``.
 
-    ``probes`` (default: both of the task) must all have an fbank row; ``arch`` as in
-    :func:`baseline_settings`.
+    Arguments
+    ---------
+    baseline : dict[str, Any]
+        A stored :func:`probe_baseline` result.
+    params : Params
+        The settings of the probing it would stand in for.
+    task : str
+        The probing task.
+    probes : Sequence[str] | None
+        The probes that need an fbank row (default: both of the task).
+    arch : Params | None
+        As in :func:`baseline_settings`.
+
+    Returns
+    -------
+    str | None
+        The first reason in words, or None when the baseline fits.
 
     Example
     -------
@@ -296,10 +404,33 @@ def probe_baseline(
     probes: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """The fbank baseline of ``task`` alone: the result of :func:`run_probing` + ``settings``.
+    """The fbank baseline of ``task`` alone.
 
     It does not depend on the encoder, so one result serves every variant whose
     :func:`baseline_settings` are equal (``probe_encoder(..., baseline=...)``).
+
+    Arguments
+    ---------
+    task : str
+        The probing task.
+    params : Params
+        Seeds, data, front-end and ``downstream`` settings.
+    corpus_dir : str | Path
+        The prepared corpus.
+    probes : Sequence[str] | None
+        Probe names (default: both of the task).
+    progress : Progress | None
+        As in :func:`run_probing`.
+
+    Returns
+    -------
+    dict[str, Any]
+        The result of :func:`run_probing` on fbank, with its ``settings``.
+
+    Raises
+    ------
+    ProbeError
+        When the task, its labels or splits, or a probe name are unusable.
     """
     check_task(task)
     data = load_task_data(corpus_dir, task)
@@ -324,49 +455,90 @@ def probe_encoder(
 
     Arguments
     ---------
-    source: an ``encoder.pt`` or an MLflow model URI (:func:`smx.downstream.upstream.load_upstream`).
-    task: one of ``asr``, ``speaker``, ``intent``, ``style``.
-    params: seeds and the ``downstream`` and ``data`` settings.
-    corpus_dir: the prepared corpus.
-    probes: probe names (default: both of the task).
-    arch: the expected architecture (None: the one stored in ``encoder.pt``; an MLflow URI
+    source : str | Path
+        An ``encoder.pt`` or an MLflow model URI (:func:`smx.downstream.upstream.load_upstream`).
+    task : str
+        One of ``asr``, ``speaker``, ``intent``, ``style``.
+    params : Params
+        Seeds and the ``downstream`` and ``data`` settings.
+    corpus_dir : str | Path
+        The prepared corpus.
+    probes : Sequence[str] | None
+        Probe names (default: both of the task).
+    arch : Params | None
+        The expected architecture (None: the one stored in ``encoder.pt``; an MLflow URI
         uses ``params``).
-    tracking_uri: MLflow tracking URI for model URIs.
-    progress: told what was done and how many probe trainings have finished.
-    baseline: a :func:`probe_baseline` result to take the fbank rows from instead of
-        probing fbank again; it must fit (:func:`baseline_mismatch`).
+    tracking_uri : str | None
+        MLflow tracking URI for model URIs.
+    progress : Progress | None
+        Told what was done and how many probe trainings have finished.
+    baseline : dict[str, Any] | None
+        A :func:`probe_baseline` result to take the fbank rows from instead of probing fbank
+        again; it must fit (:func:`baseline_mismatch`).
 
-    Labels and splits are checked before the encoder is loaded, the encoder before any
-    compute; problems raise :class:`ProbeError`.
+    Returns
+    -------
+    dict[str, Any]
+        The result of :func:`run_probing`, with the ``encoder``'s source, layers and size.
+
+    Raises
+    ------
+    ProbeError
+        When the task, its labels or splits (checked first), the encoder (checked before any
+        compute), the baseline or a probe name are unusable.
     """
     check_task(task)
     data = load_task_data(corpus_dir, task)
-    if arch is None and is_mlflow_uri(str(source)):
-        arch = params
-    pretrained, arch = load_upstream(source, arch, tracking_uri)
-    if baseline is not None:
-        why = baseline_mismatch(baseline, params, task, probes, arch)
-        if why:
-            raise ProbeError(f"the fbank baseline cannot be reused: {why}")
-    upstreams: dict[str, Upstream] = {
-        "pretrained": pretrained,
-        "random_init": random_upstream(arch, seed=params.seed),
-    }
-    if baseline is None:
-        upstreams["fbank"] = fbank_upstream(arch)
+    pretrained, arch = _pretrained_upstream(source, arch, params, tracking_uri)
+    _check_baseline(baseline, params, task, probes, arch)
+    upstreams = _encoder_upstreams(pretrained, arch, params.seed, with_fbank=baseline is None)
     result = run_probing(data, upstreams, params, probes, progress)
     if baseline is not None:
         for name, rows in result["probes"].items():
             rows["fbank"] = baseline["probes"][name]["fbank"]
-    result["encoder"] = {
-        "source": str(source),
-        "layers": pretrained.num_layers,
-        "dim": pretrained.dim,
-    }
+    encoder = {"source": str(source), "layers": pretrained.num_layers, "dim": pretrained.dim}
+    result["encoder"] = encoder
     return result
 
 
+def _pretrained_upstream(
+    source: str | Path, arch: Params | None, params: Params, tracking_uri: str | None
+) -> tuple[Upstream, Params]:
+    """The encoder at ``source`` and its architecture; an MLflow model is built from ``params``."""
+    if arch is None and is_mlflow_uri(str(source)):
+        arch = params
+    return load_upstream(source, arch, tracking_uri)
+
+
+def _check_baseline(
+    baseline: dict[str, Any] | None,
+    params: Params,
+    task: str,
+    probes: Sequence[str] | None,
+    arch: Params,
+) -> None:
+    """ProbeError unless the stored fbank ``baseline`` (if any) can stand in for probing fbank."""
+    if baseline is None:
+        return
+    why = baseline_mismatch(baseline, params, task, probes, arch)
+    if why:
+        raise ProbeError(f"the fbank baseline cannot be reused: {why}")
+
+
+def _encoder_upstreams(
+    pretrained: Upstream, arch: Params, seed: int, with_fbank: bool
+) -> dict[str, Upstream]:
+    """The pre-trained encoder, its random-init twin and, ``with_fbank``, plain fbank."""
+    upstreams: dict[str, Upstream] = {
+        "pretrained": pretrained,
+        "random_init": random_upstream(arch, seed=seed),
+    }
+    if with_fbank:
+        upstreams["fbank"] = fbank_upstream(arch)
+    return upstreams
+
+
 def write_results(result: dict[str, Any], metrics_path: str | Path, plot_path: str | Path) -> None:
-    """The metrics JSON and the layer-weight PNG, each written atomically."""
+    """Write the metrics JSON and the layer-weight PNG, each atomically."""
     write_json(metrics_path, result)
     plot_layer_weights(result, plot_path)
