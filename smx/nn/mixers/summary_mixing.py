@@ -116,6 +116,8 @@ def _add_per_group(frames: torch.Tensor, per_group: torch.Tensor, group: int) ->
 
 
 # --------------------------------------------------------------------------- streaming state
+
+
 @dataclass
 class SummaryMixingState:
     """Running sums of the summary inputs of the chunks already streamed (float64).
@@ -333,8 +335,9 @@ class SummaryMixing(Mixer):
 
     def _offline(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         """Local branch, summary over the whole utterance (per frame in expdecay), combiner."""
-        keep = pad_mask.unsqueeze(-1)  # [B, T, 1]
-        local, summary_in = self._branches(x, keep)  # local_t [B, T, Dl], s(x_t) [B, T, Ds]
+        keep = pad_mask.unsqueeze(-1)  # [B, T, 1] m_t
+        # local_t = LN_l(m_t f(x_t)) [B, T, Dl]; summary inputs s(x_t) [B, T, Ds]
+        local, summary_in = self._branches(x, keep)
         if self.mode == "expdecay":  # sum_j decay^|t-j| m_j s(x_j) / sum_j decay^|t-j| m_j
             summary = decayed_mean(summary_in, pad_mask, self.decay)  # [B, T, Ds]
             frames_per_summary = 1
@@ -342,7 +345,7 @@ class SummaryMixing(Mixer):
             summary = masked_mean(summary_in, pad_mask, keepdim=True)  # [B, 1, Ds]
             frames_per_summary = x.shape[1]
         summary = self.summary_norm(summary)  # LN_s(summary)
-        return self._combine(local, summary, frames_per_summary, keep)  # [B, T, D]
+        return self._combine(local, summary, frames_per_summary, keep)  # act(W_c [l; s] + b_c)
 
     def _branches(
         self, x: torch.Tensor, keep: torch.Tensor
