@@ -84,6 +84,8 @@ class Upstream(nn.Module):
 class EncoderUpstream(Upstream):
     """A front-end + encoder returning every layer's hidden state (frozen).
 
+    The module docstring has an example.
+
     Arguments
     ---------
     fbank : smx.nn.frontend.FbankFrontend
@@ -94,8 +96,6 @@ class EncoderUpstream(Upstream):
         The context encoder.
     frame_shift : float
         Seconds between encoder frames.
-
-    Example: the module docstring.
     """
 
     def __init__(
@@ -122,7 +122,14 @@ class EncoderUpstream(Upstream):
 class FbankUpstream(Upstream):
     """The plain-features baseline: normalised log-mel frames as a single layer.
 
-    Example: the module docstring.
+    The module docstring has an example.
+
+    Arguments
+    ---------
+    fbank : smx.nn.frontend.FbankFrontend
+        Waveforms -> normalised log-mel frames.
+    frame_shift : float
+        Seconds between log-mel frames.
     """
 
     def __init__(self, fbank: nn.Module, frame_shift: float) -> None:
@@ -143,6 +150,7 @@ class FbankUpstream(Upstream):
 
 
 def _frame_shift(params: Params) -> float:
+    """Seconds between encoder frames of the front-end of ``params``."""
     fe = params.model.frontend
     return fe.hop_ms / 1000 * fe.subsampling
 
@@ -152,6 +160,12 @@ def build_parts(params: Params) -> tuple[nn.Module, nn.Module, nn.Module]:
 
     The encoder has a mask embedding for wav2vec 2.0, as in pre-training, so that the
     pre-trained state dict loads strictly (the embedding is unused when probing).
+
+    Returns
+    -------
+    tuple[nn.Module, nn.Module, nn.Module]
+        The log-mel features, the subsampling front-end and the encoder, random weights
+        drawn from the global torch RNG.
     """
     fe = params.model.frontend
     fbank = build_fbank(fe, params.data.sample_rate)
@@ -177,6 +191,7 @@ def fbank_upstream(params: Params) -> FbankUpstream:
 
 
 def _our_key(key: str) -> str:
+    """A state-dict key of the SSL objective renamed to the upstream's (``frontend.``)."""
     for prefix in FRONTEND_PREFIXES:
         if key.startswith(prefix):
             return "frontend." + key[len(prefix) :]
@@ -184,13 +199,31 @@ def _our_key(key: str) -> str:
 
 
 def _shape_of(value: Any) -> tuple[int, ...]:
+    """The shape of a tensor; ``()`` for anything else."""
     return tuple(value.shape) if isinstance(value, torch.Tensor) else ()
 
 
 def check_weights(
     expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str, config: str
 ) -> None:
-    """Raise :class:`ProbeError` (one sentence) unless ``found`` has ``expected``'s keys and shapes.
+    """Check that the weights ``found`` have the keys and shapes of those ``expected``.
+
+    Arguments
+    ---------
+    expected : dict[str, torch.Tensor]
+        The state dict of the architecture to load into.
+    found : dict[str, torch.Tensor]
+        The state dict read from ``source``.
+    source : str
+        The file or URI of ``found``, named in the message.
+    config : str
+        What ``expected`` was built from (``its stored config``), named in the message.
+
+    Raises
+    ------
+    ProbeError
+        When keys are missing or unexpected, or a shape differs; one sentence with the
+        counts and the first mismatch.
 
     Example
     -------
@@ -219,6 +252,7 @@ def check_weights(
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """The content of an ``encoder.pt``, checked; ProbeError for any unusable file."""
     if not path.is_file():
         raise ProbeError(f"encoder file {path} does not exist; run pre-training first")
     try:
@@ -237,12 +271,20 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def checkpoint_params(path: str | Path) -> Params:
-    """The configuration stored in an ``encoder.pt`` (validated)."""
+    """The configuration stored in an ``encoder.pt`` (validated).
+
+    Raises
+    ------
+    ProbeError
+        When the file is missing, unreadable, not an smx encoder file, or its config is not
+        valid for this smx version.
+    """
     ckpt = _read_checkpoint(Path(path))
     return _stored_params(Path(path), ckpt)
 
 
 def _stored_params(path: Path, ckpt: dict[str, Any]) -> Params:
+    """The validated config of a read ``encoder.pt``; ProbeError when it is not valid."""
     try:
         return Params.model_validate(json.loads(ckpt["params"]))
     except (ValidationError, ValueError, TypeError) as exc:
@@ -256,9 +298,20 @@ def load_checkpoint_upstream(path: str | Path, params: Params | None = None) -> 
 
     Arguments
     ---------
-    path: the file written by pre-training.
-    params: the architecture to load into; None = the config stored in the file. A file
-        whose weights do not fit raises :class:`ProbeError`.
+    path : str | Path
+        The file written by pre-training.
+    params : Params | None
+        The architecture to load into; None = the config stored in the file.
+
+    Returns
+    -------
+    EncoderUpstream
+        The encoder with the file's weights.
+
+    Raises
+    ------
+    ProbeError
+        When the file is unusable or its weights do not fit the architecture.
     """
     path = Path(path)
     ckpt = _read_checkpoint(path)
@@ -289,9 +342,26 @@ def load_mlflow_upstream(
 ) -> EncoderUpstream:
     """The frozen encoder of an MLflow PyTorch model (``ModuleDict`` fbank/frontend/encoder).
 
-    ``params`` must describe the same architecture (it builds the random-init baseline); a
-    model that does not fit it raises :class:`ProbeError`. A ``tracking_uri`` becomes MLflow's
-    tracking URI for the rest of the process (``models:/`` URIs resolve through it).
+    Arguments
+    ---------
+    uri : str
+        The model URI (``models:/...``, ``runs:/...``).
+    params : Params
+        The same architecture (it builds the random-init baseline).
+    tracking_uri : str | None
+        Becomes MLflow's tracking URI for the rest of the process (``models:/`` URIs resolve
+        through it); None keeps MLflow's.
+
+    Returns
+    -------
+    EncoderUpstream
+        The model's parts as a frozen upstream.
+
+    Raises
+    ------
+    ProbeError
+        When the model cannot be loaded, is not an smx encoder model, or does not fit
+        ``params``.
     """
     from smx.tracking import load_model
 
@@ -320,10 +390,24 @@ def load_upstream(
 
     Arguments
     ---------
-    source: an ``encoder.pt`` path or an MLflow model URI.
-    params: the expected architecture; None = the config stored in ``encoder.pt`` (required
-        for an MLflow URI, whose model carries no config).
-    tracking_uri: MLflow tracking URI for model URIs (None = MLflow's default).
+    source : str | Path
+        An ``encoder.pt`` path or an MLflow model URI.
+    params : Params | None
+        The expected architecture; None = the config stored in ``encoder.pt`` (required for
+        an MLflow URI, whose model carries no config).
+    tracking_uri : str | None
+        MLflow tracking URI for model URIs (None = MLflow's default).
+
+    Returns
+    -------
+    tuple[EncoderUpstream, Params]
+        The encoder and the config of its architecture.
+
+    Raises
+    ------
+    ProbeError
+        When an MLflow URI comes without ``params``, or the encoder cannot be loaded into
+        the architecture.
     """
     text = str(source)
     if is_mlflow_uri(text):
