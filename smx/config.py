@@ -228,9 +228,12 @@ class SummaryMixingCfg(Section):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Left out of dumps while off (its default), so that resolved configs, Ray run names
-        # and DVC params of runs made before the field existed stay the same; config_hash
-        # (smx.train.checkpoint) ignores it either way.
+        """The fields, ``activation_checkpointing`` left out while off (its default).
+
+        It changes memory, never outputs, so a config that does not turn it on dumps (and
+        names its resolved config, Ray run and DVC params) as one without the field;
+        config_hash (smx.train.checkpoint) ignores it either way.
+        """
         data = handler(self)
         if not self.activation_checkpointing:
             data.pop("activation_checkpointing", None)
