@@ -167,9 +167,9 @@ class ConvCTC(nn.Module):
     Arguments
     ---------
     in_dim : int
-        Input features ``D``.
+        Size ``D`` of each input frame, projected to ``width`` first.
     vocab : int
-        Output tokens ``V`` (id 0 is the CTC blank).
+        Characters ``V`` of the CTC output, the blank (id 0) included.
     width : int
         Channels ``W`` of the blocks.
     blocks : int
@@ -229,9 +229,9 @@ class BiLSTMLinear(nn.Module):
     Arguments
     ---------
     in_dim : int
-        Input features ``D``.
+        Size ``D`` of each input frame.
     classes : int
-        Output classes ``C``.
+        Intents ``C``.
     width : int
         ``W``, the BiLSTM units per direction.
     dropout : float
