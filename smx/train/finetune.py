@@ -48,6 +48,28 @@ class FinetuneError(PretrainError):
     """Fine-tuning cannot start or did not finish; one sentence says why."""
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What fine-tuning checked before any compute.
+
+    Arguments
+    ---------
+    data : TaskData
+        The labelled ASR splits (:func:`labelled_data`).
+    encoder : Path | None
+        The pre-trained encoder file; None when the pretrained init is not trained.
+    resume : Path | None
+        The ``--resume`` checkpoint folder.
+    resumed : str | None
+        The init that ``resume`` belongs to.
+    """
+
+    data: Any
+    encoder: Path | None
+    resume: Path | None
+    resumed: str | None
+
+
 def check_inits(inits: tuple[str, ...]) -> None:
     """Raise :class:`FinetuneError` unless ``inits`` names some of :data:`INITS`.
 
@@ -155,28 +177,6 @@ def check_resume(resume: Path, params: Params, tokens: list[str], inits: tuple[s
             "it with the config that made it, or start a new run without --resume"
         )
     return init
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """What fine-tuning checked before any compute.
-
-    Arguments
-    ---------
-    data : TaskData
-        The labelled ASR splits (:func:`labelled_data`).
-    encoder : Path | None
-        The pre-trained encoder file; None when the pretrained init is not trained.
-    resume : Path | None
-        The ``--resume`` checkpoint folder.
-    resumed : str | None
-        The init that ``resume`` belongs to.
-    """
-
-    data: Any
-    encoder: Path | None
-    resume: Path | None
-    resumed: str | None
 
 
 def check_inputs(
