@@ -53,6 +53,7 @@ from torch import nn
 from smx.config import FinetuneCfg, Params
 from smx.data.text import CharVocab
 from smx.downstream.decoding import BLANK, greedy_decode
+from smx.downstream.features import duration_batches
 from smx.downstream.metrics import cer, wer
 from smx.downstream.upstream import build_parts
 from smx.ssl.objective import LossOutput, check_audio_batch, metric_values
@@ -298,27 +299,6 @@ def encode_texts(
     ids = [torch.tensor(vocab.encode(t), dtype=torch.long) for t in texts if t is not None]
     lens = torch.tensor([len(i) for i in ids], dtype=torch.long)
     return nn.utils.rnn.pad_sequence(ids, batch_first=True), lens
-
-
-def duration_batches(items: Sequence[Any], max_duration: float) -> list[list[Any]]:
-    """Consecutive groups of ``items`` (sorted by duration) of at most ``max_duration`` seconds.
-
-    Example
-    -------
-    >>> from types import SimpleNamespace as N
-    >>> [[i.duration for i in b] for b in duration_batches([N(duration=d) for d in (3, 1, 2, 4)], 5)]
-    [[1, 2], [3], [4]]
-    """
-    batches: list[list[Any]] = []
-    total = 0.0
-    for item in sorted(items, key=lambda i: i.duration):
-        if batches and total + item.duration <= max_duration:
-            batches[-1].append(item)
-            total += item.duration
-        else:
-            batches.append([item])
-            total = item.duration
-    return batches
 
 
 def transcribe(
