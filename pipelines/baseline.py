@@ -5,7 +5,7 @@ The stage's code and options: :mod:`smx.stages.baseline` (also `smx stage baseli
 
 import sys
 
-from smx.stages.baseline import main
+from smx.stages.common import run_stage
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage("baseline"))

@@ -5,7 +5,7 @@ The stage's code and options: :mod:`smx.stages.bench` (also `smx stage bench`).
 
 import sys
 
-from smx.stages.bench import main
+from smx.stages.common import run_stage
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage("bench"))

@@ -5,7 +5,7 @@ The stage's code and options: :mod:`smx.stages.finetune` (also `smx stage finetu
 
 import sys
 
-from smx.stages.finetune import main
+from smx.stages.common import run_stage
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage("finetune"))

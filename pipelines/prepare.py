@@ -5,7 +5,7 @@ The stage's code and options: :mod:`smx.stages.prepare` (also `smx stage prepare
 
 import sys
 
-from smx.stages.prepare import main
+from smx.stages.common import run_stage
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage("prepare"))

@@ -5,7 +5,7 @@ The stage's code and options: :mod:`smx.stages.pretrain` (also `smx stage pretra
 
 import sys
 
-from smx.stages.pretrain import main
+from smx.stages.common import run_stage
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage("pretrain"))

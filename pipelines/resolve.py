@@ -5,7 +5,7 @@ The stage's code and options: :mod:`smx.stages.resolve` (also `smx stage resolve
 
 import sys
 
-from smx.stages.resolve import main
+from smx.stages.common import run_stage
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage("resolve"))

@@ -57,10 +57,9 @@ def _stage_command(name: str) -> Any:
     """
 
     def command(ctx: typer.Context) -> None:
-        import importlib
+        from smx.stages.common import run_stage
 
-        module = importlib.import_module(f"smx.stages.{name}")
-        raise typer.Exit(module.main(list(ctx.args), prog=f"smx stage {name}"))
+        raise typer.Exit(run_stage(name, list(ctx.args), prog=f"smx stage {name}"))
 
     return command
 

@@ -1,10 +1,13 @@
 """The DVC stages of the study, one module each (dvc.yaml runs ``python -m pipelines.<name>``,
 a two-line wrapper; ``smx stage <name>`` runs the same code with the same options).
 
-Each module has ``parser()`` (the stage's options), ``run(args)`` (the stage; prints where its
-outputs went and returns the exit code: 0, 1 when training failed, 2 for bad or missing
-input) and ``main(argv)``. :mod:`smx.stages.common` holds what they share: the resolved
-configs, required inputs named with the stage that makes them, the tracking pre-flight.
+Each module has ``options(parser)`` (the stage's options; its docstring is the help text)
+and ``run(args)`` (the stage: it prints where its outputs went and raises
+:class:`~smx.stages.common.StageError`); :func:`smx.stages.common.run_stage` parses the
+options, runs the stage and turns a StageError into one sentence on stderr and the exit code
+(1 when training failed, 2 for bad or missing input). :mod:`smx.stages.common` also holds
+what the stages share: the resolved configs, required inputs named with the stage that makes
+them, the tracking pre-flight.
 """
 
 #: stage name -> what it does (the order of the study)

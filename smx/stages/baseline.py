@@ -12,7 +12,6 @@ fbank baseline probed in its own stage.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from smx.atomic import write_json
@@ -20,53 +19,29 @@ from smx.config import TASKS
 from smx.data.problems import PrepareError
 from smx.downstream.errors import ProbeError
 from smx.downstream.run import probe_baseline
-from smx.stages.common import StageInputError, stage_params
-
-#: how DVC runs the stage (dvc.yaml); `smx stage baseline` runs the same code
-PROG = "python -m pipelines.baseline"
+from smx.stages.common import StageInputError, add_params, progress_line, stage_params
 
 
-def parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """The stage's options (the same for `python -m pipelines.baseline` and `smx stage baseline`)."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--params", default=None, help="config file (default: resolved/params.json)"
-    )
+def options(parser: argparse.ArgumentParser) -> None:
+    """The stage's options."""
+    add_params(parser, None, "resolved/params.json")
     parser.add_argument("--task", required=True, choices=TASKS, help="the probing task")
     parser.add_argument(
         "--metrics-dir",
         default="metrics/baseline",
         help="output folder (default: metrics/baseline)",
     )
-    return parser
 
 
-def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    """Parse ``argv`` (default: the command line) and run the stage; the exit code."""
-    return run(parser(prog).parse_args(argv))
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the stage with parsed options; prints where its outputs went, returns the exit code."""
+def run(args: argparse.Namespace) -> None:
+    """Probe the task on fbank features over seeds, write the result and say where."""
     stage = f"baseline@{args.task}"
-    try:
-        params = stage_params(stage, None, args.params)
-    except StageInputError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    params = stage_params(stage, None, args.params)
     corpus = Path(params.data.root) / params.data.corpus
     try:
-        result = probe_baseline(
-            args.task,
-            params,
-            corpus,
-            progress=lambda what, _: print(f"{stage}: {what}", file=sys.stderr, flush=True),
-        )
+        result = probe_baseline(args.task, params, corpus, progress=progress_line(stage))
     except (ProbeError, PrepareError) as exc:
-        print(f"{stage}: {exc}", file=sys.stderr)
-        return 2
+        raise StageInputError(f"{stage}: {exc}") from None
     out = Path(args.metrics_dir) / f"{args.task}.json"
     write_json(out, result)
     primary = result["primary_metric"]
@@ -75,4 +50,3 @@ def run(args: argparse.Namespace) -> int:
         for probe, rows in result["probes"].items()
     )
     print(f"{stage}: fbank {primary} {summary}; wrote {out}")
-    return 0

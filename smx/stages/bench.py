@@ -9,50 +9,26 @@ and logs an MLflow run (tag smx.role=bench) in the pipeline's experiment.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import typer
 
 from smx.bench.cli import pretrain as bench_pretrain
-from smx.config import load
-from smx.stages.common import StageInputError, open_tracking
-from smx.yamlio import ConfigError
-
-#: how DVC runs the stage (dvc.yaml); `smx stage bench` runs the same code
-PROG = "python -m pipelines.bench"
+from smx.stages.common import StageError, StageInputError, add_params, load_params, open_tracking
 
 
-def parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """The stage's options (the same for `python -m pipelines.bench` and `smx stage bench`)."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--params", default="params.yaml", help="config file (default: params.yaml)"
-    )
+def options(parser: argparse.ArgumentParser) -> None:
+    """The stage's options."""
+    add_params(parser)
     parser.add_argument("--out", default="reports/bench", help="output folder")
-    return parser
 
 
-def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    """Parse ``argv`` (default: the command line) and run the stage; the exit code."""
-    return run(parser(prog).parse_args(argv))
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the stage with parsed options; prints where its outputs went, returns the exit code."""
-    try:
-        params = load(args.params)
-        if not params.variants:
-            raise StageInputError(f"bench: {args.params}: `variants` is empty; define at least one")
-        uri = open_tracking("bench", params)
-    except ConfigError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 2
-    except StageInputError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> None:
+    """Run `smx bench pretrain` on the config's variants and lengths (it says where it wrote)."""
+    params = load_params("bench", args.params)
+    if not params.variants:
+        raise StageInputError(f"bench: {args.params}: `variants` is empty; define at least one")
+    uri = open_tracking("bench", params)
     cfg = params.bench
     try:
         bench_pretrain(
@@ -67,5 +43,5 @@ def run(args: argparse.Namespace) -> int:
             out_dir=Path(args.out),
         )
     except typer.Exit as exc:
-        return exc.exit_code
-    return 0
+        if exc.exit_code:
+            raise StageError("", exc.exit_code) from None  # the benchmark printed why

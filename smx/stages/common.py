@@ -7,15 +7,108 @@ to run first.
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from smx.config import Params, load
 from smx.yamlio import ConfigError
 
 
-class StageInputError(RuntimeError):
+class StageError(RuntimeError):
+    """A stage stops: one sentence on stderr and the exit code ``code``.
+
+    Arguments
+    ---------
+    message : str
+        The sentence, prefixed with the stage's name (``pretrain@mhsa: ...``); empty when
+        what failed has already said why.
+    code : int
+        1 when training ran and failed, 2 for bad or missing input.
+    """
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class StageInputError(StageError):
     """A stage's input is missing or unusable (exit 2, one sentence)."""
+
+
+def run_stage(name: str, argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Parse ``argv`` with the options of stage ``name`` and run it; the exit code.
+
+    Arguments
+    ---------
+    name : str
+        The stage's module under :mod:`smx.stages`: its ``options(parser)`` adds the
+        options, its docstring is the help text, and its ``run(args)`` is the stage (it
+        prints where its outputs went and raises :class:`StageError`).
+    argv : list[str] | None
+        The arguments (None: the command line).
+    prog : str | None
+        The command named in usage messages (default: ``python -m pipelines.<name>``, as
+        dvc.yaml runs it).
+
+    Returns
+    -------
+    int
+        0, or the :class:`StageError`'s code after printing its sentence on stderr (argparse
+        exits with 2 on bad options, after its usage message).
+    """
+    import importlib
+
+    module = importlib.import_module(f"smx.stages.{name}")
+    parser = argparse.ArgumentParser(
+        prog=prog or f"python -m pipelines.{name}",
+        description=module.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.options(parser)
+    args = parser.parse_args(argv)
+    try:
+        module.run(args)
+    except StageError as exc:
+        if str(exc):
+            print(exc, file=sys.stderr)
+        return exc.code
+    return 0
+
+
+def add_params(
+    parser: argparse.ArgumentParser, default: str | None = "params.yaml", otherwise: str = ""
+) -> None:
+    """The ``--params`` option: the YAML config; with ``default=None`` the stage reads the
+    resolved config named by ``otherwise``."""
+    where = default or otherwise
+    parser.add_argument("--params", default=default, help=f"config file (default: {where})")
+
+
+def add_variant(parser: argparse.ArgumentParser) -> None:
+    """The required ``--variant`` option."""
+    parser.add_argument("--variant", required=True, help="a name under `variants` in the config")
+
+
+def load_params(stage: str, path: str | Path) -> Params:
+    """The validated YAML config at ``path``; an invalid one is a :class:`StageInputError`."""
+    try:
+        return load(path)
+    except ConfigError as exc:
+        raise StageInputError(f"{stage}: {exc}") from None
+
+
+def training_failed(stage: str, exc: Exception) -> StageError:
+    """The :class:`StageError` of a failed Ray Train launch (``PretrainError``): exit 1 when
+    training ran and failed, 2 when its input was unusable."""
+    return StageError(f"{stage}: {exc}", 1 if getattr(exc, "during_training", False) else 2)
+
+
+def progress_line(stage: str) -> Callable[[str, int], None]:
+    """A progress callback that prints ``<stage>: <what>`` on stderr."""
+    return lambda what, _: print(f"{stage}: {what}", file=sys.stderr, flush=True)
 
 
 def resolved_params(stage: str, variant: str | None, resolved: str | Path = "resolved") -> Params:

@@ -9,68 +9,33 @@ factor of synthesis) is copied to the metrics file.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+from typing import Any
 
 from smx.atomic import write_json
-from smx.config import load
+from smx.config import DataCfg
 from smx.data.problems import PrepareError
-from smx.yamlio import ConfigError
-
-#: how DVC runs the stage (dvc.yaml); `smx stage prepare` runs the same code
-PROG = "python -m pipelines.prepare"
+from smx.stages.common import StageInputError, add_params, load_params
 
 
-def parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """The stage's options (the same for `python -m pipelines.prepare` and `smx stage prepare`)."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--params", default="params.yaml", help="config file (default: params.yaml)"
-    )
+def options(parser: argparse.ArgumentParser) -> None:
+    """The stage's options."""
+    add_params(parser)
     parser.add_argument(
         "--metrics",
         default="metrics/prepare.json",
         help="summary written for DVC (default: metrics/prepare.json)",
     )
-    return parser
 
 
-def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    """Parse ``argv`` (default: the command line) and run the stage; the exit code."""
-    return run(parser(prog).parse_args(argv))
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the stage with parsed options; prints where its outputs went, returns the exit code."""
-    try:
-        data = load(args.params).data
-    except ConfigError as exc:
-        print(f"prepare: {exc}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> None:
+    """Prepare the corpus, copy its summary to the metrics file and say where both went."""
+    data = load_params("prepare", args.params).data
     out = Path(data.root) / data.corpus
     try:
-        if data.corpus == "synth":
-            from smx.data.synth import prepare_synth
-
-            result = prepare_synth(out, data)
-            summary = dict(result.summary)
-            run = result.run
-            summary["synthesis"] = {
-                "audio_seconds": round(run.new_seconds, 3),
-                "wall_seconds": round(run.wall_seconds, 3),
-                "realtime_factor": round(run.realtime_factor, 1),
-                "workers": run.workers,
-            }
-            print(f"prepare: synthesis ran {run.realtime_factor:.0f}x faster than real time")
-        else:
-            from smx.data.corpora import PREPARERS
-
-            summary = PREPARERS[data.corpus](data.corpus_dir, out, data)
+        summary = prepare(data, out)
     except PrepareError as exc:
-        print(f"prepare: {exc}", file=sys.stderr)
-        return 2
+        raise StageInputError(f"prepare: {exc}") from None
     write_json(args.metrics, summary)
     total = summary["total"]
     print(
@@ -78,4 +43,25 @@ def run(args: argparse.Namespace) -> int:
         f"{total['utterances']} utterances, {total['speakers']} speakers) to {out}; "
         f"summary in {args.metrics}"
     )
-    return 0
+
+
+def prepare(data: DataCfg, out: Path) -> dict[str, Any]:
+    """The corpus named by ``data.corpus`` prepared into ``out``; its summary."""
+    if data.corpus != "synth":
+        from smx.data.corpora import PREPARERS
+
+        return PREPARERS[data.corpus](data.corpus_dir, out, data)
+    from smx.data.synth import prepare_synth
+
+    result = prepare_synth(out, data)
+    synthesis = result.run
+    print(f"prepare: synthesis ran {synthesis.realtime_factor:.0f}x faster than real time")
+    return {
+        **result.summary,
+        "synthesis": {
+            "audio_seconds": round(synthesis.new_seconds, 3),
+            "wall_seconds": round(synthesis.wall_seconds, 3),
+            "realtime_factor": round(synthesis.realtime_factor, 1),
+            "workers": synthesis.workers,
+        },
+    }

@@ -24,10 +24,15 @@ from smx.config import TASKS, Params
 from smx.data.problems import PrepareError
 from smx.downstream.errors import ProbeError
 from smx.downstream.run import baseline_mismatch, probe_encoder, write_results
-from smx.stages.common import StageInputError, open_tracking, require, stage_params
-
-#: how DVC runs the stage (dvc.yaml); `smx stage probe` runs the same code
-PROG = "python -m pipelines.probe"
+from smx.stages.common import (
+    StageInputError,
+    add_params,
+    add_variant,
+    open_tracking,
+    progress_line,
+    require,
+    stage_params,
+)
 
 
 def read_baseline(stage: str, path: Path, task: str) -> dict[str, Any]:
@@ -67,15 +72,10 @@ def read_baseline(stage: str, path: Path, task: str) -> dict[str, Any]:
     return baseline
 
 
-def parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """The stage's options (the same for `python -m pipelines.probe` and `smx stage probe`)."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--params", default=None, help="config file (default: resolved/<variant>/params.json)"
-    )
-    parser.add_argument("--variant", required=True, help="a name under `variants` in the config")
+def options(parser: argparse.ArgumentParser) -> None:
+    """The stage's options."""
+    add_params(parser, None, "resolved/<variant>/params.json")
+    add_variant(parser)
     parser.add_argument("--task", required=True, choices=TASKS, help="the probing task")
     parser.add_argument(
         "--encoder", default=None, help="encoder file (default: models/<variant>/encoder.pt)"
@@ -92,27 +92,17 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--plots-dir", default="plots/probe", help="plots root (default: plots/probe)"
     )
     parser.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
-    return parser
 
 
-def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    """Parse ``argv`` (default: the command line) and run the stage; the exit code."""
-    return run(parser(prog).parse_args(argv))
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the stage with parsed options; prints where its outputs went, returns the exit code."""
+def run(args: argparse.Namespace) -> None:
+    """Probe the frozen encoder and its random init, write the results, log them, say where."""
     stage = f"probe@{args.variant}-{args.task}"
-    try:
-        params = stage_params(stage, args.variant, args.params)
-        default = Path("models") / args.variant / "encoder.pt"
-        encoder = require(stage, args.encoder or default, f"pretrain@{args.variant}")
-        baseline_path = Path(args.baseline or Path("metrics/baseline") / f"{args.task}.json")
-        stored = read_baseline(stage, baseline_path, args.task)
-        uri = None if args.no_mlflow else open_tracking(stage, params)
-    except StageInputError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    params = stage_params(stage, args.variant, args.params)
+    default = Path("models") / args.variant / "encoder.pt"
+    encoder = require(stage, args.encoder or default, f"pretrain@{args.variant}")
+    baseline_path = Path(args.baseline or Path("metrics/baseline") / f"{args.task}.json")
+    stored = read_baseline(stage, baseline_path, args.task)
+    uri = None if args.no_mlflow else open_tracking(stage, params)
     why = baseline_mismatch(stored, params, args.task)
     if why:
         print(f"{stage}: probing fbank here: {baseline_path} does not fit: {why}", file=sys.stderr)
@@ -125,12 +115,11 @@ def run(args: argparse.Namespace) -> int:
             params,
             corpus,
             arch=params,
-            progress=lambda what, _: print(f"{stage}: {what}", file=sys.stderr, flush=True),
+            progress=progress_line(stage),
             baseline=baseline,
         )
     except (ProbeError, PrepareError) as exc:
-        print(f"{stage}: {exc}", file=sys.stderr)
-        return 2
+        raise StageInputError(f"{stage}: {exc}") from None
     result["variant"] = args.variant
     result["fbank_baseline"] = str(baseline_path) if baseline else "probed in this stage"
     metrics = Path(args.metrics_dir) / args.variant / f"{args.task}.json"
@@ -146,7 +135,6 @@ def run(args: argparse.Namespace) -> int:
     if uri is not None:
         run_id = log_run(uri, params, args.variant, result, [metrics, plot])
         print(f"{stage}: MLflow run {run_id} (experiment {params.tracking.experiment!r})")
-    return 0
 
 
 def log_run(uri: str, params: Params, variant: str, result: dict, files: list[Path]) -> str:

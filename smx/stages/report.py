@@ -15,22 +15,17 @@ document that is absent is skipped with a note.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from smx.config import load
 from smx.docblock import BlockError
 from smx.report.build import file_sha256, write_report
 from smx.report.documents import FIGURE, Documents, publish
 from smx.report.inputs import ReportError, gather
 from smx.report.markdown import Provenance
-from smx.stages.common import StageInputError, open_tracking
+from smx.stages.common import StageInputError, add_params, load_params, open_tracking
 from smx.tracking import git_commit
-from smx.yamlio import ConfigError
 
 STAGE = "report"
-#: how DVC runs the stage (dvc.yaml); `smx stage report` runs the same code
-PROG = "python -m pipelines.report"
 
 
 def documents_of(args: argparse.Namespace, root: Path) -> Documents:
@@ -43,14 +38,9 @@ def documents_of(args: argparse.Namespace, root: Path) -> Documents:
     )
 
 
-def parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """The stage's options (the same for `python -m pipelines.report` and `smx stage report`)."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--params", default="params.yaml", help="config file (default: params.yaml)"
-    )
+def options(parser: argparse.ArgumentParser) -> None:
+    """The stage's options."""
+    add_params(parser)
     parser.add_argument("--root", default=".", help="project folder with the inputs (default: .)")
     parser.add_argument("--out", default="reports", help="output folder (default: reports)")
     parser.add_argument("--readme", help="README with block `demo` (default: <root>/README.md)")
@@ -60,35 +50,24 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument(
         "--figures-dir", help="where their figure goes (default: <root>/docs/figures)"
     )
-    return parser
 
 
-def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    """Parse ``argv`` (default: the command line) and run the stage; the exit code."""
-    return run(parser(prog).parse_args(argv))
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the stage with parsed options; prints where its outputs went, returns the exit code."""
+def run(args: argparse.Namespace) -> None:
+    """Write the report and the documents' generated blocks, log the study, say where."""
     root, out = Path(args.root), Path(args.out)
     documents = documents_of(args, root)
+    params = load_params(STAGE, args.params)
     try:
-        params = load(args.params)
         study = gather(root, params)
-        uri = open_tracking(STAGE, params)
-    except (ConfigError, ReportError) as exc:
-        print(f"{STAGE}: {exc}", file=sys.stderr)
-        return 2
-    except StageInputError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    except ReportError as exc:
+        raise StageInputError(f"{STAGE}: {exc}") from None
+    uri = open_tracking(STAGE, params)
     provenance = Provenance(git_commit(root.resolve()), file_sha256(root / "dvc.lock"))
     files = write_report(study, params, out, provenance)
     try:
         published = publish(study, files.figures[FIGURE], documents)
     except BlockError as exc:
-        print(f"{STAGE}: {exc}", file=sys.stderr)
-        return 2
+        raise StageInputError(f"{STAGE}: {exc}") from None
 
     from smx.tracking import log_study
 
@@ -104,4 +83,3 @@ def run(args: argparse.Namespace) -> int:
         f"{STAGE}: MLflow experiment {params.tracking.experiment!r} at {uri}: parent runs "
         f"{parents}; report run {runs['report']}; browse with: make ui"
     )
-    return 0

@@ -10,52 +10,31 @@ records exactly what ran.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from smx.atomic import write_json
-from smx.config import load
-from smx.yamlio import ConfigError
-
-#: how DVC runs the stage (dvc.yaml); `smx stage resolve` runs the same code
-PROG = "python -m pipelines.resolve"
+from smx.stages.common import StageInputError, add_params, load_params
 
 
-def parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """The stage's options (the same for `python -m pipelines.resolve` and `smx stage resolve`)."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--params", default="params.yaml", help="config file (default: params.yaml)"
-    )
+def options(parser: argparse.ArgumentParser) -> None:
+    """The stage's options."""
+    add_params(parser)
     parser.add_argument(
         "--variant",
         default=None,
         help="a name under `variants` in the config (default: the base config, for `defaults`)",
     )
     parser.add_argument("--out", default="resolved", help="output folder (default: resolved)")
-    return parser
 
 
-def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    """Parse ``argv`` (default: the command line) and run the stage; the exit code."""
-    return run(parser(prog).parse_args(argv))
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the stage with parsed options; prints where its outputs went, returns the exit code."""
+def run(args: argparse.Namespace) -> None:
+    """Write the resolved config of the variant (or the base config) and say where."""
     stage = f"resolve@{args.variant}" if args.variant else "defaults"
+    params = load_params(stage, args.params)
     try:
-        params = load(args.params)
         resolved = params.variant(args.variant) if args.variant else params
-    except ConfigError as exc:
-        print(f"{stage}: {exc}", file=sys.stderr)
-        return 2
     except KeyError as exc:
-        print(f"{stage}: {args.params}: {exc.args[0]}", file=sys.stderr)
-        return 2
+        raise StageInputError(f"{stage}: {args.params}: {exc.args[0]}") from None
     out = Path(args.out) / (args.variant or "") / "params.json"
     write_json(out, resolved.model_dump(mode="json"))
     print(f"{stage}: wrote {out}")
-    return 0

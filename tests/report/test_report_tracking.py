@@ -100,19 +100,18 @@ def test_each_variant_parent_gets_its_numbers_and_the_report_run_the_files(
 def test_the_stage_against_a_real_server(
     mlflow_server: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from mlflow import MlflowClient
 
-    monkeypatch.syspath_prepend(str(PROJECT))  # in-process: one interpreter less to start
-    from pipelines.report import main
+    from smx.stages.common import run_stage  # in-process: one interpreter less to start
 
     write_inputs(tmp_path)
     params_file = write_params(tmp_path, mlflow_server, "smx-report-server")
     out = tmp_path / "out"
 
-    code = main(["--params", str(params_file), "--root", str(tmp_path), "--out", str(out)])
+    args = ["--params", str(params_file), "--root", str(tmp_path), "--out", str(out)]
+    code = run_stage("report", args)
 
     printed = capsys.readouterr().out
     assert code == 0
