@@ -354,7 +354,7 @@ def _check_supported(model: ModelCfg) -> None:
     ):
         raise ValueError(
             "model.mixer.summary_hidden must hold exactly one size for a Branchformer "
-            "import: the reference merge MLP has one layer per entry, smx's one hidden "
+            "import: SpeechBrain's merge MLP has one layer per entry, smx's one hidden "
             f"layer, got {mixer.summary_hidden}"
         )
 
