@@ -11,7 +11,7 @@ Parameters, per part of the objective:
 * ``ssl``: what only pre-training uses (quantiser, projections, prediction heads).
 
 ``model = frontend + encoder`` is what pre-training hands to downstream tasks (the entries of
-``encoder.pt``, :data:`smx.train.launch.ENCODER_PREFIXES`) and what the papers' model sizes
+``encoder.pt``, :data:`smx.train.pretrain.ENCODER_PREFIXES`) and what the papers' model sizes
 count: the "155M" wav2vec 2.0 model is 154.1 M front-end + encoder (154.8 M with the
 quantiser and projections); docs/algorithm.md, "wav2vec 2.0".
 

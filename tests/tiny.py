@@ -97,7 +97,7 @@ def tiny_params(corpus_root: Path, storage: Path, tracking_uri: str | None, **tr
 
 def save_encoder(objective: torch.nn.Module, params: Params, path: Path, step: int = 7) -> Path:
     """``objective``'s front-end and encoder as the ``encoder.pt`` pre-training writes
-    (smx.train.launch.write_outputs)."""
+    (smx.train.pretrain.write_outputs)."""
     from smx.train.pretrain import encoder_state
 
     path.parent.mkdir(parents=True, exist_ok=True)
