@@ -205,6 +205,58 @@ def find_run(uri: str, experiment: str, ray_run_path: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def experiment_id(uri: str, name: str) -> str:
+    """The id of experiment ``name`` at ``uri``, created when it does not exist.
+
+    MLflow puts a new experiment's artifacts under ``./mlruns`` of whatever folder the
+    creating process runs in; a DVC experiment or a Ray job runs elsewhere, which would
+    scatter the artifacts of one store over several folders. A new experiment of a SQLite
+    store therefore keeps its artifacts beside the database, in ``<folder>/mlartifacts``.
+
+    Arguments
+    ---------
+    uri : str
+        The tracking URI.
+    name : str
+        The experiment's name.
+
+    Returns
+    -------
+    str
+        The experiment's id.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> uri = f"sqlite:///{folder}/mlflow.db"
+    >>> first = experiment_id(uri, "demo")
+    >>> first == experiment_id(uri, "demo")
+    True
+    >>> import mlflow
+    >>> mlflow.MlflowClient(uri).get_experiment(first).artifact_location == (
+    ...     folder / "mlartifacts").as_uri()
+    True
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(uri)
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another process created it first
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
 def tagged_run(uri: str, experiment: str, run_name: str, tags: dict[str, str]) -> str:
     """The newest run of ``experiment`` carrying all ``tags``; else a new one (closed).
 
@@ -213,15 +265,14 @@ def tagged_run(uri: str, experiment: str, run_name: str, tags: dict[str, str]) -
     import mlflow
 
     client = mlflow.MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    found_id = experiment_id(uri, experiment)
     query = " AND ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
     runs = client.search_runs(
-        [experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]
+        [found_id], filter_string=query, order_by=["attributes.start_time DESC"]
     )
     if runs:
         return runs[0].info.run_id
-    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    run = client.create_run(found_id, run_name=run_name, tags=tags)
     client.set_terminated(run.info.run_id)
     return run.info.run_id
 
@@ -277,7 +328,7 @@ def open_run(
         with mlflow.start_run(run_id=run_id):
             mlflow.set_tags(tags)
         return run_id
-    mlflow.set_experiment(experiment)
+    mlflow.set_experiment(experiment_id=experiment_id(uri, experiment))
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         flat = flatten(params)
         items = sorted(flat.items())
@@ -601,7 +652,7 @@ def log_series_run(
     import mlflow
 
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment)
+    mlflow.set_experiment(experiment_id=experiment_id(uri, experiment))
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         mlflow.log_params(flatten(params))
         for step, metrics in series:
