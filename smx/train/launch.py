@@ -412,9 +412,11 @@ def start_ray() -> None:
         for key, value in LOCAL_TRAIN_ENV.items():
             os.environ.setdefault(key, value)
     # with the dashboard: Ray Train's placement-group cleaner asks the state API it serves
-    # for the controller's state every second (without, a warning each time)
+    # for the controller's state every second (without, a warning each time). Without
+    # RAY_ADDRESS a fresh local instance starts ("local"): a bare ray.init() would join the
+    # cluster named in Ray's address file, and retry for minutes when that cluster is gone.
     try:
-        ray.init(log_to_driver=True)
+        ray.init(address=None if address else "local", log_to_driver=True)
     except (ConnectionError, RuntimeError) as exc:
         raise PretrainError(f"Ray could not start or join a cluster: {exc}") from None
 
