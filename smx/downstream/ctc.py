@@ -50,12 +50,13 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
-from smx.config import FinetuneCfg, Params
+from smx.config import FinetuneCfg, Params, StreamingCfg
 from smx.data.text import CharVocab
 from smx.downstream.decoding import BLANK, greedy_decode
 from smx.downstream.features import duration_batches
 from smx.downstream.metrics import cer, wer
 from smx.downstream.upstream import build_parts
+from smx.nn.streaming import training_chunk
 from smx.ssl.objective import LossOutput, check_audio_batch, metric_values
 
 
@@ -145,6 +146,10 @@ class CTCModel(nn.Module):
         Updates ``1 .. freeze_steps`` train the head only.
     specaugment : nn.Module | None
         The feature masking (None: none).
+    streaming : StreamingCfg | None
+        ``model.streaming``: when enabled, every training batch runs the encoder with a
+        chunk configuration drawn from :attr:`generator` (dynamic chunk training); the
+        training loop seeds and checkpoints that generator.
     """
 
     def __init__(
@@ -155,8 +160,11 @@ class CTCModel(nn.Module):
         vocab_size: int,
         freeze_steps: int = 0,
         specaugment: nn.Module | None = None,
+        streaming: StreamingCfg | None = None,
     ) -> None:
         super().__init__()
+        self.streaming = streaming
+        self.generator = torch.Generator()
         if vocab_size < 2:
             raise ValueError(
                 f"vocab_size: expected at least 2 (blank + a character), got {vocab_size}"
@@ -189,7 +197,8 @@ class CTCModel(nn.Module):
             feats, frames = self.fbank(audio, audio_lens)  # [B, T_f, F]
             feats = self.specaugment(feats)
             latents, lengths = self.frontend(feats, frames)  # [B, T, C]
-            encoded = self.encoder(latents, lengths).last  # [B, T, D]
+            chunk = training_chunk(self.streaming, self.generator, self.training)
+            encoded = self.encoder(latents, lengths, chunk=chunk).last  # [B, T, D]
         return self.head(encoded).log_softmax(-1), lengths  # [B, T, V]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> LossOutput:
@@ -244,7 +253,9 @@ def build_ctc_model(params: Params, vocab_size: int) -> CTCModel:
     cfg = params.downstream.finetune
     fbank, frontend, encoder = build_parts(params)
     augment = SpecAugment.from_config(cfg) if cfg.specaugment else None
-    return CTCModel(fbank, frontend, encoder, vocab_size, cfg.freeze_steps, augment)
+    return CTCModel(
+        fbank, frontend, encoder, vocab_size, cfg.freeze_steps, augment, params.model.streaming
+    )
 
 
 def load_encoder(model: CTCModel, path: Any, params: Params) -> CTCModel:

@@ -11,10 +11,14 @@ for full context, so that one model serves both offline and streaming use
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from smx.nn.base import check_chunking
+
+if TYPE_CHECKING:
+    from smx.config import StreamingCfg
 
 
 @dataclass(frozen=True)
@@ -125,3 +129,45 @@ def sample_chunk_config(
     if torch.rand((), generator=generator).item() >= limited_left_prob:
         return ChunkConfig(chunk_size, None)
     return ChunkConfig(chunk_size, _uniform_int(generator, left_min, left_max))
+
+
+def training_chunk(
+    cfg: StreamingCfg | None, generator: torch.Generator, training: bool
+) -> ChunkConfig | None:
+    """The chunk configuration of one batch: drawn when dynamic chunk training is on.
+
+    Arguments
+    ---------
+    cfg : StreamingCfg or None
+        ``model.streaming``; None or ``enabled: false`` = full context.
+    generator : torch.Generator
+        The caller's generator (checkpointed with it, so a resumed run draws the same).
+    training : bool
+        Whether the model is training; evaluation always uses full context.
+
+    Returns
+    -------
+    ChunkConfig or None
+        What :func:`sample_chunk_config` draws from ``cfg``'s settings; None = full context.
+
+    Example
+    -------
+    >>> from smx.config import StreamingCfg
+    >>> cfg = StreamingCfg(enabled=True, chunkwise_prob=1.0, chunk_min=4, chunk_max=4,
+    ...                    limited_left_prob=1.0, left_min=1, left_max=1)
+    >>> training_chunk(cfg, torch.Generator().manual_seed(0), training=True)
+    ChunkConfig(chunk_size=4, left_chunks=1)
+    >>> print(training_chunk(cfg, torch.Generator(), training=False))
+    None
+    """
+    if cfg is None or not cfg.enabled or not training:
+        return None
+    return sample_chunk_config(
+        generator,
+        cfg.chunkwise_prob,
+        cfg.chunk_min,
+        cfg.chunk_max,
+        cfg.limited_left_prob,
+        cfg.left_min,
+        cfg.left_max,
+    )

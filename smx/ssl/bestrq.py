@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smx.config import BestRQCfg
+from smx.config import BestRQCfg, StreamingCfg
 from smx.nn.encoder import Encoder
 from smx.nn.frontend import CnnLatentExtractor, Conv2dSubsampling, FbankFrontend
+from smx.nn.streaming import training_chunk
 from smx.ssl.masking import block_mask
 from smx.ssl.objective import LossOutput, check_audio_batch, metric_values
 from smx.ssl.quantizer import RandomProjectionQuantizer, stack_frames
@@ -74,6 +75,9 @@ class BestRQObjective(nn.Module):
         Stacking, codebooks, masking and noise parameters.
     seed : int
         Seed of the random-projection quantiser and initial seed of :attr:`generator`.
+    streaming : StreamingCfg or None
+        ``model.streaming``: when enabled, every training batch runs the encoder with a
+        chunk configuration drawn from :attr:`generator` (dynamic chunk training).
 
     Example
     -------
@@ -99,8 +103,10 @@ class BestRQObjective(nn.Module):
         encoder: Encoder,
         cfg: BestRQCfg,
         seed: int = 0,
+        streaming: StreamingCfg | None = None,
     ) -> None:
         super().__init__()
+        self.streaming = streaming
         name = type(self).__name__
         if encoder.input_dim != subsampling.output_dim:
             raise ValueError(
@@ -144,7 +150,8 @@ class BestRQObjective(nn.Module):
         noise = torch.randn_like(feats) * cfg.noise_std  # [B, T', F]
         noisy = torch.where(masked[..., None], noise, feats)  # [B, T', F]
         x, lengths = self.subsampling(noisy, frames)  # [B, T'/s, C]
-        encoded = self.encoder(x, lengths).last  # [B, T'/s, D]
+        chunk = training_chunk(self.streaming, self.generator, self.training)
+        encoded = self.encoder(x, lengths, chunk=chunk).last  # [B, T'/s, D]
         if encoded.shape[1] != num_frames // stack:
             raise ValueError(
                 f"{name}: the front-end gives {encoded.shape[1]} frames for {num_frames} "

@@ -73,11 +73,15 @@ def build_objective(params: Params) -> nn.Module:
         from smx.ssl.wav2vec2 import Wav2Vec2Objective
 
         encoder = build_encoder(params.model, subsampling.output_dim, mask_embedding=True)
-        return Wav2Vec2Objective(fbank, subsampling, encoder, params.ssl, seed=params.seed)
+        return Wav2Vec2Objective(
+            fbank, subsampling, encoder, params.ssl, params.seed, params.model.streaming
+        )
     from smx.ssl.bestrq import BestRQObjective
 
     encoder = build_encoder(params.model, subsampling.output_dim)
-    return BestRQObjective(fbank, subsampling, encoder, params.ssl, seed=params.seed)
+    return BestRQObjective(
+        fbank, subsampling, encoder, params.ssl, params.seed, params.model.streaming
+    )
 
 
 def metric_values(values: dict[str, torch.Tensor | float | int]) -> dict[str, float]:

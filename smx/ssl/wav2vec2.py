@@ -25,10 +25,11 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from smx.config import Wav2Vec2Cfg
+from smx.config import StreamingCfg, Wav2Vec2Cfg
 from smx.nn.base import lengths_to_mask
 from smx.nn.encoder import Encoder
 from smx.nn.frontend import CnnLatentExtractor, Conv2dSubsampling, FbankFrontend
+from smx.nn.streaming import training_chunk
 from smx.ssl.losses import (
     contrastive_accuracy,
     contrastive_logits,
@@ -58,6 +59,9 @@ class Wav2Vec2Objective(nn.Module):
         Masking, quantiser, loss and temperature parameters.
     seed : int
         Initial seed of :attr:`generator` (masks and negatives).
+    streaming : StreamingCfg or None
+        ``model.streaming``: when enabled, every training batch runs the encoder with a
+        chunk configuration drawn from :attr:`generator` (dynamic chunk training).
 
     Example
     -------
@@ -85,8 +89,10 @@ class Wav2Vec2Objective(nn.Module):
         encoder: Encoder,
         cfg: Wav2Vec2Cfg,
         seed: int = 0,
+        streaming: StreamingCfg | None = None,
     ) -> None:
         super().__init__()
+        self.streaming = streaming
         name = type(self).__name__
         if encoder.mask_embedding is None:
             raise ValueError(f"{name}: encoder must have a mask embedding (mask_embedding=True)")
@@ -133,7 +139,8 @@ class Wav2Vec2Objective(nn.Module):
         masked = span_mask(
             lengths, latents.shape[1], cfg.mask_prob, cfg.mask_length, self.generator
         )  # [B, T]
-        encoded = self.encoder(latents, lengths, masked=masked).last  # [B, T, D]
+        chunk = training_chunk(self.streaming, self.generator, self.training)
+        encoded = self.encoder(latents, lengths, masked=masked, chunk=chunk).last  # [B, T, D]
         context = self.final_proj(encoded[masked])  # [N, P]
         quantized = self.quantizer(latents[masked])  # codes [N, code_dim]
         targets = self.target_proj(quantized.codes)  # [N, P]
