@@ -38,6 +38,11 @@ class BlockError(ValueError):
     """The document lacks the block's markers, or has them twice or out of order."""
 
 
+def _check_name(name: str) -> None:
+    if not re.fullmatch(r"[\w-]+", name):
+        raise BlockError(f"block name {name!r} must use only letters, digits, - and _")
+
+
 def markers(name: str) -> tuple[str, str]:
     """The begin and end lines of block ``name``."""
     return f"<!-- begin: {name} -->", f"<!-- end: {name} -->"
@@ -61,12 +66,30 @@ def replace_block(path: str | Path, name: str, content: str) -> None:
         When the name has other characters, or the markers are missing, repeated or out of
         order (the file is untouched).
     """
-    if not re.fullmatch(r"[\w-]+", name):
-        raise BlockError(f"block name {name!r} must use only letters, digits, - and _")
+    _check_name(name)
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start, stop = _span(path, lines, name)
+    body = content.strip("\n").splitlines()
+    write_text(path, "\n".join(lines[: start + 1] + body + lines[stop:]) + "\n")
+
+
+def check_block(path: str | Path, name: str) -> None:
+    """Check, without writing, that ``path`` holds block ``name`` (see :func:`replace_block`).
+
+    Raises
+    ------
+    BlockError
+        For the same reasons, with the same sentences, as :func:`replace_block`.
+    """
+    _check_name(name)
+    path = Path(path)
+    _span(path, path.read_text(encoding="utf-8").splitlines(), name)
+
+
+def _span(path: Path, lines: list[str], name: str) -> tuple[int, int]:
+    """The line numbers of block ``name``'s begin and end markers in ``lines`` (of ``path``)."""
     begin, end = markers(name)
-    lines = text.splitlines()
     starts = [i for i, line in enumerate(lines) if line.strip() == begin]
     ends = [i for i, line in enumerate(lines) if line.strip() == end]
     if not starts and not ends:
@@ -75,9 +98,7 @@ def replace_block(path: str | Path, name: str, content: str) -> None:
         )
     if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
         raise BlockError(f"{path}: block `{name}` needs one `{begin}` followed by one `{end}`")
-    body = content.strip("\n").splitlines()
-    new = lines[: starts[0] + 1] + body + lines[ends[0] :]
-    write_text(path, "\n".join(new) + "\n")
+    return starts[0], ends[0]
 
 
 def read_block(path: str | Path, name: str) -> str:

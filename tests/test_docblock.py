@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from smx.docblock import BlockError, read_block, replace_block
+from smx.docblock import BlockError, check_block, read_block, replace_block
 
 DOC = "# Doc\n\nintro\n<!-- begin: a -->\nold a\n<!-- end: a -->\nmiddle\n<!-- begin: b -->\n<!-- end: b -->\nend\n"
 
@@ -55,3 +55,12 @@ def test_bad_markers_name_the_file_and_leave_it_untouched(
 def test_a_block_name_with_spaces_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BlockError, match="only letters"):
         replace_block(tmp_path / "doc.md", "two words", "x")
+
+
+def test_checking_a_block_reads_the_file_and_never_writes_it(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text(DOC.rstrip("\n"))  # no final newline: a rewrite would add one
+    check_block(doc, "a")
+    assert doc.read_text() == DOC.rstrip("\n")
+    with pytest.raises(BlockError, match="has no block `c`"):
+        check_block(doc, "c")

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from smx.bench.tables import DOCS_TABLES, markdown
-from smx.docblock import read_block, replace_block
+from smx.docblock import check_block as check_doc_block
+from smx.docblock import replace_block
 
 #: The benchmarks with a block, named as their result files: ``<name>.json``.
 BENCHMARKS = tuple(DOCS_TABLES)
@@ -133,12 +134,12 @@ def read_result(result: Path) -> dict[str, Any]:
 def check_block(docs: Path, name: str) -> None:
     """ValueError (:class:`smx.docblock.BlockError`) unless ``docs`` has block ``name``.
 
-    Run before a measurement, so that a long run does not end on a missing block. The
-    block is rewritten with its own content, which leaves the file as it was.
+    Run before a measurement, so that a long run does not end on a missing block; the
+    file is only read.
     """
     if not docs.is_file():
         raise ValueError(f"--docs: {docs} does not exist")
-    replace_block(docs, name, read_block(docs, name))
+    check_doc_block(docs, name)
 
 
 def update_docs(docs: Path, result: Path) -> str:
@@ -156,6 +157,7 @@ def update_docs(docs: Path, result: Path) -> str:
     >>> _ = doc.write_text("<!-- begin: bench-roofline -->\\n<!-- end: bench-roofline -->\\n")
     >>> update_docs(doc, folder / "roofline.json")
     'bench-roofline'
+    >>> from smx.docblock import read_block
     >>> print(read_block(doc, "bench-roofline").splitlines()[4])
     | mixer | summarymixing | 80 | oom |  |  |  |  |  |
     """

@@ -24,7 +24,7 @@ FIXED = StreamingCfg(
 )
 
 
-def chunks_seen(model: torch.nn.Module, encoder: torch.nn.Module, run) -> list:
+def chunks_seen(encoder: torch.nn.Module, run) -> list:
     """The ``chunk`` argument of every encoder call while ``run()`` runs."""
     seen: list = []
 
@@ -45,15 +45,13 @@ def test_training_batches_get_a_drawn_chunk_and_evaluation_full_context(build) -
     objective.streaming = FIXED
     batch = random_batch()
     objective.train()
-    assert chunks_seen(objective, objective.encoder, lambda: objective(batch)) == [
-        ChunkConfig(4, 1)
-    ]
+    assert chunks_seen(objective.encoder, lambda: objective(batch)) == [ChunkConfig(4, 1)]
     objective.eval()
     with torch.no_grad():
-        assert chunks_seen(objective, objective.encoder, lambda: objective(batch)) == [None]
+        assert chunks_seen(objective.encoder, lambda: objective(batch)) == [None]
     objective.train()
     objective.streaming = StreamingCfg()  # enabled: false
-    assert chunks_seen(objective, objective.encoder, lambda: objective(batch)) == [None]
+    assert chunks_seen(objective.encoder, lambda: objective(batch)) == [None]
 
 
 def test_the_chunked_loss_differs_from_full_context_and_repeats_with_the_seed() -> None:
@@ -75,7 +73,7 @@ def test_the_drawn_chunks_vary_between_batches_within_the_configured_ranges() ->
     objective.train()
     seen = []
     for _ in range(12):
-        seen += chunks_seen(objective, objective.encoder, lambda: objective(random_batch()))
+        seen += chunks_seen(objective.encoder, lambda: objective(random_batch()))
     chunked = [c for c in seen if c is not None]
     assert None in seen and chunked  # both full-context and chunked batches
     assert all(2 <= c.chunk_size <= 9 for c in chunked)
@@ -104,9 +102,9 @@ def test_fine_tuning_draws_chunks_from_the_config() -> None:
     }
     model.train()
     assert chunks_seen(
-        model, model.encoder, lambda: model.log_probs(batch["audio"], batch["audio_lens"])
+        model.encoder, lambda: model.log_probs(batch["audio"], batch["audio_lens"])
     ) == [ChunkConfig(4, 1)]
     model.eval()
     assert chunks_seen(
-        model, model.encoder, lambda: model.log_probs(batch["audio"], batch["audio_lens"])
+        model.encoder, lambda: model.log_probs(batch["audio"], batch["audio_lens"])
     ) == [None]
