@@ -97,6 +97,33 @@ def _root(
     """Cheap self-supervised speech pre-training with SummaryMixing."""
 
 
+@app.command("version")
+def version_command(
+    source_hash: Annotated[
+        bool, typer.Option("--source-hash", help="Print only the source hash.")
+    ] = False,
+) -> None:
+    """Print the smx version, the git commit and the source hash that names training runs.
+
+    Exit code 2 when the source cannot be hashed.
+
+    Example: smx version --source-hash
+    """
+    from smx.provenance import SourceHashError
+    from smx.provenance import source_hash as compute
+    from smx.tracking import git_commit
+
+    try:
+        digest = compute()
+    except SourceHashError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    if source_hash:
+        out.print(digest, markup=False)
+        return
+    out.print(f"smx {__version__}\ncommit {git_commit()}\nsource {digest}", markup=False)
+
+
 def _load_or_exit(path: Path) -> Any:
     """The validated config at ``path``, or every problem on stderr and exit code 2."""
     from smx.config import load

@@ -9,9 +9,10 @@ A checkpoint is a folder with one file per DDP rank plus the shared state:
 Every file holds only tensors, numbers, strings, lists and dicts, so it loads with
 ``torch.load(..., weights_only=True)``. Each file is written to a temporary name and renamed
 (:func:`smx.atomic.atomic_path`); the folder is assembled under a temporary name and renamed
-too, so a crash never leaves a checkpoint that looks complete but is not. The config hash is
-the SHA-256 of the ``model`` and ``ssl`` sections: a checkpoint whose hash differs from the
-current config's is refused with :class:`CheckpointMismatch`.
+too, so a crash never leaves a checkpoint that looks complete but is not. A checkpoint carries
+the SHA-256 of the ``model`` and ``ssl`` sections combined with the hash of the code that
+wrote it (:mod:`smx.provenance`): a checkpoint of another config or of other code is refused
+with :class:`CheckpointMismatch`.
 """
 
 from __future__ import annotations
@@ -177,15 +178,27 @@ def write_checkpoint(
     return folder
 
 
-def read_state(folder: str | Path, expected_hash: str | None = None) -> dict[str, Any]:
+def read_state(
+    folder: str | Path, expected_hash: str | None = None, source: str | None = None
+) -> dict[str, Any]:
     """The shared state of a checkpoint folder, checked against ``expected_hash``.
+
+    Arguments
+    ---------
+    folder : str | Path
+        The checkpoint folder.
+    expected_hash : str | None
+        The hash the checkpoint must carry (its config hash combined with the source hash,
+        :func:`smx.provenance.with_source`); None reads without checking.
+    source : str | None
+        The source hash of the code that reads it, to say which of the two differs.
 
     Raises
     ------
     CheckpointError
         The folder has no readable ``state.pt``.
     CheckpointMismatch
-        It was made with another model/objective config.
+        It was made with another model/objective config, or by other smx code.
 
     Example
     -------
@@ -206,13 +219,20 @@ def read_state(folder: str | Path, expected_hash: str | None = None) -> dict[str
         state = load_file(path)
     except Exception as exc:  # a truncated or foreign file
         raise CheckpointError(f"checkpoint {path} cannot be read ({exc})") from None
-    if expected_hash is not None and state.get("config_hash") != expected_hash:
+    if expected_hash is None or state.get("config_hash") == expected_hash:
+        return state
+    theirs = str(state.get("source_hash") or "")
+    if source is not None and theirs != source:
         raise CheckpointMismatch(
-            f"checkpoint {folder} was made with another model or ssl config "
-            f"(hash {str(state.get('config_hash'))[:12]}, this config {expected_hash[:12]}); "
-            "resume it with the config that made it, or start a new run without --resume"
+            f"checkpoint {folder} was written by other smx code (source hash "
+            f"{theirs[:8] or 'none'}, this tree {source[:8] or 'none'}); resume it with the "
+            "code that made it, or start a new run without --resume"
         )
-    return state
+    raise CheckpointMismatch(
+        f"checkpoint {folder} was made with another model or ssl config "
+        f"(hash {str(state.get('config_hash'))[:12]}, this config {expected_hash[:12]}); "
+        "resume it with the config that made it, or start a new run without --resume"
+    )
 
 
 def read_rank_state(folder: str | Path, rank: int) -> dict[str, Any] | None:

@@ -15,9 +15,10 @@ written atomically:
     <out>/plots/finetune/<variant>.csv      step, init, loss, lr of every logged step
 
 The loss is the CTC loss per encoder frame (:mod:`smx.downstream.ctc`), the same for both inits.
-The Ray run name is ``finetune-<variant>-<init>-<hash>-<commit>``: the hash covers the
-config, the vocabulary and the encoder file's bytes, so relaunching an unchanged run resumes
-it (a finished one ends at once) and any change starts a new one.
+The Ray run name is ``finetune-<variant>-<init>-<hash>-<source hash>``: the hash covers the
+config, the vocabulary and the encoder file's bytes, the source hash the code that runs
+(:mod:`smx.provenance`), so relaunching an unchanged run resumes it (a finished one ends at
+once) and any change, of the code too, starts a new one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch
 
 from smx.atomic import write_json, write_text
 from smx.config import Params
+from smx.provenance import with_source
 from smx.tracking import log_metrics
 from smx.train.finetune_loop import finetune_hash, finetune_loop_per_worker
 from smx.train.launch import Job, Launch, PretrainError, open_launch, run_job, run_name
@@ -140,23 +142,28 @@ def file_digest(path: Path | None) -> str:
 
 
 def finetune_run_name(
-    params: Params, variant: str, init: str, tokens: list[str], encoder_digest: str, commit: str
+    params: Params, variant: str, init: str, tokens: list[str], encoder_digest: str, source: str
 ) -> str:
-    """The Ray run name of one init: stable for one config, vocabulary, encoder and commit.
+    """The Ray run name of one init: stable for one config, vocabulary, encoder and code.
 
     Example
     -------
     >>> name = finetune_run_name(Params(), "sm", "pretrained", ["<blank>"], "ab", "0123456789")
-    >>> name.startswith("finetune-sm-pretrained-"), name[-8:]
-    (True, '-0123456')
+    >>> name.startswith("finetune-sm-pretrained-"), name[-9:]
+    (True, '-01234567')
     """
     finetune = params.model_dump(mode="json")["downstream"]["finetune"]
     prefix = f"finetune-{variant}-{init}"
-    return run_name(params, prefix, commit, finetune=finetune, vocab=tokens, encoder=encoder_digest)
+    return run_name(params, prefix, source, finetune=finetune, vocab=tokens, encoder=encoder_digest)
 
 
-def check_resume(resume: Path, params: Params, tokens: list[str], inits: tuple[str, ...]) -> str:
-    """The init a ``--resume`` checkpoint belongs to; FinetuneError when it cannot resume here."""
+def check_resume(
+    resume: Path, params: Params, tokens: list[str], inits: tuple[str, ...], source: str
+) -> str:
+    """The init a ``--resume`` checkpoint belongs to; FinetuneError when it cannot resume here.
+
+    ``source`` is the hash of this tree's code (:mod:`smx.provenance`).
+    """
     from smx.train.checkpoint import read_state
 
     try:
@@ -171,7 +178,14 @@ def check_resume(resume: Path, params: Params, tokens: list[str], inits: tuple[s
             f"checkpoint {resume} fine-tunes the {init} init, which this run does not train "
             f"(--init {'random' if init == 'random_init' else init} or both)"
         )
-    if state.get("config_hash") != finetune_hash(params, tokens, init):
+    theirs = str(state.get("source_hash") or "")
+    if theirs != source:
+        raise FinetuneError(
+            f"checkpoint {resume} was written by other smx code (source hash "
+            f"{theirs[:8] or 'none'}, this tree {source[:8]}); resume it with the code that "
+            "made it, or start a new run without --resume"
+        )
+    if state.get("config_hash") != with_source(finetune_hash(params, tokens, init), source):
         raise FinetuneError(
             f"checkpoint {resume} was made with another model config or vocabulary; resume "
             "it with the config that made it, or start a new run without --resume"
@@ -201,7 +215,9 @@ def check_inputs(
     else:
         encoder = None
     resume = Path(resume) if resume else None
-    resumed = check_resume(resume, params, data.vocab.tokens, inits) if resume else None
+    resumed = (
+        check_resume(resume, params, data.vocab.tokens, inits, launch.source) if resume else None
+    )
     return Inputs(data, encoder, resume, resumed)
 
 
@@ -210,7 +226,7 @@ def finetune_job(launch: Launch, init: str, inputs: Inputs, digest: str) -> Job:
     params, variant, tokens = launch.params, launch.variant, inputs.data.vocab.tokens
     encoder = inputs.encoder if init == "pretrained" else None
     name = finetune_run_name(
-        params, variant, init, tokens, digest if encoder else "", launch.commit
+        params, variant, init, tokens, digest if encoder else "", launch.source
     )
     return Job(
         name=name,
@@ -218,7 +234,7 @@ def finetune_job(launch: Launch, init: str, inputs: Inputs, digest: str) -> Job:
         role="finetune",
         tags={"init": init, "encoder": str(encoder) if encoder else "random"},
         loop=finetune_loop_per_worker,
-        state_hash=finetune_hash(params, tokens, init),
+        state_hash=with_source(finetune_hash(params, tokens, init), launch.source),
         max_steps=params.downstream.finetune.max_steps,
         config={"vocab": tokens, "init": init, "encoder": str(encoder) if encoder else None},
         resume_from=inputs.resume if inputs.resumed == init else None,

@@ -34,6 +34,7 @@ from typing import Any
 from smx.atomic import write_text
 from smx.config import Params
 from smx.project import project_root
+from smx.provenance import SourceHashError, source_hash
 from smx.tracking import (
     check_tracking_uri,
     find_run,
@@ -159,13 +160,25 @@ class Launch:
 
     @cached_property
     def commit(self) -> str:
-        """The project's git commit (part of the run names and tags)."""
+        """The project's git commit (an MLflow tag)."""
         return git_commit(self.root)
 
+    @cached_property
+    def source(self) -> str:
+        """The hash of the smx code training executes (part of run names and checkpoints).
+
+        Raises
+        ------
+        SourceHashError
+            The source cannot be hashed (:func:`smx.provenance.source_hash`).
+        """
+        return source_hash()
+
     def tags(self) -> dict[str, str]:
-        """The MLflow tags of every job of the launch: commit, variant, DVC stage, mixer."""
+        """The MLflow tags of every job: commit, source hash, variant, DVC stage, mixer."""
         return {
             "git_commit": self.commit,
+            "source_hash": self.source,
             "variant": self.variant,
             "stage": os.environ.get("DVC_STAGE", "manual"),
             "mixer": self.params.model.mixer.kind,
@@ -232,7 +245,7 @@ def open_launch(params: Params, variant: str, error: type[PretrainError] = Pretr
     Raises
     ------
     PretrainError
-        (``error``) The tracking URI does not answer.
+        (``error``) The tracking URI does not answer, or the source cannot be hashed.
     """
     root = project_root()
     uri = resolve_tracking_uri(params.tracking, root)
@@ -240,7 +253,12 @@ def open_launch(params: Params, variant: str, error: type[PretrainError] = Pretr
         check_tracking_uri(uri)
     except RuntimeError as exc:
         raise error(str(exc)) from None
-    return Launch(params, variant, root, uri)
+    launch = Launch(params, variant, root, uri)
+    try:
+        launch.source  # noqa: B018 - hashed now: a tree that cannot be hashed stops here
+    except SourceHashError as exc:
+        raise error(str(exc)) from None
+    return launch
 
 
 def run_job(launch: Launch, job: Job, show_progress: bool = True) -> Finished:
@@ -274,7 +292,7 @@ def run_job(launch: Launch, job: Job, show_progress: bool = True) -> Finished:
     start_cluster(params, storage)
     run_id, run_dir = open_tracked_run(launch, job)
     config = loop_config(params, launch.corpus, run_dir, launch.uri, run_id, job.resume_from)
-    config.update(job.config)
+    config.update(job.config, source_hash=launch.source)
     result = fit_run(params, job, storage, config, show_progress)
     final = final_checkpoint(result, run_dir, job.name, storage, params.train.max_nan_steps)
     with final.as_directory() as folder:
@@ -282,21 +300,22 @@ def run_job(launch: Launch, job: Job, show_progress: bool = True) -> Finished:
     return Finished(run_id, final, state)
 
 
-def run_name(params: Params, prefix: str, commit: str = "", **fields: Any) -> str:
-    """The Ray run name ``<prefix>-<hash>-<commit>``: stable for one config and commit.
+def run_name(params: Params, prefix: str, source: str = "", **fields: Any) -> str:
+    """The Ray run name ``<prefix>-<config hash>-<source hash>``: stable for one config and code.
 
-    The hash covers what a run's result depends on (seed, data, model, ssl, train, the
-    worker count) and ``fields``. Launching the same config at the same commit again resumes
-    the run from its latest checkpoint (a finished run ends at once); new code or new
-    training-relevant fields start a new run. ``commit`` is the git commit (``-dirty`` is
-    ignored, ``unknown`` or '' leave it out).
+    The config hash covers what a run's result depends on (seed, data, model, ssl, train,
+    the worker count) and ``fields``; ``source`` is the hash of the code that runs
+    (:func:`smx.provenance.source_hash`, '' leaves it out). Launching the same config on
+    the same code again resumes the run from its latest checkpoint (a finished run ends at
+    once); a code change, committed or not, or a change of a training-relevant field starts
+    a new run.
 
     Example
     -------
     >>> run_name(Params(), "sm") == run_name(Params(), "sm"), run_name(Params(), "sm")[:3]
     (True, 'sm-')
-    >>> run_name(Params(), "sm", "0123456789abcdef-dirty")[-8:]
-    '-0123456'
+    >>> run_name(Params(), "sm", "0123456789abcdef")[-9:]
+    '-01234567'
     >>> run_name(Params(), "sm", vocab=["a"]) == run_name(Params(), "sm")
     False
     """
@@ -304,8 +323,7 @@ def run_name(params: Params, prefix: str, commit: str = "", **fields: Any) -> st
     keep = {k: data[k] for k in ("seed", "data", "model", "ssl", "train")}
     keep.update(num_workers=params.cluster.num_workers, **fields)
     digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
-    sha = commit.removesuffix("-dirty")
-    suffix = f"-{sha[:7]}" if sha and sha != "unknown" else ""
+    suffix = f"-{source[:8]}" if source else ""
     return f"{prefix}-{digest[:12]}{suffix}"
 
 

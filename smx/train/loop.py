@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 
 from smx.config import Params, TrainCfg
+from smx.provenance import with_source
 from smx.train.checkpoint import (
     config_hash,
     read_rank_state,
@@ -206,7 +207,8 @@ class Trainer:
 
         seed_everything(params.seed)  # identical initial weights on every rank
         self.objective = self.build_model().to(self.device)
-        self.hash = self.model_hash()
+        self.source = str(config.get("source_hash") or "")
+        self.hash = with_source(self.model_hash(), self.source)
         seed_everything(params.seed + rank)  # per-rank dropout, Gumbel noise, layerdrop
         self.generator: torch.Generator | None = getattr(self.objective, "generator", None)
         if self.generator is not None:
@@ -272,7 +274,7 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def load(self, folder: Path) -> None:
         """Restore everything from a checkpoint folder (refused if the model differs)."""
-        state = read_state(folder, self.hash)
+        state = read_state(folder, self.hash, self.source)
         self.objective.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
@@ -302,6 +304,7 @@ class Trainer:
             shared = {
                 "step": self.step,
                 "config_hash": self.hash,
+                "source_hash": self.source,
                 "params": json.dumps(self.params.model_dump(mode="json")),
                 "world_size": self.world,
                 "model": self.objective.state_dict(),

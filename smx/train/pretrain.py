@@ -5,15 +5,17 @@ compute), runs :func:`smx.train.loop.train_loop_per_worker` as one job of
 :func:`smx.train.launch.run_job` (MLflow run ``<Ray run name>``, tag ``smx.role = pretrain``)
 and writes, atomically, from the final checkpoint:
 
-    <out>/models/<variant>/encoder.pt     front-end + encoder state dict, config and hash
+    <out>/models/<variant>/encoder.pt     front-end + encoder state dict, config, config hash
+                                          and source hash
     <out>/models/<variant>/config.json    the resolved config that made it
     <out>/metrics/pretrain/<variant>.json final loss, accuracy, steps, throughput, ...
     <out>/plots/pretrain/<variant>.csv    one row per logged step
 
 The front-end and encoder are also logged to the MLflow run as a model. The Ray run name is
-``<variant>-<hash of model, ssl, train, data, seed, workers>-<git commit>``, so launching the
-same config at the same commit again resumes it from ``<cluster.storage_path>/<name>``, and
-changing either starts a new run.
+``<variant>-<hash of model, ssl, train, data, seed, workers>-<source hash>``
+(:func:`smx.train.launch.run_name`, :mod:`smx.provenance`), so launching the same config on
+the same code again resumes it from ``<cluster.storage_path>/<name>``, and changing either,
+committed or not, starts a new run.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 
 from smx.atomic import atomic_path, write_json, write_text
 from smx.config import Params
+from smx.provenance import with_source
 from smx.tracking import log_final_model
 from smx.train.checkpoint import config_hash, read_state
 from smx.train.launch import Job, Launch, PretrainError, open_launch, run_job, run_name
@@ -100,22 +103,27 @@ def check_inputs(launch: Launch, resume: Path | None) -> None:
     launch.check_enough_audio(cuts)
     if resume is not None:
         try:
-            read_state(resume, config_hash(launch.params))
+            read_state(resume, state_hash(launch), launch.source)
         except ValueError as exc:
             raise PretrainError(str(exc)) from None
+
+
+def state_hash(launch: Launch) -> str:
+    """The hash a pre-training checkpoint of the launch carries: config and source."""
+    return with_source(config_hash(launch.params), launch.source)
 
 
 def pretrain_job(launch: Launch, resume: Path | None) -> Job:
     """The Ray Train job that pre-trains the launch's variant."""
     params = launch.params
-    name = run_name(params, launch.variant, launch.commit)
+    name = run_name(params, launch.variant, launch.source)
     return Job(
         name=name,
         title=name,
         role="pretrain",
         tags={"objective": params.ssl.kind},
         loop=train_loop_per_worker,
-        state_hash=config_hash(params),
+        state_hash=state_hash(launch),
         max_steps=params.train.max_steps,
         resume_from=resume,
     )
@@ -198,7 +206,8 @@ def write_outputs(state: dict[str, Any], variant: str, out: Path) -> dict[str, P
             {
                 "format": 1,
                 "step": int(state["step"]),
-                "config_hash": state["config_hash"],
+                "config_hash": config_hash(Params.model_validate_json(state["params"])),
+                "source_hash": state.get("source_hash", ""),
                 "params": state["params"],
                 "state_dict": encoder_state(state["model"]),
             },

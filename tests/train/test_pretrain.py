@@ -16,6 +16,7 @@ import pytest
 import torch
 from tiny import PretrainRun, pretrain_tiny, tiny_params
 
+from smx.provenance import with_source
 from smx.train.checkpoint import config_hash, read_state
 from smx.train.launch import PretrainError, run_name
 
@@ -59,6 +60,7 @@ def test_two_worker_run_learns_and_writes_every_output(
 
     saved = torch.load(pretrained.encoder, weights_only=True)
     assert saved["step"] == 30 and saved["config_hash"] == config_hash(pretrained.params)
+    assert saved["source_hash"] == _source()
     keys = saved["state_dict"]
     assert keys and all(k.startswith(("fbank.", "extractor.", "encoder.")) for k in keys)
     rows = (pretrained.out / "plots" / "pretrain" / "sm.csv").read_text().splitlines()
@@ -70,7 +72,7 @@ def test_two_worker_run_learns_and_writes_every_output(
     assert run.data.params["model.encoder.d_model"] == "32"
     assert run.data.params["ssl.kind"] == "wav2vec2"
     assert run.data.tags["variant"] == "sm" and run.data.tags["mixer"] == "summarymixing"
-    assert len(run.data.tags["git_commit"]) >= 7
+    assert len(run.data.tags["git_commit"]) >= 7 and run.data.tags["source_hash"] == _source()
     for key in ("lr", "grad_norm", "audio_seconds_per_second", "step_time", "peak_memory_mb"):
         assert key in run.data.metrics, key
     assert run.info.status == "FINISHED"
@@ -83,7 +85,7 @@ def test_a_killed_worker_resumes_to_the_same_weights(
 ) -> None:
     monkeypatch.setenv("SMX_KILL_AT_STEP", "15")
     run = pretrain_tiny(corpus_root, tmp_path, mlflow_server)
-    run_dir = run.storage / run_name(run.params, "sm", _commit())
+    run_dir = run.storage / run_name(run.params, "sm", _source())
     assert (run_dir / "killed_at_step_15").is_file()  # the kill happened
 
     steps = [s for s, _ in metric_steps(mlflow_server, run.result.run_id, "loss")]
@@ -98,7 +100,7 @@ def test_resume_from_a_checkpoint_in_a_new_run(
     pretrained: PretrainRun, corpus_root: Path, mlflow_server: str, tmp_path: Path
 ) -> None:
     folder = (
-        pretrained.storage / run_name(pretrained.params, "sm", _commit()) / "checkpoint_00000020"
+        pretrained.storage / run_name(pretrained.params, "sm", _source()) / "checkpoint_00000020"
     )
     assert read_state(folder)["step"] == 20
     run = pretrain_tiny(corpus_root, tmp_path, mlflow_server, resume=folder)
@@ -119,12 +121,12 @@ def test_nan_steps_are_skipped_then_the_run_stops_with_the_last_good_checkpoint(
     params = tiny_params(
         corpus_root, tmp_path / "ray", mlflow_server, max_steps=20, checkpoint_every=5
     )
-    run_dir = tmp_path / "ray" / run_name(params, "sm", _commit())
+    run_dir = tmp_path / "ray" / run_name(params, "sm", _source())
     assert sorted(p.name for p in run_dir.glob("checkpoint_0*")) == [
         "checkpoint_00000005",
         "checkpoint_00000010",
     ]
-    state = read_state(run_dir / "checkpoint_00000010", config_hash(params))
+    state = read_state(run_dir / "checkpoint_00000010", with_source(config_hash(params), _source()))
     assert state["step"] == 10 and state["skipped_steps"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values())
     assert str(run_dir / "checkpoint_00000010") in str(info.value)
@@ -137,7 +139,7 @@ def test_nan_steps_are_skipped_then_the_run_stops_with_the_last_good_checkpoint(
     assert mlflow.MlflowClient(mlflow_server).get_run(run_id).info.status == "FAILED"
 
 
-def _commit() -> str:
-    from smx.tracking import git_commit
+def _source() -> str:
+    from smx.provenance import source_hash
 
-    return git_commit()
+    return source_hash()
