@@ -407,3 +407,36 @@ def test_no_storage_uri_is_hard_coded_in_the_code() -> None:
             if uri.search(node.value):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
     assert not found, "storage URIs belong in configs or the environment:\n" + "\n".join(found)
+
+
+def test_the_image_records_the_commit_and_refuses_code_of_another_source_hash(
+    tmp_path: Path,
+) -> None:
+    """The build step that checks the source hash, run here with the venv's smx."""
+    import os
+    import subprocess
+    import sys
+
+    from smx.provenance import source_hash
+
+    dockerfile = SMX_IMAGE.read_text()
+    assert re.search(r"^ENV SMX_GIT_COMMIT=\$\{SMX_COMMIT\}", dockerfile, flags=re.M)
+    assert 'smx.source-hash="${SMX_SOURCE_HASH}"' in dockerfile
+    step = re.search(
+        r"^RUN pip install --no-cache-dir --no-deps \. && (.+?)(?=\n\S|\Z)", dockerfile, re.M | re.S
+    )
+    assert step, "the install step of the smx code"
+    script = step.group(1).replace("\\\n", " ")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    stderr = {}
+    for value, code in ((source_hash(), 0), ("0" * 64, 1), ("", 0)):
+        res = subprocess.run(
+            ["bash", "-c", script],
+            env={**env, "SMX_SOURCE_HASH": value},
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert res.returncode == code, res.stderr
+        stderr[value] = res.stderr
+    assert f"has source hash {source_hash()}, not SMX_SOURCE_HASH=000" in stderr["0" * 64]
