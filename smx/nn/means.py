@@ -6,6 +6,11 @@ real frame: the count of real frames is clamped at 1, so such a mean is 0. None 
 forms a ``T x T`` matrix: they are linear in ``T``. These are the summaries of
 SummaryMixing (:mod:`smx.nn.mixers.summary_mixing`; docs/algorithm.md, "SummaryMixing" and
 "Streaming and dynamic chunk training").
+
+Precision: sums, scans and divisions run in float32 at least, also under bf16/fp16
+autocast, and so do the results (:func:`float32_at_least` of the input dtype): a bf16
+input gives a float32 mean, which the caller casts back where it feeds low-precision
+layers. Float32 and float64 inputs keep their dtype.
 """
 
 from __future__ import annotations
@@ -15,6 +20,17 @@ import torch.nn.functional as F
 
 #: Frames per block of the exponential scans of :func:`decayed_mean`: cost O(T * block * F).
 SCAN_BLOCK = 64
+
+
+def float32_at_least(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the means compute and return in: ``dtype``, or float32 when narrower.
+
+    Example
+    -------
+    >>> float32_at_least(torch.bfloat16), float32_at_least(torch.float64)
+    (torch.float32, torch.float64)
+    """
+    return torch.promote_types(dtype, torch.float32)
 
 
 def masked_mean(
@@ -40,7 +56,7 @@ def masked_mean(
     -------
     torch.Tensor
         ``[B, *F]`` for a ``[B, T]`` mask (``[B, 1, *F]`` with ``keepdim``); 0 for a row
-        without any real entry.
+        without any real entry. Summed and returned in float32 at least.
 
     Example
     -------
@@ -53,7 +69,8 @@ def masked_mean(
     """
     axes = tuple(range(1, pad_mask.dim()))
     keep = pad_mask.reshape(*pad_mask.shape, *[1] * (values.dim() - pad_mask.dim()))
-    total = values.masked_fill(~keep, 0).sum(axes, keepdim=keepdim)  # [B, *F]
+    dtype = float32_at_least(values.dtype)
+    total = values.masked_fill(~keep, 0).sum(axes, keepdim=keepdim, dtype=dtype)  # [B, *F]
     count = keep.sum(axes, keepdim=keepdim).clamp(min=1)  # [B, 1...]
     return total / count  # [B, *F]
 
@@ -88,7 +105,8 @@ def chunked_mean(
     Returns
     -------
     torch.Tensor
-        ``[B, N, F]`` with ``N = ceil(T / C)``, in the dtype of ``values``.
+        ``[B, N, F]`` with ``N = ceil(T / C)``, in the dtype of ``values`` or float32 when
+        that is narrower.
 
     Example
     -------
@@ -108,7 +126,8 @@ def chunked_mean(
     chunk_count = count.view(batch, n, chunk_size).sum(2, dtype=torch.float64)  # [B, N]
     window_total = _window_sum(chunk_total, left_chunks)  # [B, N, F]
     window_count = _window_sum(chunk_count.unsqueeze(-1), left_chunks)  # [B, N, 1]
-    return (window_total / window_count.clamp(min=1)).to(values.dtype)  # [B, N, F]
+    mean = window_total / window_count.clamp(min=1)  # [B, N, F] float64
+    return mean.to(float32_at_least(values.dtype))
 
 
 def _ema_scan(values: torch.Tensor, decay: torch.Tensor, block: int) -> torch.Tensor:
@@ -116,7 +135,8 @@ def _ema_scan(values: torch.Tensor, decay: torch.Tensor, block: int) -> torch.Te
 
     Inside blocks of ``K`` frames the scan is one matmul with the ``K x K`` lower-triangular
     matrix ``decay^(t - j)``; the state entering every block is the same scan, with decay
-    ``decay^K``, over the block ends (recursively). Cost O(T * K * F).
+    ``decay^K``, over the block ends (recursively). Cost O(T * K * F). Runs in the dtype of
+    ``values``: call it outside autocast (the matmuls would run in bf16 there).
     """
     batch, time, features = values.shape
     size = min(block, time)
@@ -145,7 +165,7 @@ def decayed_mean(
     ``out_t = sum_j decay^|t-j| m_j v_j / sum_j decay^|t-j| m_j`` (denominator clamped at 1,
     which changes nothing on real frames since their own weight is 1). The two-sided sum is a
     forward scan plus a backward scan minus the frame itself; scans run in blocks of
-    ``block`` frames (see ``_ema_scan``), in float32 at least.
+    ``block`` frames (see ``_ema_scan``), in float32 at least even under autocast.
 
     Arguments
     ---------
@@ -159,7 +179,7 @@ def decayed_mean(
     Returns
     -------
     torch.Tensor
-        ``[B, T, F]``.
+        ``[B, T, F]``, in float32 at least.
 
     Example
     -------
@@ -170,12 +190,13 @@ def decayed_mean(
     [1.3333, 2.6667]
     """
     keep = pad_mask.unsqueeze(-1)  # [B, T, 1]
-    dtype = torch.promote_types(values.dtype, torch.float32)
+    dtype = float32_at_least(values.dtype)
     weighted = torch.cat([values.masked_fill(~keep, 0), keep.to(values.dtype)], dim=-1)
     weighted = weighted.to(dtype)  # [B, T, F + 1] real values, then the real-frame count
     decay = torch.as_tensor(decay, dtype=dtype, device=values.device)
-    past = _ema_scan(weighted, decay, block)  # [B, T, F+1] frames j <= t
-    future = _ema_scan(weighted.flip(1), decay, block).flip(1)  # [B, T, F+1] frames j >= t
+    with torch.autocast(values.device.type, enabled=False):  # the scans' matmuls in `dtype`
+        past = _ema_scan(weighted, decay, block)  # [B, T, F+1] frames j <= t
+        future = _ema_scan(weighted.flip(1), decay, block).flip(1)  # [B, T, F+1] j >= t
     both = past + future - weighted  # [B, T, F + 1] frame t counted once
     total, count = both[..., :-1], both[..., -1:]
-    return (total / count.clamp(min=1)).to(values.dtype)  # [B, T, F]
+    return total / count.clamp(min=1)  # [B, T, F]

@@ -44,6 +44,13 @@ prefix sums in linear time; :meth:`SummaryMixing.forward_step` produces the same
 chunk at a time from a running state, at a cost per chunk that does not grow with the
 position (docs/algorithm.md, "Streaming and dynamic chunk training").
 
+Precision
+---------
+Under bf16 autocast (``train.precision: bf16``) the MLPs and the combiner run in bf16, but the
+summary means (:mod:`smx.nn.means`) sum, scan and divide in float32 and ``LN_s`` runs on the
+float32 mean; the normalised summary is cast back to the activations' dtype before the
+combiner. In float32 nothing is cast.
+
 Activation checkpointing
 ------------------------
 With ``activation_checkpointing=True`` the offline and chunked forwards do not keep the
@@ -92,7 +99,7 @@ from smx.nn.activations import ActivationName
 from smx.nn.activations import activation as make_activation
 from smx.nn.base import Mixer, check_chunking, check_mixer_input
 from smx.nn.linear import MLP
-from smx.nn.means import chunked_mean, decayed_mean, masked_mean
+from smx.nn.means import chunked_mean, decayed_mean, float32_at_least, masked_mean
 
 Mode = Literal["full", "lite", "fast", "expdecay"]
 MODES: tuple[str, ...] = ("full", "lite", "fast", "expdecay")
@@ -159,7 +166,10 @@ def _last(per_chunk: torch.Tensor, n: int) -> torch.Tensor:
 def _step_summary(
     values: torch.Tensor, pad_mask: torch.Tensor, state: SummaryMixingState, left: int | None
 ) -> tuple[torch.Tensor, SummaryMixingState]:
-    """Summary of one chunk ``values [B, C, F]`` from the state -> ``([B, 1, F], new state)``."""
+    """Summary of one chunk ``values [B, C, F]`` from the state -> ``([B, 1, F], new state)``.
+
+    The summary is in float32 at least, as the means of :mod:`smx.nn.means`.
+    """
     chunk_total = values.masked_fill(~pad_mask.unsqueeze(-1), 0).sum(1, dtype=torch.float64)
     chunk_count = pad_mask.sum(1, dtype=torch.float64)  # [B]
     if left is None:
@@ -176,7 +186,7 @@ def _step_summary(
         chunk_counts=_last(torch.cat([state.chunk_counts, chunk_count.unsqueeze(1)], 1), kept),
     )
     summary = window_total / window_count.clamp(min=1).unsqueeze(-1)  # [B, F]
-    return summary.to(values.dtype).unsqueeze(1), new_state  # [B, 1, F]
+    return summary.to(float32_at_least(values.dtype)).unsqueeze(1), new_state  # [B, 1, F]
 
 
 def _check_arguments(
@@ -344,7 +354,7 @@ class SummaryMixing(Mixer):
         else:  # sum_t m_t s(x_t) / sum_t m_t
             summary = masked_mean(summary_in, pad_mask, keepdim=True)  # [B, 1, Ds]
             frames_per_summary = x.shape[1]
-        summary = self.summary_norm(summary)  # LN_s(summary)
+        summary = self._normed(summary, summary_in.dtype)  # LN_s(summary)
         return self._combine(local, summary, frames_per_summary, keep)  # act(W_c [l; s] + b_c)
 
     def _branches(
@@ -358,6 +368,15 @@ class SummaryMixing(Mixer):
             return local.masked_fill(~keep, 0), summary_in
         local = self.local_norm(self.local_mlp(x).masked_fill(~keep, 0))  # [B, T, Dl]
         return local, self.summary_mlp(x)  # [B, T, Dl], [B, T, D]
+
+    def _normed(self, summary: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``LN_s(summary)`` on the float32 mean, in ``dtype`` (the summary inputs') after it.
+
+        Under bf16 autocast the mean and its LayerNorm stay float32 (a bf16 mean would lose
+        the small differences between channels that ``LN_s`` magnifies); the combiner and
+        the output get the activations' dtype back. Without autocast nothing is cast.
+        """
+        return self.summary_norm(summary).to(dtype)
 
     def _combine(
         self,
@@ -431,7 +450,8 @@ class SummaryMixing(Mixer):
         keep = pad_mask.unsqueeze(-1)  # [B, T, 1]
         local, summary_in = self._branches(x, keep)  # [B, T, Dl], [B, T, Ds]
         summary = chunked_mean(summary_in, pad_mask, chunk_size, left_chunks)  # [B, N, Ds]
-        return self._combine(local, self.summary_norm(summary), chunk_size, keep)  # [B, T, D]
+        summary = self._normed(summary, summary_in.dtype)  # LN_s(summary) [B, N, Ds]
+        return self._combine(local, summary, chunk_size, keep)  # [B, T, D]
 
     def init_state(
         self, batch_size: int, device: torch.device, dtype: torch.dtype
@@ -495,5 +515,5 @@ class SummaryMixing(Mixer):
         keep = pad_mask.unsqueeze(-1)  # [B, C, 1]
         local, summary_in = self._branches(x, keep)  # [B, C, Dl], [B, C, Ds]
         summary, new_state = _step_summary(summary_in, pad_mask, state, left_chunks)  # [B,1,Ds]
-        y = self._combine(local, self.summary_norm(summary), x.shape[1], keep)  # [B, C, D]
+        y = self._combine(local, self._normed(summary, summary_in.dtype), x.shape[1], keep)
         return y, new_state
