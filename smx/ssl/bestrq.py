@@ -178,15 +178,17 @@ class BestRQObjective(nn.Module):
         """Cross-entropy and top-1 accuracy of the codebook heads, averaged over codebooks.
 
         ``hidden [N, D]`` are the encoder outputs at the masked frames, ``targets [N, K]``
-        their codes, one column per codebook.
+        their codes, one column per codebook. The heads' logits, the cross-entropies and the
+        accuracies are float32, also under bf16 autocast.
         """
         losses, accuracies = [], []
-        for k, head in enumerate(self.heads):
-            logits = head(hidden).float()  # [N, V]
-            if hidden.shape[0] == 0:  # nothing masked: a zero loss that keeps the graph
-                losses.append(logits.sum() * 0.0)
-                accuracies.append(logits.new_zeros(()))
-                continue
-            losses.append(F.cross_entropy(logits, targets[:, k]))
-            accuracies.append((logits.argmax(-1) == targets[:, k]).float().mean())
-        return torch.stack(losses).mean(), torch.stack(accuracies).mean()
+        with torch.autocast(hidden.device.type, enabled=False):
+            for k, head in enumerate(self.heads):
+                logits = head(hidden.to(head.weight.dtype)).float()  # [N, V]
+                if hidden.shape[0] == 0:  # nothing masked: a zero loss that keeps the graph
+                    losses.append(logits.sum() * 0.0)
+                    accuracies.append(logits.new_zeros(()))
+                    continue
+                losses.append(F.cross_entropy(logits, targets[:, k]))
+                accuracies.append((logits.argmax(-1) == targets[:, k]).float().mean())
+            return torch.stack(losses).mean(), torch.stack(accuracies).mean()

@@ -4,6 +4,9 @@ Masked frames are addressed as one flat list in row-major order of the ``[B, T]`
 (``masked.nonzero()`` order): the targets and context vectors of the ``N`` masked frames
 are ``[N, D]`` tensors, and negatives are indices into that list. Since a mask only ever
 covers real frames (:mod:`smx.ssl.masking`), negatives are never padded frames.
+
+Logits, losses and the feature penalty are computed in float32, also under bf16 autocast
+(their inputs are cast up and autocast is off inside).
 """
 
 from __future__ import annotations
@@ -83,9 +86,9 @@ def contrastive_logits(
 ) -> torch.Tensor:
     """Cosine-similarity logits of each context vector against its positive and negatives.
 
-    ``logits[n] = cos(c_n, [y_n, y_{i_1}, ..., y_{i_K}]) / logit_temp`` (float32), with
-    ``-inf`` for a negative that is invalid or identical to the positive (the quantiser
-    can give two frames the same code; SpeechBrain masks those too).
+    ``logits[n] = cos(c_n, [y_n, y_{i_1}, ..., y_{i_K}]) / logit_temp`` (float32, also
+    under autocast), with ``-inf`` for a negative that is invalid or identical to the
+    positive (the quantiser can give two frames the same code; SpeechBrain masks those too).
 
     Arguments
     ---------
@@ -127,7 +130,8 @@ def contrastive_logits(
     context, targets = context.float(), targets.float()
     negatives = targets[negative_indices]  # [N, K, D]
     candidates = torch.cat([targets[:, None], negatives], dim=1)  # [N, 1 + K, D]
-    logits = F.cosine_similarity(context[:, None], candidates, dim=-1) / logit_temp  # [N, 1+K]
+    with torch.autocast(context.device.type, enabled=False):
+        logits = F.cosine_similarity(context[:, None], candidates, dim=-1) / logit_temp  # [N,1+K]
     same = (negatives == targets[:, None]).all(-1)  # [N, K]
     blocked = torch.cat([torch.zeros_like(same[:, :1]), same | ~negative_valid], dim=1)
     return logits.masked_fill(blocked, float("-inf"))
@@ -156,7 +160,8 @@ def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
     True
     """
     target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
-    return F.cross_entropy(logits.float(), target, reduction="sum")
+    with torch.autocast(logits.device.type, enabled=False):
+        return F.cross_entropy(logits.float(), target, reduction="sum")
 
 
 def contrastive_accuracy(logits: torch.Tensor) -> torch.Tensor:
@@ -237,6 +242,7 @@ def feature_penalty(latents: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tens
             f"feature_penalty: latents must be [B, T, C] and pad_mask a bool [B, T], got "
             f"{list(latents.shape)} and {pad_mask.dtype} {list(pad_mask.shape)}"
         )
-    squares = latents.float().square().masked_fill(~pad_mask[..., None], 0.0)  # [B, T, C]
-    count = pad_mask.sum() * latents.shape[-1]
-    return squares.sum() / count.clamp(min=1)
+    with torch.autocast(latents.device.type, enabled=False):
+        squares = latents.float().square().masked_fill(~pad_mask[..., None], 0.0)  # [B, T, C]
+        count = pad_mask.sum() * latents.shape[-1]
+        return squares.sum() / count.clamp(min=1)
