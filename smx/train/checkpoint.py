@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from smx.atomic import atomic_path
+from smx.provenance import with_source
 
 FORMAT = 1
 STATE_FILE = "state.pt"
@@ -35,6 +36,10 @@ STATE_FILE = "state.pt"
 
 class CheckpointMismatch(ValueError):
     """A checkpoint was made with another model/objective config than the current one."""
+
+
+class SourceMismatch(CheckpointMismatch):
+    """A checkpoint was made with the same config by other smx code (another source hash)."""
 
 
 class CheckpointError(ValueError):
@@ -179,26 +184,29 @@ def write_checkpoint(
 
 
 def read_state(
-    folder: str | Path, expected_hash: str | None = None, source: str | None = None
+    folder: str | Path, expected_hash: str | None = None, source: str = ""
 ) -> dict[str, Any]:
-    """The shared state of a checkpoint folder, checked against ``expected_hash``.
+    """The shared state of a checkpoint folder, checked against a config hash and the code.
 
     Arguments
     ---------
     folder : str | Path
         The checkpoint folder.
     expected_hash : str | None
-        The hash the checkpoint must carry (its config hash combined with the source hash,
-        :func:`smx.provenance.with_source`); None reads without checking.
-    source : str | None
-        The source hash of the code that reads it, to say which of the two differs.
+        The config hash the checkpoint must have been made with (:func:`config_hash`, or a
+        job's own); None reads without checking.
+    source : str
+        The source hash of the code that reads it (:mod:`smx.provenance`); the checkpoint
+        must carry ``with_source(expected_hash, source)``.
 
     Raises
     ------
     CheckpointError
         The folder has no readable ``state.pt``.
+    SourceMismatch
+        It was made with the same config by other smx code.
     CheckpointMismatch
-        It was made with another model/objective config, or by other smx code.
+        It was made with another model/objective config.
 
     Example
     -------
@@ -219,18 +227,19 @@ def read_state(
         state = load_file(path)
     except Exception as exc:  # a truncated or foreign file
         raise CheckpointError(f"checkpoint {path} cannot be read ({exc})") from None
-    if expected_hash is None or state.get("config_hash") == expected_hash:
+    found = state.get("config_hash")
+    if expected_hash is None or found == with_source(expected_hash, source):
         return state
     theirs = str(state.get("source_hash") or "")
-    if source is not None and theirs != source:
-        raise CheckpointMismatch(
+    if found == with_source(expected_hash, theirs):
+        raise SourceMismatch(
             f"checkpoint {folder} was written by other smx code (source hash "
             f"{theirs[:8] or 'none'}, this tree {source[:8] or 'none'}); resume it with the "
             "code that made it, or start a new run without --resume"
         )
     raise CheckpointMismatch(
         f"checkpoint {folder} was made with another model or ssl config "
-        f"(hash {str(state.get('config_hash'))[:12]}, this config {expected_hash[:12]}); "
+        f"(hash {str(found)[:12]}, this config {expected_hash[:12]}); "
         "resume it with the config that made it, or start a new run without --resume"
     )
 

@@ -35,7 +35,6 @@ import torch
 
 from smx.atomic import write_json, write_text
 from smx.config import Params
-from smx.provenance import with_source
 from smx.tracking import log_metrics
 from smx.train.finetune_loop import finetune_hash, finetune_loop_per_worker
 from smx.train.launch import Job, Launch, PretrainError, open_launch, run_job, run_name
@@ -164,7 +163,7 @@ def check_resume(
 
     ``source`` is the hash of this tree's code (:mod:`smx.provenance`).
     """
-    from smx.train.checkpoint import read_state
+    from smx.train.checkpoint import CheckpointMismatch, SourceMismatch, read_state
 
     try:
         state = read_state(resume)
@@ -178,18 +177,15 @@ def check_resume(
             f"checkpoint {resume} fine-tunes the {init} init, which this run does not train "
             f"(--init {'random' if init == 'random_init' else init} or both)"
         )
-    theirs = str(state.get("source_hash") or "")
-    if theirs != source:
-        raise FinetuneError(
-            f"checkpoint {resume} was written by other smx code (source hash "
-            f"{theirs[:8] or 'none'}, this tree {source[:8]}); resume it with the code that "
-            "made it, or start a new run without --resume"
-        )
-    if state.get("config_hash") != with_source(finetune_hash(params, tokens, init), source):
+    try:
+        read_state(resume, finetune_hash(params, tokens, init), source)
+    except SourceMismatch as exc:
+        raise FinetuneError(str(exc)) from None
+    except CheckpointMismatch:
         raise FinetuneError(
             f"checkpoint {resume} was made with another model config or vocabulary; resume "
             "it with the config that made it, or start a new run without --resume"
-        )
+        ) from None
     return init
 
 
@@ -234,7 +230,7 @@ def finetune_job(launch: Launch, init: str, inputs: Inputs, digest: str) -> Job:
         role="finetune",
         tags={"init": init, "encoder": str(encoder) if encoder else "random"},
         loop=finetune_loop_per_worker,
-        state_hash=with_source(finetune_hash(params, tokens, init), launch.source),
+        state_hash=finetune_hash(params, tokens, init),
         max_steps=params.downstream.finetune.max_steps,
         config={"vocab": tokens, "init": init, "encoder": str(encoder) if encoder else None},
         resume_from=inputs.resume if inputs.resumed == init else None,

@@ -94,7 +94,8 @@ class Job:
     loop : Callable
         The workers' entry point: ``loop(config) -> summary``.
     state_hash : str
-        The ``config_hash`` the final checkpoint must carry.
+        The config hash the final checkpoint must have been made with (combined with the
+        launch's source hash, :func:`smx.train.checkpoint.read_state`).
     max_steps : int
         The progress bar's total.
     config : dict[str, Any]
@@ -296,7 +297,7 @@ def run_job(launch: Launch, job: Job, show_progress: bool = True) -> Finished:
     result = fit_run(params, job, storage, config, show_progress)
     final = final_checkpoint(result, run_dir, job.name, storage, params.train.max_nan_steps)
     with final.as_directory() as folder:
-        state = read_state(folder, job.state_hash)
+        state = read_state(folder, job.state_hash, launch.source)
     return Finished(run_id, final, state)
 
 

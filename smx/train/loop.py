@@ -208,7 +208,8 @@ class Trainer:
         seed_everything(params.seed)  # identical initial weights on every rank
         self.objective = self.build_model().to(self.device)
         self.source = str(config.get("source_hash") or "")
-        self.hash = with_source(self.model_hash(), self.source)
+        self.model_id = self.model_hash()
+        self.hash = with_source(self.model_id, self.source)  # what its checkpoints carry
         seed_everything(params.seed + rank)  # per-rank dropout, Gumbel noise, layerdrop
         self.generator: torch.Generator | None = getattr(self.objective, "generator", None)
         if self.generator is not None:
@@ -274,7 +275,7 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def load(self, folder: Path) -> None:
         """Restore everything from a checkpoint folder (refused if the model differs)."""
-        state = read_state(folder, self.hash, self.source)
+        state = read_state(folder, self.model_id, self.source)
         self.objective.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])

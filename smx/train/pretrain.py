@@ -31,7 +31,6 @@ import torch
 
 from smx.atomic import atomic_path, write_json, write_text
 from smx.config import Params
-from smx.provenance import with_source
 from smx.tracking import log_final_model
 from smx.train.checkpoint import config_hash, read_state
 from smx.train.launch import Job, Launch, PretrainError, open_launch, run_job, run_name
@@ -103,14 +102,9 @@ def check_inputs(launch: Launch, resume: Path | None) -> None:
     launch.check_enough_audio(cuts)
     if resume is not None:
         try:
-            read_state(resume, state_hash(launch), launch.source)
+            read_state(resume, config_hash(launch.params), launch.source)
         except ValueError as exc:
             raise PretrainError(str(exc)) from None
-
-
-def state_hash(launch: Launch) -> str:
-    """The hash a pre-training checkpoint of the launch carries: config and source."""
-    return with_source(config_hash(launch.params), launch.source)
 
 
 def pretrain_job(launch: Launch, resume: Path | None) -> Job:
@@ -123,7 +117,7 @@ def pretrain_job(launch: Launch, resume: Path | None) -> Job:
         role="pretrain",
         tags={"objective": params.ssl.kind},
         loop=train_loop_per_worker,
-        state_hash=state_hash(launch),
+        state_hash=config_hash(params),
         max_steps=params.train.max_steps,
         resume_from=resume,
     )

@@ -90,3 +90,22 @@ def test_too_little_audio_for_one_batch_per_worker_is_refused(
         res.stderr
     )
     assert not (tmp_path / "ray").exists()
+
+
+def test_a_checkpoint_of_other_code_is_refused(corpus_root: Path, tmp_path: Path) -> None:
+    """Same config, another source hash: the message names both hashes, nothing starts."""
+    from smx.provenance import source_hash, with_source
+    from smx.train.checkpoint import config_hash
+
+    config = write_config(tmp_path, corpus_root, f"sqlite:///{tmp_path}/m.db")
+    params = tiny_params(corpus_root, tmp_path / "ray", f"sqlite:///{tmp_path}/m.db")
+    other = "f" * 64
+    shared = {"step": 5, "config_hash": with_source(config_hash(params), other)}
+    folder = write_checkpoint(tmp_path / "ckpt", 0, {}, {**shared, "source_hash": other})
+    res = smx_pretrain(config, "--resume", str(folder))
+    assert res.returncode == 2
+    assert (
+        f"checkpoint {folder} was written by other smx code (source hash ffffffff, "
+        f"this tree {source_hash()[:8]})" in res.stderr
+    )
+    assert not (tmp_path / "ray").exists()
