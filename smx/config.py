@@ -209,6 +209,17 @@ class FrontendCfg(Section):
         """Time subsampling factor from feature frames to encoder frames."""
         return math.prod(self.cnn_strides) if self.kind == "mel_cnn" else 4
 
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds of audio per encoder frame: ``hop_ms`` times :attr:`subsampling`.
+
+        Example
+        -------
+        >>> FrontendCfg().frame_seconds, FrontendCfg(kind="conv2d").frame_seconds
+        (0.02, 0.04)
+        """
+        return self.hop_ms * self.subsampling / 1000
+
 
 class SummaryMixingCfg(Section):
     """SummaryMixing: per-frame local MLP, a mean summary over real frames, a combiner."""
@@ -534,9 +545,17 @@ class FinetuneCfg(Section):
     time_masks: NonNegInt = 10
     time_mask_width: PositiveInt = 100
     time_mask_fraction: Probability = 0.15
+    #: chunk sizes in seconds at which dev and test are also decoded chunk by chunk after
+    #: training (streaming evaluation, left context ``model.streaming.eval_left``); each is
+    #: rounded to whole encoder frames and must be at least one frame. ``[]``: offline only
+    stream_chunks: list[PositiveFloat] = Field(default_factory=lambda: [0.32, 0.64, 1.28])
 
     @model_validator(mode="after")
     def _check(self) -> FinetuneCfg:
+        if len(set(self.stream_chunks)) != len(self.stream_chunks):
+            raise FieldProblem(
+                "stream_chunks", f"must not repeat a chunk size, got {list(self.stream_chunks)}"
+            )
         if self.freeze_steps >= self.max_steps:
             raise FieldProblem(
                 "freeze_steps", f"{self.freeze_steps} must be below max_steps={self.max_steps}"
@@ -695,6 +714,7 @@ class Params(Section):
     @model_validator(mode="after")
     def _check(self) -> Params:
         self._check_masks()
+        self._check_stream_chunks()
         for name, patch in self.variants.items():
             problem = variant_problems(name, patch)
             if problem:
@@ -735,6 +755,17 @@ class Params(Section):
                     f"{self.ssl.mask_length} feature frames is not shorter than the shortest "
                     "utterance "
                     f"(data.min_duration={self.data.min_duration} s = {shortest} frames)",
+                )
+
+    def _check_stream_chunks(self) -> None:
+        """Every streaming-evaluation chunk must hold at least one encoder frame."""
+        frame = self.model.frontend.frame_seconds
+        for i, seconds in enumerate(self.downstream.finetune.stream_chunks):
+            if seconds < frame * (1 - 1e-9):
+                raise FieldProblem(
+                    f"downstream.finetune.stream_chunks.{i}",
+                    f"{seconds} s is shorter than one encoder frame ({frame:g} s with "
+                    f"model.frontend.kind '{self.model.frontend.kind}')",
                 )
 
     def variant(self, name: str) -> Params:

@@ -55,8 +55,9 @@ from smx.data.text import CharVocab
 from smx.downstream.decoding import BLANK, greedy_decode
 from smx.downstream.features import duration_batches
 from smx.downstream.metrics import cer, wer
+from smx.downstream.streaming_eval import stream_log_probs
 from smx.downstream.upstream import build_parts
-from smx.nn.streaming import training_chunk
+from smx.nn.streaming import ChunkConfig, training_chunk
 from smx.ssl.objective import LossOutput, check_audio_batch, metric_values
 
 
@@ -313,7 +314,11 @@ def encode_texts(
 
 
 def transcribe(
-    model: CTCModel, items: Sequence[Any], vocab: CharVocab, max_batch_duration: float
+    model: CTCModel,
+    items: Sequence[Any],
+    vocab: CharVocab,
+    max_batch_duration: float,
+    chunk: ChunkConfig | None = None,
 ) -> dict[str, str]:
     """Greedy CTC transcripts of labelled items, in eval mode and without gradients.
 
@@ -327,6 +332,10 @@ def transcribe(
         The characters of the head's outputs.
     max_batch_duration : float
         Seconds of audio per forward pass.
+    chunk : ChunkConfig | None
+        None: offline, full context. Otherwise streaming: the encoder runs chunk by chunk
+        with this chunk size and left context
+        (:func:`smx.downstream.streaming_eval.stream_log_probs`).
 
     Returns
     -------
@@ -343,27 +352,34 @@ def transcribe(
     with torch.no_grad():
         for group in duration_batches(items, max_batch_duration):
             batch = collate(CutSet.from_cuts([item.cut for item in group]))
-            log_probs, lengths = model.log_probs(
-                batch["audio"].to(device), batch["audio_lens"].to(device)
-            )
+            audio, audio_lens = batch["audio"].to(device), batch["audio_lens"].to(device)
+            if chunk is None:
+                log_probs, lengths = model.log_probs(audio, audio_lens)
+            else:
+                log_probs, lengths = stream_log_probs(model, audio, audio_lens, chunk)
             for item, ids in zip(group, greedy_decode(log_probs, lengths), strict=True):
                 hyps[item.id] = vocab.decode(ids)
     return hyps
 
 
 def error_rates(
-    model: CTCModel, items: Sequence[Any], vocab: CharVocab, max_batch_duration: float
+    model: CTCModel,
+    items: Sequence[Any],
+    vocab: CharVocab,
+    max_batch_duration: float,
+    chunk: ChunkConfig | None = None,
 ) -> dict[str, float]:
     """Greedy-decoding WER and CER (fractions) of ``model`` on labelled items.
 
-    The arguments are those of :func:`transcribe`; the items' labels are the references.
+    The arguments are those of :func:`transcribe` (``chunk``: offline when None, else
+    streaming); the items' labels are the references.
 
     Returns
     -------
     dict[str, float]
         ``{"wer": ..., "cer": ...}``.
     """
-    hyps = transcribe(model, items, vocab, max_batch_duration)
+    hyps = transcribe(model, items, vocab, max_batch_duration, chunk)
     refs = [item.label for item in items]
     texts = [hyps[item.id] for item in items]
     return {"wer": wer(refs, texts).rate, "cer": cer(refs, texts).rate}
