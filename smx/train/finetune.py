@@ -11,6 +11,7 @@ splits, computed here from the final checkpoint and logged to the same MLflow ru
 written atomically:
 
     <out>/metrics/finetune/<variant>.json   per init: dev/test WER and CER (fractions),
+                                            offline and streaming per chunk size,
                                             first and last training loss, steps, ...
     <out>/plots/finetune/<variant>.csv      step, init, loss, lr of every logged step
 
@@ -237,17 +238,77 @@ def finetune_job(launch: Launch, init: str, inputs: Inputs, digest: str) -> Job:
     )
 
 
-def evaluate(state: dict[str, Any], params: Params, data: Any) -> dict[str, dict[str, float]]:
-    """Greedy WER/CER on dev and test of the model in a final checkpoint state."""
+def evaluate(
+    state: dict[str, Any], params: Params, data: Any, stage: str = "finetune"
+) -> dict[str, dict[str, float]]:
+    """Greedy WER/CER on dev and test of the model in a final checkpoint state.
+
+    Offline (full context) as ``wer`` and ``cer``; then, for each chunk size of
+    ``downstream.finetune.stream_chunks``, streaming (the encoder fed chunk by chunk, left
+    context ``model.streaming.eval_left``) as ``stream_<s>s_wer`` and ``stream_<s>s_cer``
+    (:mod:`smx.downstream.streaming_eval`). A model whose mixer cannot stream gets the
+    offline scores only, and ``stage`` prints one line saying so.
+
+    Arguments
+    ---------
+    state : dict[str, Any]
+        The checkpoint state (its ``model`` entry is loaded).
+    params : Params
+        The resolved config of the variant.
+    data : TaskData
+        The labelled splits and vocabulary.
+    stage : str
+        What the skip line starts with.
+
+    Returns
+    -------
+    dict[str, dict[str, float]]
+        ``{"dev": {...}, "test": {...}}``, each score rounded to 6 decimals.
+    """
     from smx.downstream.ctc import build_ctc_model, error_rates
+    from smx.downstream.streaming_eval import metric_key, stream_chunks, unstreamable_mixer
 
     model = build_ctc_model(params, len(data.vocab))
     model.load_state_dict(state["model"])
     batch = params.downstream.max_batch_duration
-    return {
-        split: {k: round(v, 6) for k, v in error_rates(model, items, data.vocab, batch).items()}
-        for split, items in (("dev", data.dev), ("test", data.test))
-    }
+    chunks = stream_chunks(params)
+    problem = unstreamable_mixer(model.encoder) if chunks else None
+    if problem:
+        print(f"{stage}: streaming evaluation skipped: {problem}", file=sys.stdout, flush=True)
+        chunks = {}
+    scores = {}
+    for split, items in (("dev", data.dev), ("test", data.test)):
+        rates = error_rates(model, items, data.vocab, batch)
+        for seconds, chunk in chunks.items():
+            streamed = error_rates(model, items, data.vocab, batch, chunk)
+            rates |= {metric_key(seconds, k): v for k, v in streamed.items()}
+        scores[split] = {k: round(v, 6) for k, v in rates.items()}
+    return scores
+
+
+def summary_line(stage: str, scores: dict[str, dict[str, float]]) -> str:
+    """The printed result of one init: offline WER/CER, then the streaming CER per chunk.
+
+    Example
+    -------
+    >>> scores = {"dev": {"wer": 0.9, "cer": 0.4, "stream_0.64s_wer": 1.0,
+    ...                   "stream_0.64s_cer": 0.5},
+    ...           "test": {"wer": 0.8, "cer": 0.3, "stream_0.64s_wer": 0.9,
+    ...                    "stream_0.64s_cer": 0.45}}
+    >>> summary_line("finetune@sm: pretrained", scores)
+    'finetune@sm: pretrained: dev WER 0.9000 CER 0.4000, test WER 0.8000 CER 0.3000; streaming CER dev/test: 0.64 s 0.5000/0.4500'
+    """
+    dev, test = scores["dev"], scores["test"]
+    line = (
+        f"{stage}: dev WER {dev['wer']:.4f} CER {dev['cer']:.4f}, "
+        f"test WER {test['wer']:.4f} CER {test['cer']:.4f}"
+    )
+    streamed = [
+        f"{k.removeprefix('stream_').removesuffix('s_cer')} s {dev[k]:.4f}/{test[k]:.4f}"
+        for k in dev
+        if k.startswith("stream_") and k.endswith("_cer")
+    ]
+    return line + (f"; streaming CER dev/test: {', '.join(streamed)}" if streamed else "")
 
 
 def tune(
@@ -262,16 +323,11 @@ def tune(
     """
     finished = run_job(launch, job, show_progress)
     state = finished.state
-    scores = evaluate(state, launch.params, data)
+    stage = f"finetune@{launch.variant}: {init}"
+    scores = evaluate(state, launch.params, data, stage)
     flat = {f"{split}_{k}": v for split, values in scores.items() for k, v in values.items()}
     log_metrics(launch.uri, finished.run_id, flat, int(state["step"]))
-    dev, test = scores["dev"], scores["test"]
-    print(
-        f"finetune@{launch.variant}: {init}: dev WER {dev['wer']:.4f} "
-        f"CER {dev['cer']:.4f}, test WER {test['wer']:.4f} CER {test['cer']:.4f}",
-        file=sys.stdout,
-        flush=True,
-    )
+    print(summary_line(stage, scores), file=sys.stdout, flush=True)
     return state, scores
 
 

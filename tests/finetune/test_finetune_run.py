@@ -64,7 +64,10 @@ def test_both_inits_learn_and_write_the_metrics(reference: Run) -> None:
             "utterances",
         }  # fmt: skip
         for split in ("dev", "test"):
-            assert set(entry[split]) == {"wer", "cer"}
+            streamed = {
+                f"stream_{s}s_{m}" for s in ("0.32", "0.64", "1.28") for m in ("wer", "cer")
+            }
+            assert set(entry[split]) == {"wer", "cer"} | streamed
             assert all(isinstance(v, float) and v >= 0 for v in entry[split].values())
         assert entry["steps"] == FINETUNE["max_steps"] and entry["freeze_steps"] == 4
         assert set(entry["utterances"]) == {"train", "dev", "test"}
@@ -116,7 +119,10 @@ def test_each_init_has_an_mlflow_run_under_the_variant(reference: Run, mlflow_se
         run = by_name[f"finetune-sm-{init}"]
         assert run.data.tags["mlflow.parentRunId"] == parent
         assert run.data.tags["init"] == init and run.info.status == "FINISHED"
-        for key in ("loss", "lr", "frozen", "dev_wer", "dev_cer", "test_wer", "test_cer"):
+        for key in (
+            "loss", "lr", "frozen", "dev_wer", "dev_cer", "test_wer", "test_cer",
+            "dev_stream_0.64s_cer", "test_stream_0.64s_wer",
+        ):  # fmt: skip
             assert key in run.data.metrics, key
         frozen = client.get_metric_history(run.info.run_id, "frozen")
         assert {m.step for m in frozen if m.value == 1.0} == {1, 2, 3, 4}
