@@ -32,6 +32,7 @@ LANES = {
     "tests/train/test_pretrain.py": "ray",
     "tests/finetune/test_finetune_run.py": "ray",
     "tests/infra/test_ray_job.py": "ray",
+    "tests/test_run_identity.py": "ray",
 }
 #: fixtures whose tests get a marker
 MARKED_FIXTURES = {"ray_cluster": "ray", "mlflow_server": "server"}
