@@ -194,6 +194,9 @@ class FinetuneInit:
     freeze_steps: int
     train_seconds: float
     utterances: dict[str, int]
+    #: streaming CER: chunk size in seconds, as written (e.g. ``"0.64"``) -> split -> CER;
+    #: empty when streaming evaluation did not run
+    stream_cer: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -333,8 +336,33 @@ def read_finetune(root: Path, variant: str) -> Finetune:
             freeze_steps=need(data, f"{p}.freeze_steps", src, int),
             train_seconds=need(data, f"{p}.train_seconds", src),
             utterances={s: need(data, f"{p}.utterances.{s}", src, int) for s in ("train", *SPLITS)},
+            stream_cer=read_stream_cer(data, p, src),
         )
     return Finetune(variant, inits)
+
+
+def read_stream_cer(data: Any, prefix: str, src: Source) -> dict[str, dict[str, float]]:
+    """The streaming CER of one init: chunk size -> split -> CER, sizes in ascending order.
+
+    Read from the ``stream_<seconds>s_cer`` entries of each split
+    (:mod:`smx.downstream.streaming_eval`); none for a mixer that cannot stream.
+
+    Example
+    -------
+    >>> entry = {"dev": {"cer": 0.3, "stream_1.28s_cer": 0.35, "stream_0.64s_cer": 0.4},
+    ...          "test": {"cer": 0.2, "stream_0.64s_cer": 0.5, "stream_0.64s_wer": 0.9}}
+    >>> read_stream_cer({"inits": {"sm": entry}}, "inits.sm", Source("m.json", "finetune@sm"))
+    {'0.64': {'dev': 0.4, 'test': 0.5}, '1.28': {'dev': 0.35}}
+    """
+    found: dict[str, dict[str, float]] = {}
+    for split in SPLITS:
+        for key, value in need(data, f"{prefix}.{split}", src, dict).items():
+            if not (key.startswith("stream_") and key.endswith("s_cer")):
+                continue
+            if not _number(value):  # not need(): the key holds a dot
+                raise src.bad(f"{prefix}.{split}.{key}", f"is {value!r}, expected a number")
+            found.setdefault(key.removeprefix("stream_").removesuffix("s_cer"), {})[split] = value
+    return {k: found[k] for k in sorted(found, key=float)}
 
 
 def read_bench(root: Path) -> Bench:

@@ -89,11 +89,23 @@ def probe_table(study: Study, task: str) -> str:
 
 
 def finetune_table(study: Study) -> str:
-    """One row per (variant, init): WER and CER on dev and test, updates, training time."""
+    """One row per (variant, init): WER and CER on dev and test, updates, training time.
+
+    Then the streaming test CER at each chunk size any variant was evaluated at (``–``
+    where a variant was not, e.g. a mixer that cannot stream).
+    """
+    chunks = sorted(
+        {c for v in study.variants for f in study.finetune[v].inits.values() for c in f.stream_cer},
+        key=float,
+    )
     rows = []
     for v in study.variants:
         for init in INITS:
             f = study.finetune[v].inits[init]
+            streamed = [
+                f"{f.stream_cer[c]['test']:.3f}" if "test" in f.stream_cer.get(c, {}) else "–"
+                for c in chunks
+            ]
             rows.append(
                 [
                     v,
@@ -102,6 +114,7 @@ def finetune_table(study: Study) -> str:
                     f"{f.cer['dev']:.3f}",
                     f"{f.wer['test']:.3f}",
                     f"{f.cer['test']:.3f}",
+                    *streamed,
                     f"{f.steps} ({f.freeze_steps})",
                     f"{f.train_seconds:.0f}",
                 ]
@@ -113,6 +126,7 @@ def finetune_table(study: Study) -> str:
         "dev CER",
         "test WER",
         "test CER",
+        *(f"test CER, {c} s chunks" for c in chunks),
         "updates (encoder frozen)",
         "train s",
     ]

@@ -62,7 +62,18 @@ def test_header_and_tables_hold_the_numbers(built: tuple[Path, str]) -> None:
     assert "### speaker: eer (lower is better)" in text
     assert "| xvector | pretrained | 0.200 ± 0.050 | 0.350 ± 0.010 |" in text
     assert "| bilstm_linear | random init | 0.550 ± 0.020 | 0.550 ± 0.020 |" in text
-    assert "| mhsa | random init | 0.910 | 0.455 | 0.960 | 0.480 | 40 (10) | 62 |" in text
+    # fine-tuning: test CER streamed in 0.64 s and 1.28 s chunks (report_helpers.STREAM_CER_GAP)
+    assert (
+        "| variant | init | dev WER | dev CER | test WER | test CER | test CER, 0.64 s chunks "
+        "| test CER, 1.28 s chunks | updates (encoder frozen) | train s |" in text
+    )
+    assert (
+        "| summarymixing | pretrained | 0.500 | 0.250 | 0.550 | 0.275 | 0.325 | 0.295 | 40 (10) "
+        "| 62 |" in text
+    )
+    assert (
+        "| mhsa | random init | 0.910 | 0.455 | 0.960 | 0.480 | 0.530 | – | 40 (10) | 62 |" in text
+    )
     # bench at 80 s: 6 s / 10 s and 500 / 1000 MiB; the skipped Mamba point says why
     assert (
         "| wav2vec2 | summarymixing | 80 | 2000 | 6.00 | 6.00 | 500 | 0.60x | 0.60x | 0.50x |"
@@ -283,6 +294,17 @@ def test_malformed_inputs_name_the_file_and_the_key(inputs: tuple[Path, object])
     assert str(err.value) == (
         "metrics/finetune/mhsa.json: inits.random_init.test.wer is 'n/a', expected a number; "
         "re-run `dvc repro finetune@mhsa`"
+    )
+    write_inputs(root)
+    _edit(
+        root / "metrics/finetune/mhsa.json",
+        lambda d: d["inits"]["pretrained"]["dev"].update({"stream_0.64s_cer": None}),
+    )
+    with pytest.raises(ReportError) as err:
+        gather(root, params)
+    assert str(err.value) == (
+        "metrics/finetune/mhsa.json: inits.pretrained.dev.stream_0.64s_cer is None, expected a "
+        "number; re-run `dvc repro finetune@mhsa`"
     )
     write_inputs(root)
     _edit(root / "reports/bench/pretrain.json", lambda d: d["records"][1].pop("peak_mem_bytes"))
