@@ -192,7 +192,11 @@ class CTCModel(nn.Module):
     def log_probs(
         self, audio: torch.Tensor, audio_lens: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """CTC log posteriors ``[B, T, V]`` and real frames ``[B]`` of waveforms ``[B, S]``."""
+        """CTC log posteriors ``[B, T, V]`` and real frames ``[B]`` of waveforms ``[B, S]``.
+
+        The head and the log-softmax run in float32, also under bf16 autocast (the encoder
+        may run in bf16), so the CTC loss sums float32 log posteriors.
+        """
         frozen = self.training and self.frozen
         with torch.no_grad() if frozen else nullcontext():
             feats, frames = self.fbank(audio, audio_lens)  # [B, T_f, F]
@@ -200,7 +204,9 @@ class CTCModel(nn.Module):
             latents, lengths = self.frontend(feats, frames)  # [B, T, C]
             chunk = training_chunk(self.streaming, self.generator, self.training)
             encoded = self.encoder(latents, lengths, chunk=chunk).last  # [B, T, D]
-        return self.head(encoded).log_softmax(-1), lengths  # [B, T, V]
+        with torch.autocast(encoded.device.type, enabled=False):
+            logits = self.head(encoded.to(self.head.weight.dtype)).float()  # [B, T, V]
+            return logits.log_softmax(-1), lengths  # [B, T, V]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> LossOutput:
         """CTC loss per real encoder frame of a batch.

@@ -4,7 +4,8 @@
 ``ray.train.get_checkpoint()`` (or a ``--resume`` folder), wraps the objective with
 ``ray.train.torch.prepare_model`` (DDP) and reports checkpoints with ``ray.train.report``;
 the rest is an ordinary loop: Lhotse batches for this rank, gradient accumulation, bf16
-autocast on CUDA, clipping, the LR schedule, NaN/inf steps skipped.
+autocast on the training device (CPU or CUDA, :func:`autocast_context`), clipping, the LR
+schedule, NaN/inf steps skipped.
 
 Determinism and resume. Every rank seeds torch/numpy/python and the objective's mask
 generator with ``seed + rank``; a checkpoint stores these RNG states and the loader's
@@ -20,6 +21,7 @@ Test hooks (environment variables, read by the workers):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -28,8 +30,9 @@ import resource
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,85 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
+
+
+@functools.cache
+def bf16_autocast_supported(device_type: str) -> bool:
+    """Whether torch can run bf16 autocast on ``device_type`` (``"cpu"``, ``"cuda"``, ...).
+
+    torch disables autocast with a warning where the dtype is not supported (e.g. MPS on an
+    old torch); this tries it once and reads back whether bf16 autocast is really on.
+
+    Example
+    -------
+    >>> bf16_autocast_supported("cpu"), bf16_autocast_supported("meta")
+    (True, False)
+    """
+    if not torch.amp.is_autocast_available(device_type):
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with torch.autocast(device_type, dtype=torch.bfloat16):
+                enabled = torch.is_autocast_enabled(device_type)
+                return enabled and torch.get_autocast_dtype(device_type) == torch.bfloat16
+    except RuntimeError:  # e.g. a CUDA device without bf16
+        return False
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """Refuse ``train.precision`` bf16 on a device whose type cannot run bf16 autocast.
+
+    Raises
+    ------
+    ValueError
+        One sentence naming ``train.precision`` and the device type.
+    """
+    if precision == "bf16" and not bf16_autocast_supported(device.type):
+        raise ValueError(
+            f"train.precision is bf16 but torch {torch.__version__} cannot run bf16 autocast "
+            f"on the training device ({device.type}); set train.precision: fp32"
+        )
+
+
+def autocast_context(device: torch.device, precision: str) -> AbstractContextManager[Any]:
+    """The forward pass's autocast for ``train.precision``: bf16 on ``device``, or none (fp32).
+
+    bf16 runs on CPU and CUDA alike (``device_type=device.type``); the reductions that need
+    float32 (summary means, SSL losses, the CTC head) turn autocast off locally. Use a new
+    context for every forward pass.
+
+    Arguments
+    ---------
+    device : torch.device
+        The device the forward pass runs on.
+    precision : str
+        ``train.precision``: ``"bf16"`` or ``"fp32"``.
+
+    Returns
+    -------
+    AbstractContextManager
+        ``torch.autocast(device.type, dtype=torch.bfloat16)`` or a context that does nothing.
+
+    Raises
+    ------
+    ValueError
+        When ``precision`` is bf16 and ``device`` cannot run bf16 autocast
+        (:func:`check_precision`).
+
+    Example
+    -------
+    >>> with autocast_context(torch.device("cpu"), "bf16"):
+    ...     torch.nn.Linear(2, 2)(torch.ones(1, 2)).dtype
+    torch.bfloat16
+    >>> with autocast_context(torch.device("cpu"), "fp32"):
+    ...     torch.nn.Linear(2, 2)(torch.ones(1, 2)).dtype
+    torch.float32
+    """
+    check_precision(device, precision)
+    if precision != "bf16":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def endless(loader: Any) -> Iterator[dict[str, Any]]:
@@ -334,6 +416,7 @@ class Trainer:
         import ray.train
         import ray.train.torch
 
+        check_precision(self.device, self.train_cfg.precision)  # refused before any work
         if resume is not None:
             self.load(resume)
         train = self.train_cfg
@@ -401,7 +484,6 @@ class Trainer:
             group["lr"] = lr
         self.objective.set_step(self.step)
         model.train()
-        use_bf16 = device.type == "cuda" and train.precision == "bf16"
         sums: dict[str, float] = {}
         audio_seconds, data_time, bad = 0.0, 0.0, 0.0
         for micro in range(train.grad_accum):
@@ -412,7 +494,7 @@ class Trainer:
             last = micro == train.grad_accum - 1
             sync = nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
             with sync:
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+                with autocast_context(device, train.precision):
                     out = model(inputs)
                 loss = out.loss
                 if self.step in self.hooks.nan_steps:
