@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from smx.data.transcripts import SPEAKER_SOURCES, TRANSCRIPT_FORMATS
+
 prepare_app = typer.Typer(
     help="Prepare a corpus as Lhotse manifests (audio checked, repaired or skipped).\n\n"
     "Example: smx prepare synth --out data/synth --config params.yaml",
@@ -170,21 +172,54 @@ def folder(
     out: Annotated[Path, typer.Option(help="Corpus folder to write.")],
     transcripts: Annotated[
         Path | None,
-        typer.Option(help="File of '<id> <text>' lines (id = file name without suffix)."),
+        typer.Option(
+            help="Transcript file: '<id> <text>' lines, TSV/CSV (header with audio/path/file/"
+            "id, text/transcript/sentence and speaker columns, or none: audio, text, speaker) "
+            "or LJSpeech metadata.csv (id|text|normalised text). A line names its audio file "
+            "by id (name without suffix), name or path relative to AUDIO_DIR."
+        ),
     ] = None,
+    transcript_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="|".join(TRANSCRIPT_FORMATS),
+            help="Transcript format (auto: from the file name and its first lines).",
+        ),
+    ] = "auto",
+    speaker_from: Annotated[
+        str,
+        typer.Option(
+            metavar="|".join(SPEAKER_SOURCES),
+            help="Speaker: auto (the speaker column if any, else the file's folder), column, "
+            "parent (the file's folder) or none.",
+        ),
+    ] = "auto",
     config: ConfigOpt = None,
     workers: Annotated[int, typer.Option(help="Processes for audio checks (0 = all).")] = 0,
 ) -> None:
     """Prepare a folder of audio files with a transcript file (or unlabelled without one).
 
-    Top-level train/dev/test folders become splits; a file's folder names its speaker.
+    Top-level train/dev/test folders become splits; a file's folder names its speaker unless
+    the transcript has a speaker column or --speaker-from says otherwise. Transcript lines
+    without audio and audio without a line are skipped and reported; a transcript file that
+    cannot be read stops with its file and line, writing nothing.
 
-    Example: smx prepare folder /data/mycorpus --transcripts /data/mycorpus/text --out data/my
+    Example: smx prepare folder ~/LJSpeech --transcripts ~/LJSpeech/metadata.csv --out data/lj
     """
     from smx.data.corpora import prepare_folder
 
     data = _data_cfg(config)
-    summary = _run(prepare_folder, audio_dir, out, data, transcripts, workers)
+    summary = _run(
+        prepare_folder,
+        audio_dir,
+        out,
+        data,
+        transcripts,
+        workers,
+        transcript_format=transcript_format,
+        speaker_from=speaker_from,
+    )
     _report(summary, out)
 
 

@@ -22,6 +22,11 @@ all ``train`` (unlabelled), cut into voice-activity segments of at most
 ``data.max_duration`` seconds; a folder uses its top-level ``train``/``dev``/``test``
 sub-folders when it has them, else everything is ``train``.
 
+A folder's transcript file holds ``<id> <text>`` lines, TSV or CSV, or LJSpeech's
+``metadata.csv`` (read by :mod:`smx.data.transcripts`, the format detected); each line
+names its audio file by id, file name or relative path. A transcript file that cannot be
+read stops the preparation before anything is written.
+
 Example
 -------
 >>> librispeech_split("train-clean-100"), librispeech_split("dev-other"), safe_name("a/b c")
@@ -39,12 +44,21 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from smx.data.audio import audio_frames, check_audio, write_flac
 from smx.data.problems import PrepareError, PrepareReport, progress_bar
 from smx.data.text import normalise_text
+from smx.data.transcripts import (
+    ACCEPTED,
+    SPEAKER_COLUMNS,
+    SPEAKER_SOURCES,
+    TRANSCRIPT_FORMATS,
+    TranscriptFile,
+    TranscriptLine,
+    read_transcript_file,
+)
 
 if TYPE_CHECKING:
     from lhotse import CutSet, Recording
@@ -305,39 +319,6 @@ def _transcript_lines(path: Path) -> Iterator[tuple[str, str]]:
         if raw.strip():
             item_id, _, text = raw.strip().partition(" ")
             yield item_id, text.strip()
-
-
-def read_transcripts(path: Path, report: PrepareReport) -> dict[str, str]:
-    """Read ``<id> <text>`` lines (Kaldi ``text`` style); duplicate ids are skipped.
-
-    Arguments
-    ---------
-    path : Path
-        The transcript file.
-    report : PrepareReport
-        Receives a skip for every repeated id.
-
-    Returns
-    -------
-    dict[str, str]
-        Id -> transcript of its first line.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "text"
-    >>> _ = path.write_text("u1 hello there\\nu2 bye\\nu1 again\\n")
-    >>> report = PrepareReport()
-    >>> read_transcripts(path, report), len(report.skipped)
-    ({'u1': 'hello there', 'u2': 'bye'}, 1)
-    """
-    texts: dict[str, str] = {}
-    for item_id, text in _transcript_lines(path):
-        if item_id in texts:
-            report.add_skip(item_id, str(path), "duplicate id in the transcript file")
-            continue
-        texts[item_id] = text
-    return texts
 
 
 def _normalise_transcripts(
@@ -712,10 +693,120 @@ def _folder_input(
     text_file = Path(transcripts)
     if not text_file.is_file():
         raise PrepareError(
-            f"the transcript file {text_file} does not exist; pass a file of "
-            "'<id> <text>' lines, or leave --transcripts out for unlabelled audio"
+            f"the transcript file {text_file} does not exist; pass a file of {ACCEPTED}, "
+            "or leave --transcripts out for unlabelled audio"
         )
     return root, text_file.resolve()
+
+
+def _folder_transcript_file(
+    text_file: Path | None, transcript_format: str, speaker_from: str
+) -> TranscriptFile | None:
+    """The transcript file read (None: unlabelled), checked against ``speaker_from``."""
+    for option, value, choices in (
+        ("--speaker-from", speaker_from, SPEAKER_SOURCES),
+        ("--format", transcript_format, TRANSCRIPT_FORMATS),
+    ):
+        if value not in choices:
+            raise PrepareError(f"unknown {option} {value!r}; choose one of {', '.join(choices)}")
+    table = read_transcript_file(text_file, transcript_format) if text_file else None
+    if speaker_from == "column" and (table is None or not table.has_speakers):
+        has_none = f"{text_file} has none" if text_file else "there is no transcript file"
+        raise PrepareError(
+            f"--speaker-from column needs a speaker column ({', '.join(SPEAKER_COLUMNS)}) "
+            f"in the transcript file, but {has_none}"
+        )
+    return table
+
+
+@dataclass(frozen=True)
+class _AudioRef:
+    """The audio file a transcript line names: its folders, its stem, its audio suffix.
+
+    Example
+    -------
+    >>> ref = _audio_ref("wavs/LJ001-0001.wav", Path("/corpus"))
+    >>> ref.item_id, ref.fits(Path("wavs/LJ001-0001.wav")), ref.fits(Path("LJ001-0001.flac"))
+    ('wavs_LJ001-0001', True, False)
+    """
+
+    folders: tuple[str, ...]
+    stem: str
+    suffix: str | None
+
+    @property
+    def item_id(self) -> str:
+        """The item's id: the folders and the stem joined by ``_``."""
+        return "_".join((*self.folders, self.stem))
+
+    def fits(self, rel: Path) -> bool:
+        """Whether the file at ``rel`` (relative to the folder) is the one named.
+
+        Its stem (and suffix, when named) must be equal, and the shorter of the two folder
+        paths must end the longer one.
+        """
+        if rel.stem != self.stem or (self.suffix and rel.suffix.lower() != self.suffix):
+            return False
+        folders = rel.parts[:-1]
+        common = min(len(folders), len(self.folders))
+        return folders[len(folders) - common :] == self.folders[len(self.folders) - common :]
+
+
+def _audio_ref(audio: str, root: Path) -> _AudioRef:
+    """What ``audio`` (an id, a file name, a relative or absolute path) names below ``root``."""
+    path = PurePosixPath(audio.strip().replace("\\", "/"))
+    if path.is_absolute() and path.is_relative_to(root.as_posix()):
+        path = path.relative_to(root.as_posix())
+    parts = [part for part in path.parts if part not in ("/", ".")] or [audio]
+    name = parts[-1]
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix in AUDIO_SUFFIXES:
+        return _AudioRef(tuple(parts[:-1]), name[: -len(suffix)], suffix)
+    return _AudioRef(tuple(parts[:-1]), name, None)
+
+
+def read_transcripts(
+    transcripts: TranscriptFile, root: Path, report: PrepareReport
+) -> dict[str, TranscriptLine]:
+    """The lines of a transcript file by item id; a repeated id is skipped.
+
+    A line's item id is the audio file it names without its audio suffix, folders joined
+    by ``_`` (``LJ001-0001`` and ``LJ001-0001.wav`` -> ``LJ001-0001``; ``alice/1.wav`` ->
+    ``alice_1``).
+
+    Arguments
+    ---------
+    transcripts : TranscriptFile
+        The file read by :func:`smx.data.transcripts.read_transcript_file`.
+    root : Path
+        The audio folder (absolute paths below it count from it).
+    report : PrepareReport
+        Receives a skip for every repeated id.
+
+    Returns
+    -------
+    dict[str, TranscriptLine]
+        Item id -> its first line.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "text"
+    >>> _ = path.write_text("u1 hello there\\nu2 bye\\nu1.wav again\\n")
+    >>> report = PrepareReport()
+    >>> lines = read_transcripts(read_transcript_file(path), path.parent, report)
+    >>> {i: line.text for i, line in lines.items()}, report.skipped[0]["reason"]
+    ({'u1': 'hello there', 'u2': 'bye'}, 'duplicate id in the transcript file (line 3)')
+    """
+    lines: dict[str, TranscriptLine] = {}
+    for line in transcripts.lines:
+        item_id = _audio_ref(line.audio, root).item_id
+        if item_id in lines:
+            why = f"duplicate id in the transcript file (line {line.line})"
+            report.add_skip(item_id, str(transcripts.path), why)
+            continue
+        lines[item_id] = line
+    return lines
 
 
 @dataclass(frozen=True)
@@ -733,50 +824,95 @@ def _audio_files(root: Path, out: Path) -> list[Path]:
     return [p for p in found if p.is_file() and out_resolved not in p.resolve().parents]
 
 
-def _folder_audio(
-    root: Path, out: Path, texts: dict[str, str] | None, report: PrepareReport
-) -> tuple[dict[str, Path], dict[str, _Place]]:
-    """Every usable audio file by id, and where it belongs; reports the files skipped."""
+def _folder_files(root: Path, out: Path, report: PrepareReport) -> dict[Path, _Place | None]:
+    """Every audio file and where it belongs; None (reported as skipped) outside the splits."""
     has_splits = any((root / s).is_dir() for s in FOLDER_SPLITS)
-    audio: dict[str, Path] = {}
-    where: dict[str, _Place] = {}
+    files: dict[Path, _Place | None] = {}
     for path in _audio_files(root, out):
         rel = path.relative_to(root)
         if has_splits and rel.parts[0] not in FOLDER_SPLITS:
             report.add_skip(path.stem, str(path), "outside the train/dev/test folders")
-            continue
-        item_id = path.stem
-        if item_id in audio:
-            report.add_skip(item_id, str(path), f"duplicate id (also {audio[item_id]})")
-            continue
-        if texts is not None and item_id not in texts:
-            report.add_skip(item_id, str(path), "no transcript line for this audio file")
+            files[path] = None
             continue
         inner = rel.parts[1:-1] if has_splits else rel.parts[:-1]
-        audio[item_id] = path
-        where[item_id] = _Place(
-            rel.parts[0] if has_splits else "train", inner[-1] if inner else None
-        )
+        files[path] = _Place(rel.parts[0] if has_splits else "train", inner[-1] if inner else None)
+    return files
+
+
+def _item_place(place: _Place, line: TranscriptLine | None, speaker_from: str) -> _Place:
+    """``place`` with the speaker that ``speaker_from`` chooses (column, folder or none)."""
+    column = line.speaker if line else None
+    speaker = {
+        "auto": column or place.speaker,
+        "column": column,
+        "parent": place.speaker,
+        "none": None,
+    }[speaker_from]
+    return replace(place, speaker=speaker)
+
+
+def _unlabelled_audio(
+    files: dict[Path, _Place | None], speaker_from: str, report: PrepareReport
+) -> tuple[dict[str, Path], dict[str, _Place]]:
+    """Every file in the splits by id (its stem) and where it belongs; repeats are skipped."""
+    audio: dict[str, Path] = {}
+    where: dict[str, _Place] = {}
+    for path, place in files.items():
+        if place is None:
+            continue
+        if path.stem in audio:
+            report.add_skip(path.stem, str(path), f"duplicate id (also {audio[path.stem]})")
+            continue
+        audio[path.stem] = path
+        where[path.stem] = _item_place(place, None, speaker_from)
     return audio, where
 
 
-def _folder_transcripts(
-    audio: dict[str, Path],
-    texts: dict[str, str] | None,
-    text_file: Path | None,
-    alphabet: str,
+def _labelled_audio(
+    root: Path,
+    files: dict[Path, _Place | None],
+    transcripts: TranscriptFile,
+    speaker_from: str,
     report: PrepareReport,
-) -> tuple[dict[str, Path], Mapping[str, str | None]]:
-    """The audio items whose transcript is usable, and those transcripts normalised.
+) -> tuple[dict[str, Path], dict[str, _Place], dict[str, str]]:
+    """The audio file of every transcript line, where it belongs, and its raw text.
 
-    Unlabelled audio (no transcript file) keeps every item, with None for its transcript.
-    Transcript lines without audio (and not skipped already) are reported as skipped.
+    A line names its file by id, name or relative path (:class:`_AudioRef`); when several
+    files fit, the first in path order is used and the others are skipped as duplicates.
+    Lines without audio and files without a line are reported as skipped.
     """
-    if texts is None or text_file is None:
-        return audio, dict.fromkeys(audio)
-    for item_id in sorted(set(texts) - set(audio) - {s["id"] for s in report.skipped}):
-        report.add_skip(item_id, str(text_file), "no audio file for transcript line")
-    return _normalise_transcripts(texts, audio, alphabet, report)
+    by_stem: dict[str, list[Path]] = {}
+    for path in files:
+        by_stem.setdefault(path.stem, []).append(path)
+    audio: dict[str, Path] = {}
+    where: dict[str, _Place] = {}
+    owner: dict[Path, str] = {}
+    also: dict[Path, str] = {}  # a further fitting file of an item -> the item
+    lines = read_transcripts(transcripts, root, report)
+    for item_id, line in lines.items():
+        ref = _audio_ref(line.audio, root)
+        found = [p for p in by_stem.get(ref.stem, []) if ref.fits(p.relative_to(root))]
+        free = [p for p in found if files[p] is not None and p not in owner]
+        if not free:
+            if found and all(files[p] is None for p in found):
+                continue  # reported: outside the train/dev/test folders
+            why = "no audio file for transcript line"
+            if found:
+                why = f"its audio file is also named by the line of {owner[found[0]]}"
+            report.add_skip(item_id, str(transcripts.path), why)
+            continue
+        owner[free[0]] = item_id
+        also.update((p, item_id) for p in free[1:] if p not in also)
+        audio[item_id] = free[0]
+        where[item_id] = _item_place(files[free[0]] or _Place("train", None), line, speaker_from)
+    for path, place in files.items():
+        if place is None or path in owner:
+            continue
+        if path in also:
+            report.add_skip(also[path], str(path), f"duplicate id (also {audio[also[path]]})")
+        else:
+            report.add_skip(path.stem, str(path), "no transcript line for this audio file")
+    return audio, where, {item_id: line.text for item_id, line in lines.items()}
 
 
 def _folder_splits(
@@ -815,11 +951,19 @@ def prepare_folder(
     data_cfg: Any,
     transcripts: str | Path | None = None,
     workers: int = 0,
+    transcript_format: str = "auto",
+    speaker_from: str = "auto",
 ) -> dict[str, Any]:
     """Prepare a folder of audio files with an optional transcript file.
 
-    Top-level ``train``/``dev``/``test`` folders become splits (else all is ``train``); a
-    file's id is its name without suffix, its speaker its folder's name (none at the top).
+    Top-level ``train``/``dev``/``test`` folders become splits (else all is ``train``).
+    The transcript file holds ``<id> <text>`` lines, TSV or CSV (with or without a header)
+    or LJSpeech's ``metadata.csv`` (see :mod:`smx.data.transcripts`); a line names its
+    audio file by id (the name without suffix), by name or by a path relative to
+    ``audio_dir``, and the item's id is that name without its audio suffix, folders joined
+    by ``_``. Without transcripts a file's id is its name without suffix. The speaker comes
+    from ``speaker_from`` (see :data:`SPEAKER_SOURCES`); a file's folder names its speaker
+    when it lies below the top (or below its split folder).
 
     Arguments
     ---------
@@ -830,10 +974,16 @@ def prepare_folder(
     data_cfg : DataCfg
         The ``data`` section of the config.
     transcripts : str, Path or None
-        A file of ``<id> <text>`` lines; files without a line are skipped. None prepares
-        unlabelled audio (for pre-training).
+        The transcript file; files without a line are skipped. None prepares unlabelled
+        audio (for pre-training).
     workers : int
         Processes for the audio checks (0 = all cores).
+    transcript_format : str
+        ``auto`` (detected from the name and the first lines), ``lines``, ``tsv``, ``csv``
+        or ``ljspeech``.
+    speaker_from : str
+        ``auto`` (a speaker column if there is one, else the folder), ``column``,
+        ``parent`` (the file's folder) or ``none``.
 
     Returns
     -------
@@ -843,7 +993,8 @@ def prepare_folder(
     Raises
     ------
     PrepareError
-        ``audio_dir`` or ``transcripts`` does not exist, or too much input was unusable.
+        ``audio_dir`` or ``transcripts`` does not exist, the transcript file cannot be
+        read (nothing is written then), or too much input was unusable.
 
     Example
     -------
@@ -859,15 +1010,26 @@ def prepare_folder(
     ({'hours': 0.0003, 'utterances': 1, 'speakers': 1}, 1)
     """
     root, text_file = _folder_input(audio_dir, transcripts)
-    transcripts_name = str(text_file) if text_file else None
-    fingerprint = _fingerprint("folder", root, data_cfg, transcripts=transcripts_name)
+    table = _folder_transcript_file(text_file, transcript_format, speaker_from)
+    fingerprint = _fingerprint(
+        "folder",
+        root,
+        data_cfg,
+        transcripts=str(text_file) if text_file else None,
+        transcript_format=table.format if table else None,
+        speaker_from=speaker_from,
+    )
     out, report = _begin(out_dir, fingerprint)
-    texts = read_transcripts(text_file, report) if text_file else None
-    audio, where = _folder_audio(root, out, texts, report)
-    audio, clean = _folder_transcripts(audio, texts, text_file, data_cfg.alphabet, report)
+    files = _folder_files(root, out, report)
+    if table is None:
+        audio, where = _unlabelled_audio(files, speaker_from, report)
+        texts: Mapping[str, str | None] = dict.fromkeys(audio)
+    else:
+        audio, where, raw = _labelled_audio(root, files, table, speaker_from, report)
+        audio, texts = _normalise_transcripts(raw, audio, data_cfg.alphabet, report)
     verdicts = verify_files(audio, out, data_cfg.sample_rate, workers)
     usable = _record_verdicts(verdicts, audio, report)
-    splits = _folder_splits(usable, where, clean, data_cfg.sample_rate)
+    splits = _folder_splits(usable, where, texts, data_cfg.sample_rate)
     return _finish(out, "folder", splits, report, data_cfg)
 
 
