@@ -770,9 +770,10 @@ def read_transcripts(
 ) -> dict[str, TranscriptLine]:
     """The lines of a transcript file by item id; a repeated id is skipped.
 
-    A line's item id is the audio file it names without its audio suffix, folders joined
-    by ``_`` (``LJ001-0001`` and ``LJ001-0001.wav`` -> ``LJ001-0001``; ``alice/1.wav`` ->
-    ``alice_1``).
+    A line names its audio file by id (the name without suffix), by name or by a path
+    relative to the folder (:class:`_AudioRef`). Its item id is what it names without the
+    audio suffix, folders joined by ``_`` (``LJ001-0001`` and ``LJ001-0001.wav`` ->
+    ``LJ001-0001``; ``alice/1.wav`` -> ``alice_1``).
 
     Arguments
     ---------
@@ -893,18 +894,21 @@ def _labelled_audio(
         ref = _audio_ref(line.audio, root)
         found = [p for p in by_stem.get(ref.stem, []) if ref.fits(p.relative_to(root))]
         free = [p for p in found if files[p] is not None and p not in owner]
+        taken = [owner[p] for p in found if p in owner]
         if not free:
-            if found and all(files[p] is None for p in found):
+            if found and not taken:
                 continue  # reported: outside the train/dev/test folders
             why = "no audio file for transcript line"
-            if found:
-                why = f"its audio file is also named by the line of {owner[found[0]]}"
+            if taken:
+                why = f"its audio file is already used by the transcript line of {taken[0]}"
             report.add_skip(item_id, str(transcripts.path), why)
             continue
-        owner[free[0]] = item_id
+        first, place = free[0], files[free[0]]
+        assert place is not None
+        owner[first] = item_id
         also.update((p, item_id) for p in free[1:] if p not in also)
-        audio[item_id] = free[0]
-        where[item_id] = _item_place(files[free[0]] or _Place("train", None), line, speaker_from)
+        audio[item_id] = first
+        where[item_id] = _item_place(place, line, speaker_from)
     for path, place in files.items():
         if place is None or path in owner:
             continue
@@ -913,6 +917,35 @@ def _labelled_audio(
         else:
             report.add_skip(path.stem, str(path), "no transcript line for this audio file")
     return audio, where, {item_id: line.text for item_id, line in lines.items()}
+
+
+def _folder_fingerprint(
+    root: Path, data_cfg: Any, table: TranscriptFile | None, speaker_from: str
+) -> dict[str, Any]:
+    """What determines a prepared folder: its files, the transcripts and how they were read."""
+    read_as = {"transcripts": str(table.path), "transcript_format": table.format} if table else {}
+    return _fingerprint("folder", root, data_cfg, speaker_from=speaker_from, **read_as)
+
+
+def _folder_items(
+    root: Path,
+    out: Path,
+    table: TranscriptFile | None,
+    alphabet: str,
+    speaker_from: str,
+    report: PrepareReport,
+) -> tuple[dict[str, Path], dict[str, _Place], Mapping[str, str | None]]:
+    """The audio of every item kept, where it belongs and its normalised transcript.
+
+    Unlabelled audio (no transcript file) keeps every file, with None for its transcript.
+    """
+    files = _folder_files(root, out, report)
+    if table is None:
+        audio, where = _unlabelled_audio(files, speaker_from, report)
+        return audio, where, dict.fromkeys(audio)
+    audio, where, raw = _labelled_audio(root, files, table, speaker_from, report)
+    audio, texts = _normalise_transcripts(raw, audio, alphabet, report)
+    return audio, where, texts
 
 
 def _folder_splits(
@@ -956,14 +989,8 @@ def prepare_folder(
 ) -> dict[str, Any]:
     """Prepare a folder of audio files with an optional transcript file.
 
-    Top-level ``train``/``dev``/``test`` folders become splits (else all is ``train``).
-    The transcript file holds ``<id> <text>`` lines, TSV or CSV (with or without a header)
-    or LJSpeech's ``metadata.csv`` (see :mod:`smx.data.transcripts`); a line names its
-    audio file by id (the name without suffix), by name or by a path relative to
-    ``audio_dir``, and the item's id is that name without its audio suffix, folders joined
-    by ``_``. Without transcripts a file's id is its name without suffix. The speaker comes
-    from ``speaker_from`` (see :data:`SPEAKER_SOURCES`); a file's folder names its speaker
-    when it lies below the top (or below its split folder).
+    Top-level ``train``/``dev``/``test`` folders become splits (else all is ``train``). Item
+    ids: :func:`read_transcripts` (unlabelled: the file name without suffix).
 
     Arguments
     ---------
@@ -974,16 +1001,14 @@ def prepare_folder(
     data_cfg : DataCfg
         The ``data`` section of the config.
     transcripts : str, Path or None
-        The transcript file; files without a line are skipped. None prepares unlabelled
-        audio (for pre-training).
+        ``<id> <text>`` lines, TSV, CSV or LJSpeech's ``metadata.csv``
+        (:mod:`smx.data.transcripts`); None prepares unlabelled audio (for pre-training).
     workers : int
         Processes for the audio checks (0 = all cores).
     transcript_format : str
-        ``auto`` (detected from the name and the first lines), ``lines``, ``tsv``, ``csv``
-        or ``ljspeech``.
+        ``auto`` (detected), ``lines``, ``tsv``, ``csv`` or ``ljspeech``.
     speaker_from : str
-        ``auto`` (a speaker column if there is one, else the folder), ``column``,
-        ``parent`` (the file's folder) or ``none``.
+        ``auto`` (a speaker column, else as ``parent``), ``column``, ``parent`` or ``none``.
 
     Returns
     -------
@@ -993,40 +1018,22 @@ def prepare_folder(
     Raises
     ------
     PrepareError
-        ``audio_dir`` or ``transcripts`` does not exist, the transcript file cannot be
-        read (nothing is written then), or too much input was unusable.
+        Missing input, an unreadable transcript file (nothing written) or too many skips.
 
     Example
     -------
-    >>> from smx.config import DataCfg
-    >>> import tempfile, numpy as np, soundfile as sf
+    >>> import tempfile, numpy as np, soundfile as sf; from smx.config import DataCfg
     >>> root = Path(tempfile.mkdtemp())
-    >>> (root / "alice").mkdir()
-    >>> sf.write(root / "alice" / "u1.wav", 0.1 * np.sin(np.arange(16000) / 3), 16000)
-    >>> sf.write(root / "alice" / "u2.wav", np.zeros((0, 2)), 16000)  # zero-length: skipped
-    >>> _ = (root / "text").write_text("u1 Hello, World!\\nu2 nothing\\n")
-    >>> summary = prepare_folder(root, root / "out", DataCfg(max_skip_fraction=0.5), root / "text")
+    >>> sf.write(root / "u1.wav", 0.1 * np.sin(np.arange(16000) / 3), 16000)
+    >>> _ = (root / "list.tsv").write_text("u1.wav\\tHello, World!\\nu2.wav\\tno audio\\n")
+    >>> summary = prepare_folder(root, root / "out", DataCfg(max_skip_fraction=0.5), root / "list.tsv")
     >>> summary["total"], summary["skipped"]
-    ({'hours': 0.0003, 'utterances': 1, 'speakers': 1}, 1)
+    ({'hours': 0.0003, 'utterances': 1, 'speakers': 0}, 1)
     """
     root, text_file = _folder_input(audio_dir, transcripts)
     table = _folder_transcript_file(text_file, transcript_format, speaker_from)
-    fingerprint = _fingerprint(
-        "folder",
-        root,
-        data_cfg,
-        transcripts=str(text_file) if text_file else None,
-        transcript_format=table.format if table else None,
-        speaker_from=speaker_from,
-    )
-    out, report = _begin(out_dir, fingerprint)
-    files = _folder_files(root, out, report)
-    if table is None:
-        audio, where = _unlabelled_audio(files, speaker_from, report)
-        texts: Mapping[str, str | None] = dict.fromkeys(audio)
-    else:
-        audio, where, raw = _labelled_audio(root, files, table, speaker_from, report)
-        audio, texts = _normalise_transcripts(raw, audio, data_cfg.alphabet, report)
+    out, report = _begin(out_dir, _folder_fingerprint(root, data_cfg, table, speaker_from))
+    audio, where, texts = _folder_items(root, out, table, data_cfg.alphabet, speaker_from, report)
     verdicts = verify_files(audio, out, data_cfg.sample_rate, workers)
     usable = _record_verdicts(verdicts, audio, report)
     splits = _folder_splits(usable, where, texts, data_cfg.sample_rate)

@@ -38,9 +38,9 @@ from pathlib import Path, PurePath
 from smx.data.problems import PrepareError
 
 TRANSCRIPT_FORMATS = ("auto", "lines", "tsv", "csv", "ljspeech")
-#: where a folder item's speaker comes from: ``auto`` (the speaker column when the
-#: transcript file has one, else the file's folder), ``column``, ``parent`` (the file's
-#: folder) or ``none``
+#: where a folder item's speaker comes from: ``auto`` (the line's speaker column when it
+#: has one, else as ``parent``), ``column``, ``parent`` (the name of the folder holding the
+#: file; none for a file at the top or directly in its split folder) or ``none``
 SPEAKER_SOURCES = ("auto", "column", "parent", "none")
 AUDIO_COLUMNS = (
     "path",

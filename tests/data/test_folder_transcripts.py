@@ -62,12 +62,14 @@ def test_id_text_lines_as_before(tmp_path: Path) -> None:
 
 def test_tsv_without_header_names_files_with_their_suffix(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "in", ["a.wav", "b.wav", "c.wav"])
-    (root / "transcripts.tsv").write_text("a.wav\tFirst one\nb.wav\tSecond one\nc.wav\tThird\n")
+    (root / "transcripts.tsv").write_text(
+        "a.wav\tFirst one\nb.wav\tSecond one\nc.wav\tThird\tzoe\n"
+    )
     prepare_folder(root, tmp_path / "out", tiny_data_cfg(), root / "transcripts.tsv")
     assert prepared(root, tmp_path / "out") == {
         "a": ("first one", None, "a.wav"),
         "b": ("second one", None, "b.wav"),
-        "c": ("third", None, "c.wav"),
+        "c": ("third", "zoe", "c.wav"),  # an optional third column: the speaker
     }
 
 
@@ -109,7 +111,7 @@ def test_ljspeech_metadata_uses_the_normalised_text(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "LJSpeech-1.1", [f"wavs/LJ001-000{i}.wav" for i in (1, 2, 3)])
     (root / "metadata.csv").write_text(
         "LJ001-0001|Printing, in 1869, began|Printing, in eighteen sixty-nine, began\n"
-        "LJ001-0002|in being comparatively modern.|in being comparatively modern.\n"
+        'LJ001-0002|in "being" comparatively modern.|in "being" comparatively modern.\n'
         "LJ001-0003|Mr. Smith|\n"  # no normalised text: the text
     )
     prepare_folder(root, tmp_path / "out", tiny_data_cfg(), root / "metadata.csv")
@@ -168,6 +170,7 @@ def test_ids_match_with_or_without_suffix_and_with_relative_paths(tmp_path: Path
         f"{root.resolve() / 'd.wav'}\tsix\n"  # absolute path below the folder
         "e.wav\tseven\n"  # no such file: skipped
         "b.wav\tagain\n"  # the same id as 'b': skipped
+        "a\tonce more\n"  # fits wavs/a.wav, already used by 'wavs/a.wav': skipped
     )
     cfg = tiny_data_cfg({"max_skip_fraction": 0.5})
     summary = prepare_folder(root, tmp_path / "out", cfg, text, speaker_from="none")
@@ -182,8 +185,9 @@ def test_ids_match_with_or_without_suffix_and_with_relative_paths(tmp_path: Path
     assert skip_reasons(tmp_path / "out") == {
         "e": "no audio file for transcript line",
         "b": "duplicate id in the transcript file (line 8)",
+        "a": "its audio file is already used by the transcript line of wavs_a",
     }
-    assert summary["skipped"] == 2
+    assert summary["skipped"] == 3
 
 
 def test_a_name_in_several_folders_uses_the_first_and_skips_the_others(tmp_path: Path) -> None:
