@@ -638,7 +638,9 @@ class TrackingCfg(Section):
     uri: str | None = None
     experiment: str = "smx"
     log_system_metrics: bool = True
-    register_model: str | None = "smx-encoder"
+    #: each variant's encoder is registered as ``<registry_prefix>-<variant>``, the newest
+    #: version as ``models:/<name>@latest``; null logs the model to its run only
+    registry_prefix: str | None = "smx"
 
     @model_validator(mode="after")
     def _check(self) -> TrackingCfg:
@@ -651,6 +653,12 @@ class TrackingCfg(Section):
                     f"{', '.join(s + ':' for s in TRACKING_SCHEMES)} "
                     "(MLflow's file store is no longer supported)",
                 )
+        prefix = self.registry_prefix
+        if prefix is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", prefix):
+            raise FieldProblem(
+                "registry_prefix",
+                f"'{prefix}' must be letters, digits, '-', '_' or '.' (an MLflow model name)",
+            )
         return self
 
 

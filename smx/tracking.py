@@ -379,50 +379,117 @@ class RunLogger:
         self._mlflow.end_run(status=status)
 
 
-def log_final_model(
+def encoder_signature() -> Any:
+    """The signature of an smx encoder model: padded audio and lengths in, ``[B, T, D]`` out.
+
+    ``layer`` (an integer parameter, default -1) picks the layer (:mod:`smx.serving`).
+    """
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    inputs = Schema(
+        [
+            TensorSpec(np.dtype(np.float32), (-1, -1), "audio"),  # [B, S] at 16 kHz, padded
+            TensorSpec(np.dtype(np.int64), (-1,), "lengths"),  # [B] samples
+        ]
+    )
+    outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1), "hidden_states")])
+    params = ParamSchema([ParamSpec("layer", "long", -1)])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def log_encoder_model(
     uri: str,
     run_id: str,
-    model: Any,
-    files: list[Path],
+    data_dir: Path,
+    code_dir: Path,
     register_as: str | None,
     requirements: list[str],
-) -> str:
-    """Log the encoder as an MLflow PyTorch model (pickled) plus its state-dict files.
+    tags: dict[str, str],
+) -> dict[str, str]:
+    """Log an encoder as an MLflow pyfunc model and register it as a new version.
+
+    ``models:/<name>@latest`` then resolves to it: MLflow reserves the alias ``latest`` for
+    the newest version of a registered model, so each registration moves it.
 
     Arguments
     ---------
     uri : str
         The tracking URI.
     run_id : str
-        The run that gets the model.
-    model : Any
-        The encoder module, pickled by MLflow.
-    files : list[Path]
-        State-dict files, logged under ``encoder/``.
+        The run that gets the model (artifact ``encoder``).
+    data_dir : Path
+        The model's data folder (:func:`smx.serving.write_model_folder`).
+    code_dir : Path
+        The ``smx`` package copy bundled with the model (``code_paths``).
     register_as : str | None
-        Name in the model registry; None to log without registering.
+        The registered model's name; None logs without registering.
     requirements : list[str]
-        The pip requirements recorded with the model.
+        The pinned pip requirements of loading and running the model.
+    tags : dict[str, str]
+        Tags of the new model version (commit, config hash, source hash, ...).
 
     Returns
     -------
-    str
-        The logged model's URI.
+    dict[str, str]
+        ``model_uri`` (``runs:/...``); when registered also ``name``, ``version``, ``uri``
+        (``models:/<name>/<version>``) and ``alias_uri`` (``models:/<name>@latest``).
     """
     import mlflow
+    import numpy as np
 
+    example = {
+        "audio": np.zeros((2, 3200), dtype=np.float32),
+        "lengths": np.array([3200, 1600], dtype=np.int64),
+    }
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id):
-        for path in files:
-            mlflow.log_artifact(str(path), artifact_path="encoder")
-        info = mlflow.pytorch.log_model(
-            model,
+        info = mlflow.pyfunc.log_model(
             name="encoder",
-            serialization_format="pickle",
+            loader_module="smx.serving",
+            data_path=str(data_dir),
+            code_paths=[str(code_dir)],
+            signature=encoder_signature(),
+            input_example=example,
             pip_requirements=requirements,
             registered_model_name=register_as,
         )
-    return info.model_uri
+    out = {"model_uri": info.model_uri}
+    if register_as is None:
+        return out
+    version = str(info.registered_model_version)
+    tag_model_version(uri, register_as, version, tags)
+    out.update(
+        name=register_as,
+        version=version,
+        uri=f"models:/{register_as}/{version}",
+        alias_uri=f"models:/{register_as}@latest",
+    )
+    return out
+
+
+def tag_model_version(uri: str, name: str, version: str, tags: dict[str, str]) -> None:
+    """Set ``tags`` on version ``version`` of the registered model ``name``."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def download_model(uri: str, dst: Path, tracking_uri: str | None = None) -> Path:
+    """Download the model at ``uri`` (``models:/``, ``runs:/``) into ``dst``; its folder.
+
+    A ``tracking_uri`` becomes MLflow's tracking URI for the rest of the process
+    (``models:/`` URIs resolve through it). MLflow raises many exception types for a bad URI;
+    they reach the caller unchanged.
+    """
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
 
 
 def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -660,17 +727,3 @@ def log_series_run(
         for path in files:
             mlflow.log_artifact(str(path))
         return run.info.run_id
-
-
-def load_model(uri: str, tracking_uri: str | None = None) -> Any:
-    """The MLflow PyTorch model at ``uri`` on the CPU.
-
-    A ``tracking_uri`` becomes MLflow's tracking URI for the rest of the process
-    (``models:/`` URIs resolve through it). MLflow raises many exception types for a bad URI;
-    they reach the caller unchanged.
-    """
-    import mlflow
-
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    return mlflow.pytorch.load_model(uri, map_location="cpu")

@@ -88,7 +88,7 @@ def tiny_params(corpus_root: Path, storage: Path, tracking_uri: str | None, **tr
                 "uri": tracking_uri,
                 "experiment": "smx-tests",
                 "log_system_metrics": False,
-                "register_model": "smx-test-encoder",
+                "registry_prefix": "smx-test",
             },
             "cluster": {"num_workers": 2, "storage_path": str(storage), "max_failures": 2},
         }

@@ -16,8 +16,8 @@ Sources (:func:`load_upstream`):
   "config_hash", "params" (JSON), "state_dict"}`` with the objective's ``fbank.``,
   ``extractor.``/``subsampling.`` and ``encoder.`` entries, read with
   ``torch.load(weights_only=True)``;
-- an MLflow model URI (``models:/...``, ``runs:/...``): the pickled ``ModuleDict`` with
-  ``fbank``, ``frontend`` and ``encoder`` logged by pre-training.
+- an MLflow model URI (``models:/<name>@latest``, ``runs:/...``) of the model logged by
+  pre-training (:mod:`smx.serving`): its ``encoder.pt``, read the same way.
 
 Example
 -------
@@ -338,49 +338,53 @@ def is_mlflow_uri(source: str) -> bool:
 
 
 def load_mlflow_upstream(
-    uri: str, params: Params, tracking_uri: str | None = None
-) -> EncoderUpstream:
-    """The frozen encoder of an MLflow PyTorch model (``ModuleDict`` fbank/frontend/encoder).
+    uri: str, params: Params | None = None, tracking_uri: str | None = None
+) -> tuple[EncoderUpstream, Params]:
+    """The frozen encoder of an smx MLflow model (:mod:`smx.serving`) and its architecture.
+
+    The model's files are downloaded to a temporary folder; its ``encoder.pt`` is read with
+    ``weights_only=True`` (no pickled object is loaded).
 
     Arguments
     ---------
     uri : str
-        The model URI (``models:/...``, ``runs:/...``).
-    params : Params
-        The same architecture (it builds the random-init baseline).
+        The model URI (``models:/<name>@latest``, ``models:/<name>/<version>``, ``runs:/...``).
+    params : Params | None
+        The expected architecture; None = the config stored in the model.
     tracking_uri : str | None
         Becomes MLflow's tracking URI for the rest of the process (``models:/`` URIs resolve
         through it); None keeps MLflow's.
 
     Returns
     -------
-    EncoderUpstream
-        The model's parts as a frozen upstream.
+    tuple[EncoderUpstream, Params]
+        The model's front-end and encoder as a frozen upstream, and its architecture.
 
     Raises
     ------
     ProbeError
-        When the model cannot be loaded, is not an smx encoder model, or does not fit
-        ``params``.
+        When the model cannot be downloaded, is not an smx encoder model, was written in
+        another model format, or does not fit ``params``.
     """
-    from smx.tracking import load_model
+    import tempfile
 
-    try:
-        model = load_model(uri, tracking_uri)
-    except Exception as exc:  # MLflow raises many types for a bad URI
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ProbeError(f"cannot load the MLflow model {uri}: {first}") from None
-    parts = ("fbank", "frontend", "encoder")
-    if not isinstance(model, nn.ModuleDict) or any(p not in model for p in parts):
-        raise ProbeError(
-            f"{uri} is not an smx encoder model (expected a ModuleDict with {list(parts)})"
-        )
-    upstream = EncoderUpstream(
-        model["fbank"], model["frontend"], model["encoder"], _frame_shift(params)
-    )
-    reference = EncoderUpstream(*build_parts(params), _frame_shift(params))
-    check_weights(reference.state_dict(), upstream.state_dict(), uri, "the given config")
-    return upstream
+    from smx.serving import ModelFolderError, read_model_folder
+    from smx.tracking import download_model
+
+    with tempfile.TemporaryDirectory(prefix="smx-model-") as tmp:
+        try:
+            folder = download_model(uri, Path(tmp), tracking_uri)
+        except Exception as exc:  # MLflow raises many types for a bad URI
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            raise ProbeError(f"cannot load the MLflow model {uri}: {first}") from None
+        try:
+            path, _ = read_model_folder(folder, uri)
+        except ModelFolderError as exc:
+            raise ProbeError(str(exc)) from None
+        arch = params if params is not None else _stored_params(Path(uri), _read_checkpoint(path))
+        upstream = load_checkpoint_upstream(path, arch)
+    return upstream, arch
 
 
 def load_upstream(
@@ -393,8 +397,8 @@ def load_upstream(
     source : str | Path
         An ``encoder.pt`` path or an MLflow model URI.
     params : Params | None
-        The expected architecture; None = the config stored in ``encoder.pt`` (required for
-        an MLflow URI, whose model carries no config).
+        The expected architecture; None = the config stored in ``encoder.pt`` or in the
+        MLflow model.
     tracking_uri : str | None
         MLflow tracking URI for model URIs (None = MLflow's default).
 
@@ -406,14 +410,11 @@ def load_upstream(
     Raises
     ------
     ProbeError
-        When an MLflow URI comes without ``params``, or the encoder cannot be loaded into
-        the architecture.
+        When the file or model cannot be read, or does not fit the architecture.
     """
     text = str(source)
     if is_mlflow_uri(text):
-        if params is None:
-            raise ProbeError(f"{text}: an MLflow model needs the config of its architecture")
-        return load_mlflow_upstream(text, params, tracking_uri), params
+        return load_mlflow_upstream(text, params, tracking_uri)
     path = Path(text)
     arch = params if params is not None else checkpoint_params(path)
     return load_checkpoint_upstream(path, params), arch

@@ -10,8 +10,11 @@ and writes, atomically, from the final checkpoint:
     <out>/models/<variant>/config.json    the resolved config that made it
     <out>/metrics/pretrain/<variant>.json final loss, accuracy, steps, throughput, ...
     <out>/plots/pretrain/<variant>.csv    one row per logged step
+    <out>/models/<variant>/registry.json  the MLflow model's URIs (run, version, alias)
 
-The front-end and encoder are also logged to the MLflow run as a model. The Ray run name is
+The front-end and encoder are also logged to the MLflow run as a self-contained pyfunc model
+(:mod:`smx.serving`), registered as ``<tracking.registry_prefix>-<variant>``, whose new
+version ``models:/<name>@latest`` names. The Ray run name is
 ``<variant>-<hash of model, ssl, train, data, seed, workers>-<source hash>``
 (:func:`smx.train.launch.run_name`, :mod:`smx.provenance`), so launching the same config on
 the same code again resumes it from ``<cluster.storage_path>/<name>``, and changing either,
@@ -23,6 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,7 @@ import torch
 
 from smx.atomic import atomic_path, write_json, write_text
 from smx.config import Params
-from smx.tracking import log_final_model
+from smx.tracking import log_encoder_model
 from smx.train.checkpoint import config_hash, read_state
 from smx.train.launch import Job, Launch, PretrainError, open_launch, run_job, run_name
 from smx.train.loop import train_loop_per_worker
@@ -62,18 +66,6 @@ def encoder_state(model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     ['encoder.w']
     """
     return {k: v for k, v in model_state.items() if k.startswith(ENCODER_PREFIXES)}
-
-
-def encoder_module(params: Params, model_state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """Front-end + encoder of the trained objective, as one module for MLflow."""
-    from smx.ssl.objective import build_objective
-
-    objective = build_objective(params)
-    objective.load_state_dict(model_state)
-    parts = {"fbank": objective.fbank, "encoder": objective.encoder}
-    frontend = getattr(objective, "extractor", None) or objective.subsampling
-    parts["frontend"] = frontend
-    return torch.nn.ModuleDict(parts).eval()
 
 
 def check_inputs(launch: Launch, resume: Path | None) -> None:
@@ -163,22 +155,51 @@ def pretrain(
     job = pretrain_job(launch, resume)
     finished = run_job(launch, job, show_progress)
     paths = write_outputs(finished.state, variant, out)
-    log_encoder(launch, finished.run_id, finished.state, paths)
+    paths["registry"] = out / "models" / variant / "registry.json"
+    uris = log_encoder(launch, finished.run_id, paths["encoder"], paths["registry"])
     for key, path in paths.items():
         print(f"pretrain@{variant}: {key} -> {path}")
+    where = uris.get("alias_uri", uris["model_uri"])
+    print(f"pretrain@{variant}: MLflow model -> {uris.get('uri', uris['model_uri'])} ({where})")
     metrics = final_metrics(finished.state)
     return PretrainResult(
         job.name, finished.run_id, finished.checkpoint.path, paths["encoder"], metrics
     )
 
 
-def log_encoder(launch: Launch, run_id: str, state: dict[str, Any], paths: dict[str, Path]) -> None:
-    """Log the trained front-end and encoder to the MLflow run, with encoder.pt and config.json."""
-    requirements = [f"torch=={torch.__version__.split('+')[0]}"]
-    model = encoder_module(launch.params, state["model"])
-    files = [paths["encoder"], paths["config"]]
-    register = launch.params.tracking.register_model
-    log_final_model(launch.uri, run_id, model, files, register, requirements)
+def log_encoder(
+    launch: Launch, run_id: str, encoder: Path, registry: Path | None = None
+) -> dict[str, str]:
+    """Log ``encoder`` as an MLflow pyfunc model to the run and register it (:mod:`smx.serving`).
+
+    The model is registered as ``<tracking.registry_prefix>-<variant>``; the new version is
+    tagged with the commit, the config and source hashes and the variant, and becomes
+    ``models:/<name>@latest`` (MLflow's alias of the newest version). ``registry``, when
+    given, receives the URIs as JSON (a DVC output).
+
+    Returns
+    -------
+    dict[str, str]
+        :func:`smx.tracking.log_encoder_model`'s URIs.
+    """
+    from smx.serving import bundle_code, pinned_requirements, write_model_folder
+
+    prefix = launch.params.tracking.registry_prefix
+    name = f"{prefix}-{launch.variant}" if prefix else None
+    tags = {
+        "variant": launch.variant,
+        "git_commit": launch.commit,
+        "source_hash": launch.source,
+        "config_hash": config_hash(launch.params),
+        "run_id": run_id,
+    }
+    with tempfile.TemporaryDirectory(prefix="smx-model-") as tmp:
+        data = write_model_folder(Path(tmp) / "encoder", encoder, tags)
+        code = bundle_code(Path(tmp) / "code")
+        uris = log_encoder_model(launch.uri, run_id, data, code, name, pinned_requirements(), tags)
+    if registry is not None:
+        write_json(registry, uris)
+    return uris
 
 
 def write_outputs(state: dict[str, Any], variant: str, out: Path) -> dict[str, Path]:

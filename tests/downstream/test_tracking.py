@@ -1,4 +1,4 @@
-"""MLflow: an encoder loaded from a model URI, and probing results as a nested child run."""
+"""MLflow: probing results as a nested child run (registered encoders: test_registry.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
-from downstream_helpers import tiny_params
 
 from smx.downstream.errors import ProbeError
-from smx.downstream.upstream import load_upstream
-from smx.ssl.objective import build_objective
 from smx.tracking import log_probe_run
 
 RESULT = {
@@ -70,40 +66,3 @@ def test_probe_results_are_a_child_of_the_variant_run(tracking_uri: str, tmp_pat
     assert run.info.status == "FINISHED"
     with pytest.raises(ProbeError, match="MLflow run 0123 does not exist"):
         log_probe_run(tracking_uri, "0123", RESULT)
-
-
-def test_encoder_from_an_mlflow_model_uri(tracking_uri: str, tmp_path: Path) -> None:
-    import mlflow
-
-    from smx.train.pretrain import encoder_module
-
-    params = tiny_params()
-    torch.manual_seed(0)
-    objective = build_objective(params)
-    module = encoder_module(params, objective.state_dict())  # what pre-training logs
-    mlflow.set_tracking_uri(tracking_uri)
-    experiment = mlflow.create_experiment("smx-model-tests", str(tmp_path / "art"))
-    with mlflow.start_run(experiment_id=experiment):
-        info = mlflow.pytorch.log_model(
-            module, name="encoder", serialization_format="pickle", pip_requirements=["torch"]
-        )
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")  # the argument must win
-    upstream, arch = load_upstream(info.model_uri, params, tracking_uri=tracking_uri)
-    assert arch == params and upstream.num_layers == 3
-    assert all(not p.requires_grad for p in upstream.parameters()) and not upstream.training
-    audio, lens = torch.randn(1, 8000), torch.tensor([8000])
-    states, _ = upstream(audio, lens)
-    with torch.no_grad():
-        feats, frames = module["fbank"](audio, lens)
-        expected = module["encoder"](*module["frontend"](feats, frames))
-    torch.testing.assert_close(states[:, :, -1], expected.last)
-    other = tiny_params()
-    deeper = other.model_copy(
-        update={"model": other.model.model_copy(
-            update={"encoder": other.model.encoder.model_copy(update={"num_layers": 3})}
-        )}
-    )  # fmt: skip
-    with pytest.raises(ProbeError, match="does not match the architecture of the given config"):
-        load_upstream(info.model_uri, deeper, tracking_uri=tracking_uri)
-    with pytest.raises(ProbeError, match="cannot load the MLflow model models:/no-such-model/1"):
-        load_upstream("models:/no-such-model/1", params, tracking_uri=tracking_uri)

@@ -7,6 +7,7 @@ config and seed.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,12 @@ def test_two_worker_run_learns_and_writes_every_output(
     for key in ("lr", "grad_norm", "audio_seconds_per_second", "step_time", "peak_memory_mb"):
         assert key in run.data.metrics, key
     assert run.info.status == "FINISHED"
-    versions = mlflow.MlflowClient(mlflow_server).search_model_versions("name='smx-test-encoder'")
-    assert any(v.run_id == res.run_id for v in versions)
+    versions = mlflow.MlflowClient(mlflow_server).search_model_versions("name='smx-test-sm'")
+    (version,) = [v for v in versions if v.run_id == res.run_id]
+    assert version.tags["source_hash"] == _source() and version.tags["variant"] == "sm"
+    registry = json.loads((pretrained.out / "models" / "sm" / "registry.json").read_text())
+    assert registry["uri"] == f"models:/smx-test-sm/{version.version}"
+    assert registry["alias_uri"] == "models:/smx-test-sm@latest"
 
 
 def test_a_killed_worker_resumes_to_the_same_weights(
