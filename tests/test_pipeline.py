@@ -104,6 +104,12 @@ def check_mlflow(uri: str, repo: Path) -> None:
         assert tasks == set(TASKS)
         assert parent.data.tags["git_commit"] and len(parent.data.tags["dvc_lock_sha256"]) == 64
         assert any(name.startswith("probe.") for name in parent.data.metrics)
+        registry = json.loads((repo / "models" / variant / "registry.json").read_text())
+        version = client.get_model_version(registry["name"], registry["version"])
+        assert registry["name"] == f"smx-{variant}" and version.tags["variant"] == variant
+        assert {f"probe.{t}" for t in TASKS} <= {k.rsplit(".", 2)[0] for k in version.tags}
+        latest = client.get_model_version_by_alias(registry["name"], "latest")
+        assert latest.version == registry["version"]
     bench = client.search_runs([experiment], "tags.`smx.role` = 'bench'")
     assert len(bench) == 2  # the first run and after the mhsa change
 

@@ -4,7 +4,7 @@ README.md shows one figure and the best-probe table of the last study, and docs/
 the same table with what it says; both sit in marked blocks (:mod:`smx.docblock`), so every
 other line stays as its author wrote it and the numbers can never be typed by hand:
 
-    README.md          block ``demo``:        the figure and the table
+    README.md          block ``demo``:        the figure, the table and the encoders' MLflow URIs
     docs/results.md    block ``demo-probes``: the figure, the table and the verdicts
     docs/figures/      ``best_probes.png``, the report's figure of the same name
 
@@ -23,7 +23,7 @@ from smx.docblock import replace_block
 from smx.report.analysis import pretraining_helps
 from smx.report.figures import FIGURES
 from smx.report.inputs import Study
-from smx.report.markdown import best_probe_caption, best_probe_table
+from smx.report.markdown import best_probe_caption, best_probe_table, model_lines
 
 README_BLOCK = "demo"
 RESULTS_BLOCK = "demo-probes"
@@ -81,9 +81,11 @@ def figure_link(figure: Path, document: Path) -> str:
 
 
 def readme_block(study: Study, link: str) -> str:
-    """Block ``demo``: the best-probe figure at ``link``, the table and its caption."""
+    """Block ``demo``: the best-probe figure at ``link``, the table, its caption, the models."""
     title = FIGURES[FIGURE][0]
-    return "\n\n".join([f"![{title}]({link})", best_probe_table(study), best_probe_caption(study)])
+    models = "The encoders in the MLflow model registry:\n\n" + model_lines(study)
+    parts = [f"![{title}]({link})", best_probe_table(study), best_probe_caption(study), models]
+    return "\n\n".join(parts)
 
 
 def results_block(study: Study, link: str) -> str:

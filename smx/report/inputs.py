@@ -165,6 +165,7 @@ class Pretrain:
     peak_memory_mb: float
     step_time_s: float  # median of the logged steps' times
     curve: list[tuple[int, float]]  # (step, loss)
+    model_uri: str | None = None  # the MLflow model of the encoder (registry.json)
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,21 @@ def read_pretrain(root: Path, variant: str, mixer: str) -> Pretrain:
         peak_memory_mb=need(data, "peak_memory_mb", src),
         step_time_s=statistics.median(times),
         curve=[(s, loss) for s, loss, _ in rows],
+        model_uri=read_model_uri(root, variant),
     )
+
+
+def read_model_uri(root: Path, variant: str) -> str | None:
+    """The MLflow URI of a variant's encoder in ``models/<v>/registry.json`` (None if absent).
+
+    The registered version (``models:/<name>/<version>``) when the encoder was registered,
+    else the run's model (``runs:/...``).
+    """
+    src = Source(f"models/{variant}/registry.json", f"pretrain@{variant}")
+    if not (root / src.path).is_file():
+        return None
+    data = read_json(root, src)
+    return str(need(data, "uri", src, str) if "uri" in data else need(data, "model_uri", src, str))
 
 
 def read_curve(root: Path, src: Source) -> list[tuple[int, float, float]]:

@@ -77,6 +77,20 @@ def pretrain_table(study: Study) -> str:
     return table(header, rows)
 
 
+def model_lines(study: Study) -> str:
+    """Where each variant's encoder lives in MLflow, one Markdown list item per variant.
+
+    ``models:/<name>@latest`` names the newest version; the URI given is the version the
+    report's numbers belong to.
+    """
+    lines = []
+    for v in study.variants:
+        uri = study.pretrain[v].model_uri
+        where = f"`{uri}`" if uri else f"not logged (no models/{v}/registry.json)"
+        lines.append(f"- `{v}`: {where}")
+    return "\n".join(lines)
+
+
 def probe_table(study: Study, task: str) -> str:
     """One row per (probe, upstream) of ``task``, one column per variant: mean ± std."""
     first = study.probes[(study.variants[0], task)]
@@ -289,6 +303,11 @@ def _pretraining(study: Study, figures: dict[str, str]) -> list[str]:
         "",
         "Step time is the median over the logged updates; peak memory is the resident set "
         "of the rank-0 worker.",
+        "",
+        "The encoders as MLflow models (load one anywhere with "
+        "`mlflow.pyfunc.load_model(URI)`, or probe it with `smx probe --encoder URI`):",
+        "",
+        model_lines(study),
         "",
         _figure(figures, "pretrain_loss.png"),
         "",

@@ -135,6 +135,42 @@ def run(args: argparse.Namespace) -> None:
     if uri is not None:
         run_id = log_run(uri, params, args.variant, result, [metrics, plot])
         print(f"{stage}: MLflow run {run_id} (experiment {params.tracking.experiment!r})")
+        tagged = tag_registered_model(uri, Path(encoder).parent / "registry.json", result)
+        if tagged:
+            print(f"{stage}: scores tagged on the registered model {tagged}")
+
+
+def probe_tags(result: dict[str, Any]) -> dict[str, str]:
+    """The model-version tags of a probing result: each probe's primary metric (mean).
+
+    Example
+    -------
+    >>> res = {"task": "intent", "primary_metric": "accuracy", "probes": {"linear": {
+    ...     "pretrained": {"metrics": {"accuracy": {"mean": 0.41666, "std": 0.02}}}}}}
+    >>> probe_tags(res)
+    {'probe.intent.linear.accuracy': '0.4167'}
+    """
+    primary, task = result["primary_metric"], result["task"]
+    return {
+        f"probe.{task}.{probe}.{primary}": f"{m['pretrained']['metrics'][primary]['mean']:.4f}"
+        for probe, m in result["probes"].items()
+    }
+
+
+def tag_registered_model(uri: str, registry: Path, result: dict[str, Any]) -> str | None:
+    """Tag the encoder's registered model version (``registry.json``) with the scores.
+
+    Returns the version's URI, or None when the encoder was not registered.
+    """
+    from smx.tracking import tag_model_version
+
+    if not registry.is_file():
+        return None
+    entry = json.loads(registry.read_text())
+    if "name" not in entry:
+        return None
+    tag_model_version(uri, entry["name"], entry["version"], probe_tags(result))
+    return str(entry["uri"])
 
 
 def log_run(uri: str, params: Params, variant: str, result: dict, files: list[Path]) -> str:

@@ -214,6 +214,9 @@ def write_inputs(root: Path) -> None:
             "steps_per_second": 1.25,
         }
         write_json(root / f"metrics/pretrain/{variant}.json", metrics)
+        registry = {"model_uri": f"runs:/r{variant}/encoder", "name": f"smx-{variant}"}
+        registry.update(version="3", uri=f"models:/smx-{variant}/3")
+        write_json(root / f"models/{variant}/registry.json", registry)
         for task in PRIMARY:
             write_json(root / f"metrics/probe/{variant}/{task}.json", probe_json(variant, task))
         write_json(root / f"metrics/finetune/{variant}.json", finetune_json(variant))

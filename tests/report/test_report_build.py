@@ -49,6 +49,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_header_and_tables_hold_the_numbers(built: tuple[Path, str]) -> None:
     _, text = built
     assert "- git commit: `0123abc`" in text
+    assert (
+        "- `summarymixing`: `models:/smx-summarymixing/3`\n- `mhsa`: `models:/smx-mhsa/3`" in text
+    )
     assert f"- dvc.lock sha256: `{'f' * 64}`" in text
     # median step times 0.8 s / 1.0 s -> 0.80x; peak memory 900 / 1000 MB -> 0.90x
     assert (
@@ -162,6 +165,7 @@ def test_the_documents_blocks_are_rewritten_and_the_rest_kept(
         assert text.endswith(" -->\n\nkept as written\n")
         assert "old numbers" not in text
         assert ASR_ROW in text and SPEAKER_ROW in text
+        assert "- `mhsa`: `models:/smx-mhsa/3`" in text  # where each encoder is registered
     assert "](docs/figures/best_probes.png)" in readme
     assert "](figures/best_probes.png)" in results
     assert "- the pre-trained summarymixing encoder beat random init on 3/4 tasks" not in readme
