@@ -191,3 +191,45 @@ def test_a_model_of_another_format_or_not_smx_is_refused(
     client.log_artifact(run_id, str(encoder_file), "plain")
     with pytest.raises(ProbeError, match="is not an smx encoder model"):
         load_upstream(f"runs:/{run_id}/plain", tracking_uri=mlflow_server)
+
+
+REQUIREMENTS_PROBE = """
+import ast, json, sys
+from importlib.metadata import packages_distributions
+import numpy as np
+from smx.serving import _load_pyfunc, batch_audio
+model = _load_pyfunc(sys.argv[1])
+model.predict(batch_audio([np.zeros(4000, np.float32)]))
+tops = set()
+for name, module in list(sys.modules.items()):
+    if name.startswith("smx") and getattr(module, "__file__", None):
+        for node in ast.walk(ast.parse(open(module.__file__).read())):
+            if isinstance(node, ast.Import):
+                tops |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                tops.add(node.module.split(".")[0])
+tops = {t for t in tops if t in sys.modules} - set(sys.stdlib_module_names) - {"smx"}
+owners = packages_distributions()
+print(json.dumps(sorted({d for top in tops for d in owners.get(top, [])})))
+"""
+
+
+def test_the_model_requirements_are_what_its_code_imports(
+    encoder_file: Path, tmp_path: Path
+) -> None:
+    """Load and run a model's data folder in a fresh process; the third-party packages that
+    the smx modules it loaded import (and that were imported) are the declared ones."""
+    from smx.serving import REQUIREMENTS, pinned_requirements, write_model_folder
+
+    folder = write_model_folder(tmp_path / "encoder", encoder_file, {"variant": VARIANT})
+    res = subprocess.run(
+        [sys.executable, "-c", REQUIREMENTS_PROBE, str(folder)],
+        env=ONE_THREAD,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    imported = {name.lower().replace("_", "-") for name in json.loads(res.stdout)}
+    assert imported == {name.lower().replace("_", "-") for name in REQUIREMENTS}
+    assert [r.split("==")[0] for r in pinned_requirements()] == list(REQUIREMENTS)
