@@ -399,6 +399,14 @@ def encoder_signature() -> Any:
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
+def encoder_example() -> dict[str, Any]:
+    """The input example of an encoder model: two utterances of 0.2 and 0.1 s, padded."""
+    import numpy as np
+
+    audio = np.zeros((2, 3200), dtype=np.float32)
+    return {"audio": audio, "lengths": np.array([3200, 1600], dtype=np.int64)}
+
+
 def log_encoder_model(
     uri: str,
     run_id: str,
@@ -408,10 +416,8 @@ def log_encoder_model(
     requirements: list[str],
     tags: dict[str, str],
 ) -> dict[str, str]:
-    """Log an encoder as an MLflow pyfunc model and register it as a new version.
-
-    ``models:/<name>@latest`` then resolves to it: MLflow reserves the alias ``latest`` for
-    the newest version of a registered model, so each registration moves it.
+    """Log an encoder as an MLflow pyfunc model and register it as a new version, which
+    ``models:/<name>@latest`` then names (MLflow's reserved alias of the newest version).
 
     Arguments
     ---------
@@ -433,16 +439,10 @@ def log_encoder_model(
     Returns
     -------
     dict[str, str]
-        ``model_uri`` (``runs:/...``); when registered also ``name``, ``version``, ``uri``
-        (``models:/<name>/<version>``) and ``alias_uri`` (``models:/<name>@latest``).
+        ``model_uri`` (``runs:/``); registered: ``name``, ``version``, ``uri``, ``alias_uri``.
     """
     import mlflow
-    import numpy as np
 
-    example = {
-        "audio": np.zeros((2, 3200), dtype=np.float32),
-        "lengths": np.array([3200, 1600], dtype=np.int64),
-    }
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
@@ -451,7 +451,7 @@ def log_encoder_model(
             data_path=str(data_dir),
             code_paths=[str(code_dir)],
             signature=encoder_signature(),
-            input_example=example,
+            input_example=encoder_example(),
             pip_requirements=requirements,
             registered_model_name=register_as,
         )
