@@ -162,4 +162,4 @@ def frame_seconds(model: ModelCfg) -> float:
     >>> frame_seconds(ModelCfg()), frame_seconds(ModelCfg(frontend={"kind": "conv2d"}))
     (0.02, 0.04)
     """
-    return model.frontend.hop_ms * model.frontend.subsampling / 1000
+    return model.frontend.frame_seconds

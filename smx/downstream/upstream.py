@@ -149,12 +149,6 @@ class FbankUpstream(Upstream):
             return feats[:, :, None, :], frames
 
 
-def _frame_shift(params: Params) -> float:
-    """Seconds between encoder frames of the front-end of ``params``."""
-    fe = params.model.frontend
-    return fe.hop_ms / 1000 * fe.subsampling
-
-
 def build_parts(params: Params) -> tuple[nn.Module, nn.Module, nn.Module]:
     """Fresh ``(fbank, frontend, encoder)`` of ``params`` as the SSL objective builds them.
 
@@ -181,7 +175,7 @@ def random_upstream(params: Params, seed: int) -> EncoderUpstream:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         fbank, frontend, encoder = build_parts(params)
-    return EncoderUpstream(fbank, frontend, encoder, _frame_shift(params))
+    return EncoderUpstream(fbank, frontend, encoder, params.model.frontend.frame_seconds)
 
 
 def fbank_upstream(params: Params) -> FbankUpstream:
@@ -319,7 +313,7 @@ def load_checkpoint_upstream(path: str | Path, params: Params | None = None) -> 
     if params is None:
         params, config = _stored_params(path, ckpt), "its stored config"
     fbank, frontend, encoder = build_parts(params)
-    upstream = EncoderUpstream(fbank, frontend, encoder, _frame_shift(params))
+    upstream = EncoderUpstream(fbank, frontend, encoder, params.model.frontend.frame_seconds)
     state = {_our_key(k): v for k, v in ckpt["state_dict"].items()}
     check_weights(upstream.state_dict(), state, str(path), config)
     upstream.load_state_dict(state)

@@ -151,8 +151,12 @@ def finetune_run_name(
     >>> name = finetune_run_name(Params(), "sm", "pretrained", ["<blank>"], "ab", "0123456789")
     >>> name.startswith("finetune-sm-pretrained-"), name[-9:]
     (True, '-01234567')
+    >>> scored = Params.model_validate({"downstream": {"finetune": {"stream_chunks": [0.64]}}})
+    >>> finetune_run_name(scored, "sm", "pretrained", ["<blank>"], "ab", "0123456789") == name
+    True
     """
     finetune = params.model_dump(mode="json")["downstream"]["finetune"]
+    finetune.pop("stream_chunks")  # how the result is scored, not how it is trained
     prefix = f"finetune-{variant}-{init}"
     return run_name(params, prefix, source, finetune=finetune, vocab=tokens, encoder=encoder_digest)
 
