@@ -1,4 +1,5 @@
-"""``smx prepare``: corpora to Lhotse manifests (synth, LibriSpeech, Libri-Light, folder, Shar).
+"""``smx prepare``: corpora to Lhotse manifests (synth, LibriSpeech, Libri-Light, folder,
+VoxCeleb1, SLURP, IEMOCAP, Shar).
 
 Every command prints a summary table and where its outputs went. User mistakes (a missing
 espeak-ng or corpus folder, a bad config, too many unusable files) end with one sentence on
@@ -221,6 +222,125 @@ def folder(
         speaker_from=speaker_from,
     )
     _report(summary, out)
+
+
+def _report_reasons(out: Path) -> None:
+    """Print how many items were left out or skipped for each kind of reason."""
+    import json
+
+    reasons = json.loads((out / "report.json").read_text(encoding="utf-8"))["skip_reasons"]
+    if reasons:
+        counts = "; ".join(f"{reason}: {count}" for reason, count in reasons.items())
+        out_console.print(f"left out or skipped: {counts}", markup=False)
+
+
+@prepare_app.command("voxceleb")
+def voxceleb(
+    corpus_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="The VoxCeleb1 folder: vox1_dev_wav/wav/<speaker>/<video>/<utt>.wav, "
+            "vox1_test_wav/wav/... and the trial list veri_test2.txt."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Corpus folder to write.")] = Path("data/voxceleb"),
+    trials: Annotated[
+        Path | None,
+        typer.Option(
+            help="The VoxCeleb1-O trial list ('<1|0> <spk>/<video>/<utt>.wav "
+            "<spk>/<video>/<utt>.wav' lines; default: CORPUS_DIR/veri_test2.txt)."
+        ),
+    ] = None,
+    dev_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of each dev speaker's utterances that forms 'dev' "
+            "(default: smx.data.voxceleb.DEV_FRACTION, a tenth)."
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    workers: Annotated[int, typer.Option(help="Processes for audio checks (0 = all).")] = 0,
+) -> None:
+    """Prepare VoxCeleb1 for speaker verification through Lhotse's VoxCeleb recipe.
+
+    The dev speakers form train and dev, the test speakers the heldout split; the trial
+    list becomes trials.txt (trials whose audio is missing or unusable are left out and
+    listed in report.json).
+
+    Example: smx prepare voxceleb /corpora/VoxCeleb1 --out data/voxceleb
+    """
+    from smx.data.voxceleb import prepare_voxceleb
+
+    data = _data_cfg(config)
+    summary = _run(prepare_voxceleb, corpus_dir, out, data, trials, dev_fraction, workers)
+    _report(summary, out)
+    _report_reasons(out)
+    out_console.print(f"verification trials in {out / 'trials.txt'}", markup=False)
+
+
+@prepare_app.command("slurp")
+def slurp(
+    corpus_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="The SLURP folder: dataset/slurp/{train,devel,test}.jsonl and audio/slurp_real/."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Corpus folder to write.")] = Path("data/slurp"),
+    synthetic: Annotated[
+        bool,
+        typer.Option(
+            help="Add train_synthetic.jsonl with audio/slurp_synth/ to the training split."
+        ),
+    ] = False,
+    config: ConfigOpt = None,
+    workers: Annotated[int, typer.Option(help="Processes for audio checks (0 = all).")] = 0,
+) -> None:
+    """Prepare SLURP for intent classification (intent = <scenario>_<action>).
+
+    Splits as published: train, dev (devel), test; every recording of a line is an item.
+
+    Example: smx prepare slurp /corpora/slurp --out data/slurp
+    """
+    from smx.data.slurp import prepare_slurp
+
+    data = _data_cfg(config)
+    summary = _run(prepare_slurp, corpus_dir, out, data, synthetic, workers)
+    _report(summary, out)
+    _report_reasons(out)
+
+
+@prepare_app.command("iemocap")
+def iemocap(
+    corpus_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="The IEMOCAP_full_release folder: Session1-5 with sentences/wav and "
+            "dialog/EmoEvaluation (and dialog/transcriptions)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Corpus folder to write.")] = Path("data/iemocap"),
+    sessions: Annotated[
+        str, typer.Option(help="Sessions to use, separated by commas (one of 1-3 is needed).")
+    ] = "1,2,3,4,5",
+    config: ConfigOpt = None,
+    workers: Annotated[int, typer.Option(help="Processes for audio checks (0 = all).")] = 0,
+) -> None:
+    """Prepare IEMOCAP's 4 emotion classes (neutral, happy with excited, sad, angry).
+
+    Sessions 1-3 form train, 4 dev, 5 test; each utterance keeps its session so that
+    probes can run leave-one-session-out. Utterances with other labels are left out and
+    counted.
+
+    Example: smx prepare iemocap /corpora/IEMOCAP_full_release --out data/iemocap
+    """
+    from smx.data.iemocap import parse_sessions, prepare_iemocap
+
+    data = _data_cfg(config)
+    chosen = _run(parse_sessions, sessions)
+    summary = _run(prepare_iemocap, corpus_dir, out, data, chosen, workers)
+    _report(summary, out)
+    _report_reasons(out)
 
 
 @prepare_app.command("shar")
