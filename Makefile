@@ -24,6 +24,7 @@ demo: setup
 	@echo "[demo] outputs: corpus data/, configs resolved/<variant>/, encoders models/<variant>/, metrics/ and plots/"
 	@echo "[demo]          (dvc metrics show; dvc plots show), checkpoints ray_results/"
 	@echo "[demo] compare the runs in MLflow: make ui   (then open http://127.0.0.1:5000)"
+	@echo "[demo] each encoder is a registered MLflow model: models:/smx-<variant>@latest (see models/<variant>/registry.json)"
 
 # Tests run in 2 worker processes (pytest-xdist; tests/conftest.py says which tests share one),
 # each with single-threaded torch so that together they do not oversubscribe 2 cores.

@@ -83,3 +83,6 @@ def run(args: argparse.Namespace) -> None:
         f"{STAGE}: MLflow experiment {params.tracking.experiment!r} at {uri}: parent runs "
         f"{parents}; report run {runs['report']}; browse with: make ui"
     )
+    for v in study.variants:
+        uri_v = study.pretrain[v].model_uri or "not logged"
+        print(f"{STAGE}: the {v} encoder as an MLflow model: {uri_v}")

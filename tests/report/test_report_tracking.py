@@ -118,6 +118,7 @@ def test_the_stage_against_a_real_server(
     assert f"wrote {out / 'report.md'} and {out / 'summary.json'}" in printed
     assert str(out / "figures" / "downstream.png") in printed
     assert "browse with: make ui" in printed
+    assert "report: the mhsa encoder as an MLflow model: models:/smx-mhsa/3" in printed
     client = MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("smx-report-server").experiment_id
     parents = client.search_runs([experiment], "tags.`smx.role` = 'variant'")
