@@ -59,7 +59,7 @@ from smx.data.text import CharVocab
 SPLITS = ("train", "dev", "test", "heldout")
 MARKER = "COMPLETE.json"
 STATE = ".smx_prepare.json"  # what the run in progress is making (resume / start over)
-CLASS_FIELDS = ("intent", "style", "noise", "subset", "part")
+CLASS_FIELDS = ("intent", "style", "emotion", "noise", "subset", "part")
 OWN_OUTPUTS = ("audio", "repaired", "shar", ".staging")
 
 
