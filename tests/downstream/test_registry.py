@@ -191,6 +191,13 @@ def test_a_model_of_another_format_or_not_smx_is_refused(
     client.log_artifact(run_id, str(encoder_file), "plain")
     with pytest.raises(ProbeError, match="is not an smx encoder model"):
         load_upstream(f"runs:/{run_id}/plain", tracking_uri=mlflow_server)
+    other = tmp_path / "other"
+    other.mkdir()
+    flavors = "flavors:\n  python_function:\n    loader_module: other.models\n    data: data\n"
+    (other / "MLmodel").write_text(flavors)
+    client.log_artifacts(run_id, str(other), "other")
+    with pytest.raises(ProbeError, match=r"its MLmodel names loader module 'other\.models'"):
+        load_upstream(f"runs:/{run_id}/other", tracking_uri=mlflow_server)
 
 
 REQUIREMENTS_PROBE = """
