@@ -12,11 +12,20 @@ and dynamic chunk training"):
 
 Padded frames (``pad_mask`` False) are zeroed before the convolution, so they never reach
 real frames, and the modules zero their outputs there.
+
+Offline, the ``(k-1)/2`` frames beyond each end of an utterance are zeros
+(``padding="zeros"``) or the utterance's own frames mirrored at that end, the edge frame not
+repeated (``padding="reflect"``, SpeechBrain's ``Conv1d``, which the Branchformer's CSGU
+uses): each row of a padded batch is reflected at its own last real frame, so it gives what
+the utterance alone gives. The chunked and step modes always fill with zeros: a chunk's
+future is unknown, and the dynamic chunk convolution masks it with zeros whatever the
+offline padding.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +34,42 @@ from torch import nn
 from smx.nn.activations import ActivationName
 from smx.nn.activations import activation as make_activation
 from smx.nn.base import check_chunking, check_mixer_input
+
+ConvPadding = Literal["zeros", "reflect"]
+
+
+def reflect_index(lengths: torch.Tensor, length: int, context: int) -> torch.Tensor:
+    """Where each frame of a row padded by ``context`` frames on both sides comes from.
+
+    Position ``t`` in ``[-p, T + p)`` of row ``b`` (``p = context``, ``L = lengths[b]``) reads
+    frame ``|t|`` mirrored again at ``L - 1``: ``-1 -> 1``, ``L -> L - 2`` (the edge frame is
+    not repeated, as ``F.pad(mode="reflect")`` of the row alone). The result is clamped into
+    ``[0, max(L - 1, 0)]``, so rows shorter than ``p + 1`` frames (which ``F.pad`` refuses)
+    and the positions past ``L + p`` (whose outputs are padding) still read a real frame.
+
+    Arguments
+    ---------
+    lengths : torch.Tensor
+        ``[B]`` real frames per row.
+    length : int
+        ``T``, the padded length.
+    context : int
+        ``p``, frames added on each side.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, T + 2p]`` long, on the device of ``lengths``.
+
+    Example
+    -------
+    >>> reflect_index(torch.tensor([4, 3]), 4, 2).tolist()
+    [[2, 1, 0, 1, 2, 3, 2, 1], [2, 1, 0, 1, 2, 1, 0, 0]]
+    """
+    time = torch.arange(-context, length + context, device=lengths.device).abs()  # [T + 2p]
+    last = (lengths - 1).clamp(min=0)[:, None]  # [B, 1]
+    mirrored = torch.where(time[None, :] > last, 2 * last - time[None, :], time[None, :])
+    return torch.minimum(mirrored.clamp(min=0), last)  # [B, T + 2p]
 
 
 def _check_kernel_size(kernel_size: int, name: str) -> None:
@@ -45,6 +90,9 @@ class DepthwiseConv1d(nn.Module):
         Odd kernel width ``k``; the left context cached for streaming is ``(k-1)/2`` frames.
     bias : bool
         Learn a per-channel bias.
+    padding : str
+        Offline padding beyond each utterance's ends: ``"zeros"`` or ``"reflect"`` (see the
+        module docstring; the chunked and step modes use zeros).
 
     Example
     -------
@@ -59,11 +107,18 @@ class DepthwiseConv1d(nn.Module):
     True
     """
 
-    def __init__(self, channels: int, kernel_size: int, bias: bool = True) -> None:
+    def __init__(
+        self, channels: int, kernel_size: int, bias: bool = True, padding: ConvPadding = "zeros"
+    ) -> None:
         super().__init__()
         _check_kernel_size(kernel_size, type(self).__name__)
+        if padding not in ("zeros", "reflect"):
+            raise ValueError(
+                f"{type(self).__name__}: padding must be 'zeros' or 'reflect', got {padding!r}"
+            )
         self.channels = channels
         self.kernel_size = kernel_size
+        self.padding = padding
         self.context = (kernel_size - 1) // 2
         self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, bias=bias)
 
@@ -74,8 +129,12 @@ class DepthwiseConv1d(nn.Module):
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         """Offline convolution: ``x [B, T, C]``, ``pad_mask [B, T]`` -> ``[B, T, C]``."""
         check_mixer_input(x, pad_mask, self.channels, type(self).__name__)
-        x = x.masked_fill(~pad_mask[..., None], 0.0).transpose(1, 2)  # [B, C, T]
-        x = F.pad(x, (self.context, self.context))  # [B, C, T + k - 1]
+        x = x.masked_fill(~pad_mask[..., None], 0.0)  # [B, T, C]
+        if self.padding == "reflect":
+            index = reflect_index(pad_mask.sum(1), x.shape[1], self.context)  # [B, T + k - 1]
+            x = x.gather(1, index[..., None].expand(-1, -1, self.channels))  # [B, T + k - 1, C]
+            return self._convolve(x.transpose(1, 2)).transpose(1, 2)  # [B, T, C]
+        x = F.pad(x.transpose(1, 2), (self.context, self.context))  # [B, C, T + k - 1]
         return self._convolve(x).transpose(1, 2)  # [B, T, C]
 
     def forward_chunked(
@@ -225,6 +284,9 @@ class CSGU(nn.Module):
         Odd depthwise kernel width (31 in SpeechBrain's recipes).
     dropout : float
         Dropout on the gated output.
+    padding : str
+        Offline padding of the depthwise convolution, ``"zeros"`` or ``"reflect"``
+        (SpeechBrain's CSGU reflects; see :class:`DepthwiseConv1d`).
 
     Example
     -------
@@ -233,7 +295,13 @@ class CSGU(nn.Module):
     torch.Size([2, 5, 4])
     """
 
-    def __init__(self, channels: int, kernel_size: int = 31, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 31,
+        dropout: float = 0.0,
+        padding: ConvPadding = "zeros",
+    ) -> None:
         super().__init__()
         _check_kernel_size(kernel_size, type(self).__name__)
         if channels % 2:
@@ -241,7 +309,7 @@ class CSGU(nn.Module):
         self.channels = channels
         half = channels // 2
         self.norm = nn.LayerNorm(half)
-        self.conv = DepthwiseConv1d(half, kernel_size)
+        self.conv = DepthwiseConv1d(half, kernel_size, padding=padding)
         nn.init.ones_(self.conv.conv.bias)
         self.dropout = nn.Dropout(dropout)
 

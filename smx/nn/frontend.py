@@ -1,8 +1,9 @@
 """Front-ends: log-mel filterbanks from waveforms, then a subsampling network.
 
 * :class:`FbankFrontend`: waveforms -> 80-dim log-mel features (25 ms window, 10 ms hop),
-  computed on the input's device without gradient, normalised per utterance
-  (docs/algorithm.md, "Front-end").
+  computed on the input's device without gradient, normalised per utterance or with global
+  statistics (docs/algorithm.md, "Front-end"); ``style="speechbrain"`` computes SpeechBrain's
+  ``Fbank`` instead of smx's own.
 * :class:`CnnLatentExtractor`: the wav2vec 2.0 "mel_cnn" latent extractor, two valid Conv1d
   over time (strides 2, 1): 10 ms -> 20 ms frames (arXiv 2407.13377).
 * :class:`Conv2dSubsampling`: two stride-2 Conv2d blocks over time and frequency:
@@ -15,16 +16,22 @@ do not depend on how much padding follows them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from itertools import pairwise
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
 from smx.nn.base import lengths_to_mask
+from smx.nn.convolution import ConvPadding, reflect_index
 from smx.nn.means import masked_mean
+
+FbankStyle = Literal["smx", "speechbrain"]
+Normalization = Literal["utterance", "global", "none"]
 
 
 def check_features(feats: torch.Tensor, lengths: torch.Tensor, feat_dim: int, name: str) -> None:
@@ -83,16 +90,111 @@ def _masked_mean_std(
     return mean, (var + eps).sqrt()
 
 
-class FbankFrontend(nn.Module):
-    """Log-mel filterbank features with per-utterance normalisation.
+def speechbrain_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
+    """SpeechBrain's triangular mel filters (its ``Filterbank`` with the defaults of ``Fbank``).
 
-    Power mel spectrogram (Hann window, centred frames, HTK mel scale), ``log`` with a floor
-    of ``1e-10``, then, with ``normalize="utterance"``, mean/variance normalisation of each
-    mel bin over the real frames of each utterance. A row of length ``l`` samples has
-    ``l // hop_length + 1`` frames. The samples after each row's end are replaced by the
-    reflection that a centred STFT of the row alone would use, so a padded row gives exactly
-    the features of the same utterance alone. No parameters; runs under ``torch.no_grad()``
-    in float32 on the input's device.
+    ``n_mels + 2`` points equally spaced on the mel scale ``m(f) = 2595 log10(1 + f / 700)``
+    from 0 to ``sample_rate // 2`` Hz give, for filter ``i``, the centre ``c_i`` (point
+    ``i + 1``) and the half-width ``w_i = c_i - (point i)``; the filter is the *symmetric*
+    triangle ``max(0, 1 - |f - c_i| / w_i)`` over the FFT bin frequencies
+    ``f = linspace(0, sample_rate // 2, n_fft // 2 + 1)``, unnormalised (torchaudio's HTK
+    filters instead end at the next point, so their two sides differ). Computed in float32,
+    as SpeechBrain computes it: the same filters computed in float64 differ by up to 1e-5,
+    which moves the features by about 1e-4 dB.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sampling rate in Hz.
+    n_fft : int
+        FFT size.
+    n_mels : int
+        Number of filters.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[n_fft // 2 + 1, n_mels]`` float32.
+
+    Example
+    -------
+    >>> bank = speechbrain_filterbank(16000, 400, 80)
+    >>> bank.shape, float(bank.max()) <= 1.0, bool((bank.sum(0) > 0).all())
+    (torch.Size([201, 80]), True, True)
+    """
+    top = sample_rate // 2
+    mel_top = 2595.0 * math.log10(1.0 + top / 700.0)
+    points = torch.linspace(0.0, mel_top, n_mels + 2, dtype=torch.float32)  # [M + 2] mel
+    hertz = 700.0 * (10.0 ** (points / 2595.0) - 1.0)  # [M + 2]
+    centre, width = hertz[1:-1], hertz[1:-1] - hertz[:-2]  # [M]
+    freqs = torch.linspace(0.0, float(top), n_fft // 2 + 1, dtype=torch.float32)  # [n_stft]
+    slope = (freqs[:, None] - centre[None, :]).abs() / width[None, :]  # [n_stft, M]
+    return (1.0 - slope).clamp(min=0.0)
+
+
+def decibels(mel: torch.Tensor, pad_mask: torch.Tensor, top_db: float = 80.0) -> torch.Tensor:
+    """``10 log10(max(mel, 1e-10))`` floored ``top_db`` below each utterance's maximum.
+
+    The maximum runs over the real frames (``pad_mask``) and every bin of the utterance, as
+    SpeechBrain's ``Filterbank`` takes it over a sequence alone.
+
+    Arguments
+    ---------
+    mel : torch.Tensor
+        ``[B, T, F]`` mel power.
+    pad_mask : torch.Tensor
+        ``[B, T]`` bool, True = real frame.
+    top_db : float
+        Dynamic range kept below the maximum.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, T, F]`` in dB.
+
+    Example
+    -------
+    >>> mel = torch.tensor([[[1.0, 1e-12], [100.0, 0.1]]])
+    >>> decibels(mel, torch.tensor([[True, True]]), top_db=25.0).tolist()
+    [[[0.0, -5.0], [20.0, -5.0]]]
+    """
+    db = 10.0 * torch.log10(mel.clamp(min=1e-10))  # [B, T, F]
+    peak = db.masked_fill(~pad_mask[..., None], -math.inf).amax(dim=(1, 2))  # [B]
+    floor = (peak - top_db).nan_to_num(neginf=-100.0)  # rows without real frames
+    return torch.maximum(db, floor[:, None, None])
+
+
+def _all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """``values`` summed over the processes of ``torch.distributed`` (itself when alone)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values)
+    return values
+
+
+class FbankFrontend(nn.Module):
+    """Log-mel filterbank features with per-utterance or global normalisation.
+
+    ``style="smx"``: power mel spectrogram (Hann window, centred frames, reflection at the
+    ends, torchaudio's HTK mel filters), ``log`` with a floor of ``1e-10``.
+    ``style="speechbrain"``: what SpeechBrain's ``Fbank`` computes: Hamming window, centred
+    frames with zeros beyond the ends, its triangular filters (:func:`speechbrain_filterbank`),
+    ``10 log10`` with a floor of ``1e-10`` and of 80 dB below the utterance's maximum
+    (:func:`decibels`). Either way a row of length ``l`` samples has ``l // hop_length + 1``
+    frames, and the samples after each row's end are replaced by what the STFT of the row
+    alone would see there (its reflection, or zeros), so a padded row gives exactly the
+    features of the same utterance alone.
+
+    Normalisation of each mel bin, ``(x - mean) / sqrt(var + 1e-5)`` (``smx``) or SpeechBrain's
+    ``(x - mean) / max(sqrt(var), 1e-10)`` (``speechbrain``): ``"utterance"``, mean and
+    variance over the real frames of each utterance; ``"global"``, mean and variance over
+    every real frame of the first
+    ``global_updates`` training batches (accumulated exactly, summed over the processes of a
+    distributed run), then frozen, as BEST-RQ in arXiv 2409.02596; the statistics are
+    buffers of the state dict. Before its first training batch a ``"global"`` front-end
+    normalises each utterance by itself. ``"none"``: the log-mel values. No parameters; runs
+    under ``torch.no_grad()`` in float32 on the input's device.
 
     Arguments
     ---------
@@ -107,7 +209,11 @@ class FbankFrontend(nn.Module):
     hop_length : int
         Hop in samples (10 ms at 16 kHz).
     normalize : str
-        ``"utterance"`` (per-utterance mean/variance) or ``"none"``.
+        ``"utterance"``, ``"global"`` or ``"none"``.
+    style : str
+        ``"smx"`` or ``"speechbrain"`` (see above).
+    global_updates : int
+        Training batches whose statistics a ``"global"`` front-end accumulates.
 
     Example
     -------
@@ -115,6 +221,10 @@ class FbankFrontend(nn.Module):
     >>> feats, frames = fbank(torch.randn(2, 16000), torch.tensor([16000, 8000]))
     >>> feats.shape, frames.tolist(), fbank.output_dim
     (torch.Size([2, 101, 80]), [101, 51], 80)
+    >>> glob = FbankFrontend(normalize="global", global_updates=1).train()
+    >>> _ = glob(torch.randn(2, 16000), torch.tensor([16000, 8000]))  # the one update
+    >>> int(glob.stats_count), int(glob.stats_updates)
+    (152, 1)
     """
 
     def __init__(
@@ -124,45 +234,160 @@ class FbankFrontend(nn.Module):
         n_fft: int = 400,
         win_length: int = 400,
         hop_length: int = 160,
-        normalize: Literal["utterance", "none"] = "utterance",
+        normalize: Normalization = "utterance",
+        style: FbankStyle = "smx",
+        global_updates: int = 1000,
     ) -> None:
         super().__init__()
-        if normalize not in ("utterance", "none"):
+        name = type(self).__name__
+        if normalize not in ("utterance", "global", "none"):
             raise ValueError(
-                f"FbankFrontend: normalize must be 'utterance' or 'none', got {normalize!r}"
+                f"{name}: normalize must be 'utterance', 'global' or 'none', got {normalize!r}"
             )
+        if style not in ("smx", "speechbrain"):
+            raise ValueError(f"{name}: style must be 'smx' or 'speechbrain', got {style!r}")
         if win_length > n_fft:
-            raise ValueError(
-                f"FbankFrontend: win_length={win_length} must not exceed n_fft={n_fft}"
-            )
+            raise ValueError(f"{name}: win_length={win_length} must not exceed n_fft={n_fft}")
         self.n_fft, self.win_length, self.hop_length = n_fft, win_length, hop_length
-        self.normalize = normalize
+        self.normalize, self.style = normalize, style
         self.output_dim = n_mels
         self.floor = 1e-10
         self.eps = 1e-5
-        filterbank = torchaudio.functional.melscale_fbanks(
-            n_freqs=n_fft // 2 + 1,
-            f_min=0.0,
-            f_max=sample_rate / 2,
-            n_mels=n_mels,
-            sample_rate=sample_rate,
-            norm=None,
-            mel_scale="htk",
-        )  # [n_fft/2 + 1, n_mels]
+        if style == "smx":
+            window = torch.hann_window(win_length)
+            filterbank = torchaudio.functional.melscale_fbanks(
+                n_freqs=n_fft // 2 + 1,
+                f_min=0.0,
+                f_max=sample_rate / 2,
+                n_mels=n_mels,
+                sample_rate=sample_rate,
+                norm=None,
+                mel_scale="htk",
+            )  # [n_fft/2 + 1, n_mels]
+        else:
+            window = torch.hamming_window(win_length)
+            filterbank = speechbrain_filterbank(sample_rate, n_fft, n_mels)
         # derived constants: not saved in checkpoints
-        self.register_buffer("window", torch.hann_window(win_length), persistent=False)
+        self.register_buffer("window", window, persistent=False)
         self.register_buffer("filterbank", filterbank, persistent=False)
+        if normalize == "global":
+            self._init_global_stats(n_mels, global_updates)
+
+    def _init_global_stats(self, n_mels: int, updates: int) -> None:
+        """Buffers of the global statistics: frames, mean and variance per bin, batches seen."""
+        if not isinstance(updates, int) or updates < 1:
+            raise ValueError(
+                f"{type(self).__name__}: global_updates must be an integer >= 1, got {updates!r}"
+            )
+        self.global_updates = updates
+        self.register_buffer("stats_count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("stats_mean", torch.zeros(n_mels, dtype=torch.float64))
+        self.register_buffer("stats_var", torch.ones(n_mels, dtype=torch.float64))
+        self.register_buffer("stats_updates", torch.zeros((), dtype=torch.long))
 
     def output_lengths(self, samples: torch.Tensor) -> torch.Tensor:
         """Frames per row for ``samples [B]`` samples: ``samples // hop_length + 1``."""
         return torch.div(samples, self.hop_length, rounding_mode="floor") + 1
 
-    def _reflect_tails(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Replace the samples after each row's end by the row's reflection at its end."""
+    def _fill_tails(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Replace the samples after each row's end by what the row alone would have there.
+
+        ``smx``: the row's reflection at its end (the STFT pads by reflection); ``speechbrain``:
+        zeros (its STFT pads with zeros).
+        """
         time = torch.arange(waveforms.shape[1], device=waveforms.device)[None, :]  # [1, S]
         last = (lengths - 1)[:, None]  # [B, 1]
+        if self.style == "speechbrain":
+            return waveforms.masked_fill(time > last, 0.0)  # [B, S]
         source = torch.where(time <= last, time, 2 * last - time).clamp(min=0)  # [B, S]
         return waveforms.gather(1, source)  # [B, S]
+
+    def set_global_stats(self, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
+        """Install global statistics (e.g. imported ones) and freeze them.
+
+        Arguments
+        ---------
+        mean, var : torch.Tensor
+            ``[n_mels]`` mean and (biased) variance of each bin.
+        count : float
+            Frames they summarise (> 0).
+        """
+        name = type(self).__name__
+        if self.normalize != "global":
+            raise ValueError(f"{name}: set_global_stats needs normalize='global'")
+        shape = (self.output_dim,)
+        if tuple(mean.shape) != shape or tuple(var.shape) != shape or not count > 0:
+            raise ValueError(
+                f"{name}: global statistics need mean and var of shape {list(shape)} and a "
+                f"positive count, got {list(mean.shape)}, {list(var.shape)}, {count}"
+            )
+        self.stats_mean.copy_(mean)
+        self.stats_var.copy_(var)
+        self.stats_count.fill_(float(count))
+        self.stats_updates.fill_(self.global_updates)
+
+    def _update_global_stats(self, feats: torch.Tensor, pad_mask: torch.Tensor) -> None:
+        """Fold the real frames of a batch into the global statistics (exactly, in float64)."""
+        keep = pad_mask[..., None]  # [B, T, 1]
+        values = feats.double().masked_fill(~keep, 0.0)  # [B, T, F]
+        sums = torch.cat(
+            [keep.sum().double()[None], values.sum((0, 1)), values.square().sum((0, 1))]
+        )  # [1 + 2F]: frames, sum, sum of squares
+        count, total, squares = _all_reduce_sum(sums).split([1, self.output_dim, self.output_dim])
+        self.stats_updates.add_(1)
+        if float(count) == 0:
+            return
+        mean = total / count  # [F]
+        spread = (squares - count * mean.square()).clamp(min=0.0)  # [F] sum of squared deviations
+        seen = self.stats_count
+        both = seen + count
+        delta = mean - self.stats_mean  # [F]
+        self.stats_var.copy_(
+            (self.stats_var * seen + spread + delta.square() * seen * count / both) / both
+        )
+        self.stats_mean.add_(delta * count / both)
+        self.stats_count.copy_(both.squeeze())
+
+    def _deviation(self, var: torch.Tensor) -> torch.Tensor:
+        """Standard deviation from a variance: ``sqrt(var + 1e-5)`` (smx), or SpeechBrain's
+        ``max(sqrt(var), 1e-10)`` (its ``InputNormalization``)."""
+        if self.style == "smx":
+            return (var + self.eps).sqrt()
+        return var.sqrt().clamp(min=1e-10)
+
+    def _normalise(self, feats: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        """Apply the configured normalisation to ``feats [B, T, F]`` (log-mel)."""
+        if self.normalize == "none":
+            return feats
+        if self.normalize == "global":
+            if self.training and int(self.stats_updates) < self.global_updates:
+                self._update_global_stats(feats, pad_mask)
+            if float(self.stats_count) > 0:
+                std = self._deviation(self.stats_var)  # [F]
+                return ((feats - self.stats_mean) / std).float()
+        mean = masked_mean(feats, pad_mask, keepdim=True)  # [B, 1, n_mels]
+        var = masked_mean((feats - mean).square(), pad_mask, keepdim=True)
+        return (feats - mean) / self._deviation(var)
+
+    def _log_mel(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Log-mel features ``[B, T, n_mels]`` of padded float32 ``waveforms [B, S]``."""
+        wav = self._fill_tails(waveforms, lengths)  # [B, S]
+        spec = torch.stft(
+            wav,
+            self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=self.window.to(wav.device),
+            center=True,
+            pad_mode="reflect" if self.style == "smx" else "constant",
+            return_complex=True,
+        )  # [B, n_fft/2 + 1, T]
+        power = spec.real.square() + spec.imag.square()  # [B, n_fft/2 + 1, T]
+        mel = power.transpose(1, 2) @ self.filterbank.to(wav.device)  # [B, T, n_mels]
+        if self.style == "smx":
+            return mel.clamp(min=self.floor).log()  # [B, T, n_mels]
+        pad_mask = lengths_to_mask(self.output_lengths(lengths), mel.shape[1])  # [B, T]
+        return decibels(mel, pad_mask)
 
     def forward(
         self, waveforms: torch.Tensor, lengths: torch.Tensor
@@ -196,24 +421,9 @@ class FbankFrontend(nn.Module):
         lengths = lengths.to(waveforms.device)
         frames = self.output_lengths(lengths)  # [B]
         with torch.no_grad(), torch.autocast(waveforms.device.type, enabled=False):
-            wav = self._reflect_tails(waveforms.float(), lengths)  # [B, S]
-            spec = torch.stft(
-                wav,
-                self.n_fft,
-                hop_length=self.hop_length,
-                win_length=self.win_length,
-                window=self.window.to(wav.device),
-                center=True,
-                pad_mode="reflect",
-                return_complex=True,
-            )  # [B, n_fft/2 + 1, T]
-            power = spec.real.square() + spec.imag.square()  # [B, n_fft/2 + 1, T]
-            mel = power.transpose(1, 2) @ self.filterbank.to(wav.device)  # [B, T, n_mels]
-            feats = mel.clamp(min=self.floor).log()  # [B, T, n_mels]
+            feats = self._log_mel(waveforms.float(), lengths)  # [B, T, n_mels]
             pad_mask = lengths_to_mask(frames, feats.shape[1])  # [B, T]
-            if self.normalize == "utterance":
-                mean, std = _masked_mean_std(feats, pad_mask, self.eps)  # [B, 1, n_mels]
-                feats = (feats - mean) / std
+            feats = self._normalise(feats, pad_mask)
             feats = feats.masked_fill(~pad_mask[..., None], 0.0)
         return feats, frames
 
@@ -313,12 +523,16 @@ class Conv2dSubsampling(nn.Module):
     by a Linear to ``out_dim``. Time and frequency shrink as ``n -> (n - 1) // 2 + 1`` per
     block (for odd k), so two blocks give ``ceil(ceil(T/2)/2)`` frames of 40 ms from 10 ms
     input. SpeechBrain's BEST-RQ recipe uses channels (128, 32), its supervised recipes
-    (64, 32); SpeechBrain's convolution pads with reflection, this one with zeros.
+    (64, 32).
 
-    Padding: padded input frames are zeroed, and so are the padded frames after each block,
-    so the frames just past an utterance's end look exactly like the zero 'same' padding of
-    the utterance alone; real outputs therefore never depend on how much padding follows,
-    whether or not the real length is a multiple of 4.
+    Padding: ``"zeros"`` pads time and frequency with zeros; ``"reflect"`` mirrors them at
+    their ends (the edge not repeated), as SpeechBrain's ``Conv2d`` does. Padded input
+    frames are zeroed, and so are the padded frames after each block, and with ``"reflect"``
+    each row is mirrored at its own last real frame, so the frames just past an utterance's
+    end look exactly like the padding of the utterance alone; real outputs therefore never
+    depend on how much padding follows, whether or not the real length is a multiple of 4.
+    SpeechBrain's Conv2d weight ``[C_out, C_in, k_freq, k_time]`` is this one's
+    ``[C_out, C_in, k_time, k_freq]`` transposed.
 
     Arguments
     ---------
@@ -332,6 +546,8 @@ class Conv2dSubsampling(nn.Module):
         Size of the final Linear projection; None = no projection (``C·F'`` features).
     dropout : float
         Dropout after each block's activation (0.1 in SpeechBrain's recipes).
+    padding : str
+        ``"zeros"`` or ``"reflect"`` (see above).
 
     Example
     -------
@@ -348,8 +564,13 @@ class Conv2dSubsampling(nn.Module):
         kernel_size: int = 3,
         out_dim: int | None = None,
         dropout: float = 0.0,
+        padding: ConvPadding = "zeros",
     ) -> None:
         super().__init__()
+        if padding not in ("zeros", "reflect"):
+            raise ValueError(
+                f"Conv2dSubsampling: padding must be 'zeros' or 'reflect', got {padding!r}"
+            )
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(
                 f"Conv2dSubsampling: kernel_size must be an odd integer >= 1, got {kernel_size}"
@@ -359,9 +580,11 @@ class Conv2dSubsampling(nn.Module):
         self.in_dim = in_dim
         self.kernel_size = kernel_size
         self.num_blocks = len(channels)
+        self.padding = padding
         sizes = [1, *channels]
+        built_in = kernel_size // 2 if padding == "zeros" else 0  # reflect: see _reflect
         self.convs = nn.ModuleList(
-            nn.Conv2d(c_in, c_out, kernel_size, stride=2, padding=kernel_size // 2)
+            nn.Conv2d(c_in, c_out, kernel_size, stride=2, padding=built_in)
             for c_in, c_out in pairwise(sizes)
         )
         freqs = []  # F' after each block
@@ -386,6 +609,15 @@ class Conv2dSubsampling(nn.Module):
         """Output size of one block along an axis of size ``n``."""
         return (n + 2 * (self.kernel_size // 2) - self.kernel_size) // 2 + 1
 
+    def _reflect(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``x [B, C, T, F]`` mirrored by ``k // 2`` frames and bins at both ends of each
+        row's real frames and of the frequencies -> ``[B, C, T + k - 1, F + k - 1]``."""
+        context = self.kernel_size // 2
+        batch, channels, time, freq = x.shape
+        index = reflect_index(lengths, time, context)  # [B, T + k - 1]
+        x = x.gather(2, index[:, None, :, None].expand(batch, channels, -1, freq))
+        return F.pad(x, (context, context, 0, 0), mode="reflect")  # [B, C, T + k - 1, F + k - 1]
+
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Output frames for ``lengths [B]`` input frames: ``(n - 1) // 2 + 1`` per block."""
         for _ in range(self.num_blocks):
@@ -401,7 +633,10 @@ class Conv2dSubsampling(nn.Module):
         pad_mask = lengths_to_mask(lengths, feats.shape[1])  # [B, T]
         x = feats.masked_fill(~pad_mask[..., None], 0.0)[..., None]  # [B, T, F, 1]
         for conv, norm in zip(self.convs, self.norms, strict=True):
-            x = conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # [B, T', F', C]
+            x = x.permute(0, 3, 1, 2)  # [B, C, T, F]
+            if self.padding == "reflect":
+                x = self._reflect(x, lengths)
+            x = conv(x).permute(0, 2, 3, 1)  # [B, T', F', C]
             lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
             pad_mask = lengths_to_mask(lengths.clamp(min=0), x.shape[1])  # [B, T']
             x = self.dropout(self.activation(norm(x)))

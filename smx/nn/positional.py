@@ -4,6 +4,11 @@ Position ``p`` (any integer, negative included) is encoded as in "Attention is a
 need": ``e[2i] = sin(p * w_i)``, ``e[2i + 1] = cos(p * w_i)`` with ``w_i = 10000^(-2i / D)``.
 Angles are computed in float64 and cast at the end, so far positions keep their precision.
 There is no maximum length.
+
+Relative encodings come in two kinds: *signed* (the distance ``d = i - j`` itself, so a key
+in the past and one as far in the future get different encodings) and *symmetric* (the
+absolute distance ``|i - j|``, the same for past and future, as SpeechBrain's
+``RelPosEncXL`` computes; an imported SpeechBrain relpos model needs it).
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ def relative_sinusoidal_positions(
     d_model: int,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
+    symmetric: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Encodings of every query-key distance, and where each pair finds its row.
 
@@ -104,7 +110,8 @@ def relative_sinusoidal_positions(
     step the keys are the cache followed by the chunk). Query ``i`` sits at key position
     ``Tk - Tq + i``, so its distance to key ``j`` is ``d = Tk - Tq + i - j``, from
     ``-(Tq - 1)`` to ``Tk - 1``. Row ``r`` of the table encodes ``d = r - (Tq - 1)``;
-    ``index[i, j] = Tk - 1 + i - j`` is the row of the pair ``(i, j)``.
+    ``index[i, j] = Tk - 1 + i - j`` is the row of the pair ``(i, j)``. With ``symmetric``
+    row ``r`` encodes ``|d|`` instead (same rows, same index).
 
     Arguments
     ---------
@@ -116,6 +123,8 @@ def relative_sinusoidal_positions(
         Embedding size ``D``.
     device, dtype
         Of the table (the index is ``long`` on ``device``).
+    symmetric : bool
+        Encode the absolute distance ``|d|`` (past and future alike) instead of ``d``.
 
     Returns
     -------
@@ -129,6 +138,9 @@ def relative_sinusoidal_positions(
     (torch.Size([4, 4]), [[2, 1, 0], [3, 2, 1]])
     >>> torch.equal(table[index[1, 0]], sinusoidal_positions(1, 4, offset=2)[0])  # d = 2 - 0
     True
+    >>> mirrored, _ = relative_sinusoidal_positions(2, 3, 4, symmetric=True)
+    >>> torch.equal(mirrored[0], mirrored[2]), torch.equal(table[0], table[2])  # d = -1, +1
+    (True, False)
     """
     if not 1 <= query_length <= key_length:
         raise ValueError(
@@ -136,6 +148,8 @@ def relative_sinusoidal_positions(
             f"got query_length={query_length}, key_length={key_length}"
         )
     distances = torch.arange(-(query_length - 1), key_length, device=device)  # [Tq + Tk - 1]
+    if symmetric:
+        distances = distances.abs()
     table = sinusoidal_embedding(distances, d_model, dtype)  # [Tq + Tk - 1, D]
     query = torch.arange(query_length, device=device)[:, None]  # [Tq, 1]
     key = torch.arange(key_length, device=device)[None, :]  # [1, Tk]

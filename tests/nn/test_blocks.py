@@ -166,6 +166,44 @@ def test_csgu_equation_and_bias_init() -> None:
     torch.testing.assert_close(csgu(x, full), x[..., :4] * z.transpose(1, 2))
 
 
+@pytest.mark.parametrize("length", [9, 6, 3])
+def test_reflect_padding_mirrors_each_utterance_at_its_own_end(length: int) -> None:
+    conv = DepthwiseConv1d(4, 5, padding="reflect")
+    x, pad_mask = torch.randn(2, 9, 4), lengths_to_mask(torch.tensor([9, length]), 9)
+    xg, mg = with_garbage(x, pad_mask, 3)
+    y = conv(xg, mg)[:, :9]
+    for row, n in enumerate((9, length)):
+        alone = F.pad(x[row, :n].T[None], (2, 2), mode="reflect")  # [1, C, n + 4]
+        expected = F.conv1d(alone, conv.conv.weight, conv.conv.bias, groups=4)[0].T
+        torch.testing.assert_close(y[row, :n], expected)
+    # a one-frame utterance (F.pad refuses it) reads its frame on both sides
+    one = conv(x[:1, :1], torch.ones(1, 1, dtype=torch.bool))
+    expected = x[0, 0] * conv.conv.weight.sum((1, 2)) + conv.conv.bias
+    torch.testing.assert_close(one[0, 0], expected)
+    # the chunked modes fill with zeros whatever the offline padding
+    zeros = DepthwiseConv1d(4, 5)
+    zeros.load_state_dict(conv.state_dict())
+    torch.testing.assert_close(
+        conv.forward_chunked(x, pad_mask, 4), zeros.forward_chunked(x, pad_mask, 4)
+    )
+
+
+def test_branchformer_reflect_streams_like_its_chunked_mode() -> None:
+    block = BranchformerBlock(D, MeanMixer(D), csgu_units=24, kernel_size=5, dropout=0.0,
+                              conv_padding="reflect")  # fmt: skip
+    assert block.csgu.conv.padding == "reflect"
+    x, pad_mask = batch(12, (12, 7))
+    expected = block.forward_chunked(x, pad_mask, 4, None)
+    state = block.init_state(2, x.device, x.dtype)
+    outs = []
+    for start in range(0, 12, 4):
+        y, state = block.forward_step(
+            x[:, start : start + 4], pad_mask[:, start : start + 4], state, None
+        )
+        outs.append(y)
+    torch.testing.assert_close(torch.cat(outs, 1), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_conv_errors() -> None:
     with pytest.raises(ValueError, match="kernel_size must be an odd"):
         ConvModule(D, kernel_size=4)
@@ -173,6 +211,8 @@ def test_conv_errors() -> None:
         CSGU(8, kernel_size=2)
     with pytest.raises(ValueError, match="channels must be even"):
         CSGU(7)
+    with pytest.raises(ValueError, match="padding must be 'zeros' or 'reflect'"):
+        DepthwiseConv1d(4, 3, padding="circular")  # type: ignore[arg-type]
     conv = ConvModule(D, kernel_size=3)
     x, pad_mask = batch()
     with pytest.raises(ValueError, match="chunk_size"):

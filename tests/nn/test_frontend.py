@@ -86,7 +86,9 @@ def test_fbank_no_grad_and_errors() -> None:
     with pytest.raises(ValueError, match="integer"):
         fbank(torch.randn(2, 1000), torch.tensor([1000.0, 10.0]))
     with pytest.raises(ValueError, match="normalize"):
-        FbankFrontend(normalize="global")  # type: ignore[arg-type]
+        FbankFrontend(normalize="batch")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="style"):
+        FbankFrontend(style="kaldi")  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------
@@ -208,3 +210,79 @@ def test_conv2d_keeps_the_level_across_frequencies() -> None:
     lower = (slice(None), slice(1, 3), slice(1, 3))
     assert float(out_tilted[upper].mean()) != pytest.approx(float(out_tilted[lower].mean()))
     assert sub.norms[0].normalized_shape == (8, 4)
+
+
+# ----------------------------------------------------------------------------------------
+# SpeechBrain's features, global normalisation, reflection padding
+
+
+def test_speechbrain_fbank_padded_row_equals_utterance_alone() -> None:
+    torch.manual_seed(5)
+    fbank = FbankFrontend(style="speechbrain", normalize="none")
+    lengths = torch.tensor([8000, 5123])
+    wav = pad_with_garbage(torch.randn(2, 8000), lengths, 300)
+    feats, frames = fbank(wav, lengths)
+    alone, _ = fbank(wav[1:, :5123], lengths[1:])
+    torch.testing.assert_close(feats[1, : frames[1]], alone[0, : frames[1]], atol=1e-5, rtol=0)
+    assert float(feats[0, : frames[0]].amax() - feats[0, : frames[0]].amin()) <= 80.0 + 1e-4
+
+
+def test_global_normalisation_accumulates_then_freezes() -> None:
+    torch.manual_seed(6)
+    fbank = FbankFrontend(normalize="global", global_updates=2)
+    assert sorted(fbank.state_dict()) == ["stats_count", "stats_mean", "stats_updates", "stats_var"]
+    raw = FbankFrontend(normalize="none")
+    wavs = [torch.randn(2, 6000), torch.randn(1, 9000), torch.randn(2, 4000)]
+    lengths = [torch.tensor([6000, 3000]), torch.tensor([9000]), torch.tensor([4000, 4000])]
+    fbank.eval()
+    before, frames = fbank(wavs[0], lengths[0])  # no statistics yet: per utterance
+    torch.testing.assert_close(before, FbankFrontend()(wavs[0], lengths[0])[0])
+    fbank.train()
+    seen = []
+    for wav, length in zip(wavs, lengths, strict=True):
+        fbank(wav, length)
+        feats, frames = raw(wav, length)
+        seen += [feats[b, :n] for b, n in enumerate(frames.tolist())]
+    frames_seen = torch.cat(seen[:3]).double()  # the first two batches only
+    assert int(fbank.stats_updates) == 2 and int(fbank.stats_count) == frames_seen.shape[0]
+    torch.testing.assert_close(fbank.stats_mean, frames_seen.mean(0), atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(
+        fbank.stats_var, frames_seen.var(0, unbiased=False), atol=1e-8, rtol=1e-8
+    )
+    fbank.eval()
+    feats, frames = fbank(wavs[2], lengths[2])
+    expected = (raw(wavs[2], lengths[2])[0] - frames_seen.mean(0)) / (
+        frames_seen.var(0, unbiased=False) + 1e-5
+    ).sqrt()
+    torch.testing.assert_close(feats[0], expected[0].float(), atol=1e-5, rtol=1e-5)
+    copy = FbankFrontend(normalize="global", global_updates=2)
+    copy.load_state_dict(fbank.state_dict())
+    torch.testing.assert_close(copy.eval()(wavs[2], lengths[2])[0], feats)
+
+
+def test_imported_global_statistics_are_frozen() -> None:
+    fbank = FbankFrontend(normalize="global", global_updates=5).train()
+    fbank.set_global_stats(
+        torch.zeros(80, dtype=torch.float64), torch.ones(80, dtype=torch.float64), 10
+    )
+    assert int(fbank.stats_updates) == 5
+    fbank(torch.randn(1, 4000), torch.tensor([4000]))
+    assert int(fbank.stats_count) == 10 and not fbank.stats_mean.any()
+    with pytest.raises(ValueError, match=r"mean and var of shape \[80\]"):
+        fbank.set_global_stats(torch.zeros(40), torch.ones(40), 10)
+    with pytest.raises(ValueError, match="needs normalize='global'"):
+        FbankFrontend().set_global_stats(torch.zeros(80), torch.ones(80), 1)
+
+
+def test_conv2d_reflect_padding_invariance() -> None:
+    torch.manual_seed(7)
+    sub = Conv2dSubsampling(80, channels=(8, 4), padding="reflect").eval()
+    lengths = torch.tensor([41, 23, 5])
+    feats = torch.randn(3, 41, 80)
+    out, out_lengths = sub(pad_with_garbage(feats, lengths, 6), lengths)
+    for b, n in enumerate(lengths.tolist()):
+        alone, m = sub(feats[b : b + 1, :n], lengths[b : b + 1])
+        assert m.item() == out_lengths[b].item()
+        torch.testing.assert_close(out[b, : m.item()], alone[0], atol=1e-5, rtol=1e-5)
+        assert not out[b, m.item() :].any()
+    assert list(sub.state_dict()) == list(Conv2dSubsampling(80, channels=(8, 4)).state_dict())

@@ -9,7 +9,7 @@ from smx.nn.activations import ActivationName
 from smx.nn.activations import activation as make_activation
 from smx.nn.base import Mixer
 from smx.nn.blocks.common import Branch, MixerBlock, check_mixer_width
-from smx.nn.convolution import CSGU
+from smx.nn.convolution import CSGU, ConvPadding
 
 
 class BranchformerBlock(MixerBlock):
@@ -44,6 +44,9 @@ class BranchformerBlock(MixerBlock):
         Activation of the cgMLP (and of the merge MLP), GELU by default.
     merge_hidden : int or None
         Hidden size ``H`` of the merge MLP; None = a single Linear.
+    conv_padding : str
+        Offline padding of the CSGU convolution: ``"zeros"`` or ``"reflect"`` (SpeechBrain's;
+        :class:`smx.nn.convolution.DepthwiseConv1d`).
 
     Example
     -------
@@ -65,6 +68,7 @@ class BranchformerBlock(MixerBlock):
         dropout: float = 0.1,
         activation: ActivationName = "gelu",
         merge_hidden: int | None = None,
+        conv_padding: ConvPadding = "zeros",
     ) -> None:
         super().__init__()
         check_mixer_width(mixer, d_model, type(self).__name__)
@@ -74,7 +78,7 @@ class BranchformerBlock(MixerBlock):
         self.mlp_norm = nn.LayerNorm(d_model)
         self.mlp_in = nn.Linear(d_model, csgu_units)
         self.mlp_act = make_activation(activation)
-        self.csgu = CSGU(csgu_units, kernel_size, dropout)
+        self.csgu = CSGU(csgu_units, kernel_size, dropout, padding=conv_padding)
         self.mlp_out = nn.Linear(csgu_units // 2, d_model)
         self.branch_dropout = nn.Dropout(dropout)
         if merge_hidden is None:

@@ -21,7 +21,8 @@ Positions
     ``score_ij = ((q_i + u) . k_j + (q_i + v) . p_{i-j}) / sqrt(d_h)``.
     The positional term is computed against the ``2T - 1`` distinct distances and gathered
     into place (the gather plays the role of XL's ``rel_shift``), then passed to SDPA as a
-    float bias. Extra cost: one more ``[B, H, T, 2T - 1]`` score tensor and a materialised
+    float bias. ``relpos="symmetric"`` encodes ``|i - j|`` instead of ``i - j`` (the same
+    for past and future, as SpeechBrain's ``RelPosEncXL``; :mod:`smx.nn.positional`). Extra cost: one more ``[B, H, T, 2T - 1]`` score tensor and a materialised
     ``[B, H, T, T]`` bias, i.e. about three times the score memory of ``abs``, and SDPA cannot
     use its fused flash kernel with an arbitrary bias.
 
@@ -49,6 +50,7 @@ from smx.nn.base import Mixer, check_chunking, check_mixer_input
 from smx.nn.positional import relative_sinusoidal_positions
 
 PositionScheme = Literal["abs", "relpos"]
+RelativeDistance = Literal["signed", "symmetric"]
 
 
 @dataclass
@@ -137,6 +139,9 @@ class MultiHeadSelfAttention(Mixer):
         Biases of the ``q, k, v`` and output projections.
     pos : str
         ``"abs"`` (no positions inside the module) or ``"relpos"`` (Transformer-XL).
+    relpos : str
+        With ``pos="relpos"``: encode the ``"signed"`` distance ``i - j`` or the
+        ``"symmetric"`` one ``|i - j|``.
 
     Example
     -------
@@ -162,6 +167,7 @@ class MultiHeadSelfAttention(Mixer):
         dropout: float = 0.0,
         bias: bool = True,
         pos: PositionScheme = "abs",
+        relpos: RelativeDistance = "signed",
     ) -> None:
         super().__init__()
         if not isinstance(heads, int) or heads < 1 or d_model % heads:
@@ -173,11 +179,16 @@ class MultiHeadSelfAttention(Mixer):
             raise ValueError(f"MultiHeadSelfAttention: dropout must lie in [0, 1), got {dropout}")
         if pos not in ("abs", "relpos"):
             raise ValueError(f"MultiHeadSelfAttention: pos must be 'abs' or 'relpos', got {pos!r}")
+        if relpos not in ("signed", "symmetric"):
+            raise ValueError(
+                f"MultiHeadSelfAttention: relpos must be 'signed' or 'symmetric', got {relpos!r}"
+            )
         self.d_model = d_model
         self.heads = heads
         self.head_dim = d_model // heads
         self.dropout = dropout
         self.pos = pos
+        self.relpos = relpos
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.out = nn.Linear(d_model, d_model, bias=bias)
         if pos == "relpos":
@@ -198,7 +209,9 @@ class MultiHeadSelfAttention(Mixer):
             nn.init.xavier_uniform_(self.pos_bias_v)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, heads={self.heads}, pos={self.pos!r}"
+        return (
+            f"d_model={self.d_model}, heads={self.heads}, pos={self.pos!r}, relpos={self.relpos!r}"
+        )
 
     # ---- pieces
 
@@ -222,7 +235,12 @@ class MultiHeadSelfAttention(Mixer):
         """
         batch, _, query_length, _ = q.shape
         table, index = relative_sinusoidal_positions(
-            query_length, key_length, self.d_model, device=q.device, dtype=q.dtype
+            query_length,
+            key_length,
+            self.d_model,
+            device=q.device,
+            dtype=q.dtype,
+            symmetric=self.relpos == "symmetric",
         )  # [R, D], [Tq, Tk] with R = Tq + Tk - 1
         p = self.pos_proj(table).view(-1, self.heads, self.head_dim).transpose(0, 1)  # [H,R,dh]
         per_distance = (q + self.pos_bias_v[:, None, :]) @ p.transpose(-1, -2)  # [B, H, Tq, R]
