@@ -28,8 +28,10 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SerializerFunctionWrapHandler,
+    Tag,
     ValidationError,
     model_serializer,
     model_validator,
@@ -511,13 +513,26 @@ class TrainCfg(Section):
         return self
 
 
-TASKS = ("asr", "speaker", "intent", "style")
+TASKS = ("asr", "speaker", "intent", "style", "emotion")
+#: the tasks of ``downstream.tasks`` by default: those the embedded synthetic corpus labels
+DEFAULT_TASKS = ("asr", "speaker", "intent", "style")
 PROBES: dict[str, tuple[str, str]] = {
     "asr": ("bilstm", "conv"),
     "speaker": ("xvector", "ecapa"),
     "intent": ("linear", "bilstm_linear"),
     "style": ("linear", "ecapa"),
+    "emotion": ("linear", "ecapa"),
 }
+#: the utterance labels (a supervision's ``custom`` field) a classification task may read
+CLASS_LABELS = ("intent", "style", "emotion")
+#: the label fields each task may read; the first is its default
+LABELS: dict[str, tuple[str, ...]] = {
+    "asr": ("text",),
+    "speaker": ("speaker",),
+    **{task: (task, *(c for c in CLASS_LABELS if c != task)) for task in CLASS_LABELS},
+}
+#: IEMOCAP's sessions, the folds of a leave-one-session-out probing
+SESSIONS = (1, 2, 3, 4, 5)
 ProbeName = Literal["bilstm", "conv", "xvector", "ecapa", "linear", "bilstm_linear"]
 
 
@@ -579,12 +594,52 @@ class FinetuneCfg(Section):
         return warmup, hold
 
 
+class TaskCfg(Section):
+    """One probing task's data: the prepared corpus, the label it reads, its folds.
+
+    ``folds: session`` probes leave-one-session-out (IEMOCAP: utterances with
+    ``custom["session"]``): one fold per session of ``held_out``, which is the test split;
+    the next remaining session is dev, the others train.
+    """
+
+    #: the prepared corpus (null: ``data.root/data.corpus``)
+    corpus: str | None = None
+    #: the label field (null: the task's default, the first of :data:`LABELS`)
+    label: str | None = None
+    folds: Literal["session"] | None = None
+    held_out: Annotated[list[PositiveInt], Field(min_length=1)] = Field(
+        default_factory=lambda: list(SESSIONS)
+    )
+
+
+def _check_task(name: str, task: TaskCfg) -> None:
+    """FieldProblem when the label is not one of task ``name``'s or a held-out session unknown."""
+    if task.label not in LABELS[name]:
+        raise FieldProblem(
+            f"tasks.{name}.label",
+            f"'{task.label}' is not a label of task '{name}' (choose from "
+            f"{', '.join(LABELS[name])})",
+        )
+    if task.folds is not None and name in ("asr", "speaker"):
+        raise FieldProblem(f"tasks.{name}.folds", f"'{task.folds}' needs a classification task")
+    held = list(task.held_out)
+    if len(set(held)) != len(held) or not set(held) <= set(SESSIONS):
+        raise FieldProblem(f"tasks.{name}.held_out", f"must list distinct sessions 1-5, got {held}")
+
+
+#: ``downstream.tasks``: task names, or task -> :class:`TaskCfg` (a mapping is checked as one)
+TaskList = Annotated[
+    Annotated[list[str], Tag("names")] | Annotated[dict[str, TaskCfg], Tag("mapping")],
+    Discriminator(lambda v: "mapping" if isinstance(v, dict) else "names"),
+]
+
+
 class DownstreamCfg(Section):
     """MP3S-style probing of frozen encoders and CTC fine-tuning."""
 
-    tasks: list[Literal["asr", "speaker", "intent", "style"]] = Field(
-        default_factory=lambda: list(TASKS)
-    )
+    #: the probing tasks: a list of names (each on ``data.root/data.corpus`` with its default
+    #: label) or a mapping ``{task: {corpus, label, folds, held_out}}`` (:class:`TaskCfg`)
+    tasks: TaskList = Field(default_factory=lambda: list(DEFAULT_TASKS))
     seeds: PositiveInt = 3
     epochs: PositiveInt = 20
     #: epochs of the named probes instead of ``epochs``, e.g. ``{linear: 30}``: a pooled
@@ -615,7 +670,29 @@ class DownstreamCfg(Section):
     def _check(self) -> DownstreamCfg:
         if len(set(self.tasks)) != len(self.tasks):
             raise FieldProblem("tasks", "must not repeat a task")
+        for name in self.tasks:
+            if name not in TASKS:
+                raise FieldProblem(
+                    "tasks", f"'{name}' is not a probing task (choose from {', '.join(TASKS)})"
+                )
+            _check_task(name, self.task(name))
         return self
+
+    def task(self, name: str) -> TaskCfg:
+        """The settings of task ``name``, its label filled in (a listed task: all defaults).
+
+        Example
+        -------
+        >>> cfg = DownstreamCfg(tasks={"emotion": {"corpus": "data/iemocap"}})
+        >>> cfg.task("emotion").corpus, cfg.task("emotion").label
+        ('data/iemocap', 'emotion')
+        >>> DownstreamCfg().task("asr").label
+        'text'
+        """
+        found = self.tasks.get(name, TaskCfg()) if isinstance(self.tasks, dict) else TaskCfg()
+        if found.label is None:
+            return found.model_copy(update={"label": LABELS[name][0]})
+        return found
 
     def epochs_of(self, probe: str) -> int:
         """Training epochs of ``probe``.

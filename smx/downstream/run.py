@@ -14,9 +14,17 @@ JSON-ready dict::
 
 ``std`` is the sample standard deviation over seeds (0 for one seed).
 
+A task with ``folds: session`` (``downstream.tasks``) is probed leave-one-session-out: the
+states are extracted once, the probes trained and scored per fold, and each metric's
+``mean``, ``std`` and ``values`` span every fold and seed; each metric adds ``fold_means`` (the
+mean over seeds of each fold) and ``fold_std`` (their sample standard deviation), and the
+result adds ``folds: {by: session, held_out: [...], utterances: [{train, dev, test}, ...]}``
+(its ``utterances`` are summed over the folds).
+
 Metrics per task: ``asr`` WER and CER with greedy decoding and with beam search
 (``wer_beam``, ``cer_beam``); ``speaker`` EER and minDCF (p_target 0.01) of cosine scores
-between held-out speakers; ``intent`` and ``style`` accuracy.
+between held-out speakers (the corpus' ``trials.txt``); ``intent``, ``style`` and
+``emotion`` accuracy.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from smx.downstream.features import extract
 from smx.downstream.fit import Example
 from smx.downstream.jobs import Job, JobResult, Split, run_jobs
 from smx.downstream.plots import plot_layer_weights
-from smx.downstream.tasks import Item, TaskData, check_task, load_task_data
+from smx.downstream.tasks import Item, TaskData, check_task, load_task_data, session_folds
 from smx.downstream.upstream import (
     Upstream,
     fbank_upstream,
@@ -53,6 +61,7 @@ PRIMARY = {
     "speaker": ("eer", "lower"),
     "intent": ("accuracy", "higher"),
     "style": ("accuracy", "higher"),
+    "emotion": ("accuracy", "higher"),
 }
 
 
@@ -172,10 +181,29 @@ def aggregate(
     dict[str, Any]
         ``{metrics: {name: {mean, std, values}}, layer_weights: {mean, std}, best_epoch}``.
     """
-    scores = [score(data, r.outputs, test, cfg.beam_size) for r in runs]
+    return aggregate_folds([(data, runs, test)], cfg, folded=False)
+
+
+#: one fold of a probe on an upstream: the fold's task data, its trainings, its test examples
+Fold = tuple[TaskData, Sequence[JobResult], Sequence[Example]]
+
+
+def aggregate_folds(
+    folds: Sequence[Fold], cfg: DownstreamCfg, folded: bool = True
+) -> dict[str, Any]:
+    """:func:`aggregate` over every fold and seed; ``folded`` adds ``fold_means``, ``fold_std``."""
+    per_fold = [[score(d, r.outputs, test, cfg.beam_size) for r in runs] for d, runs, test in folds]
+    scores = [s for fold in per_fold for s in fold]
+    runs = [r for _, fold_runs, _ in folds for r in fold_runs]
     by_layer = list(zip(*(r.layer_weights for r in runs), strict=True))
+    metrics_out = {k: _spread([s[k] for s in scores]) for k in scores[0]}
+    if folded:
+        for k, entry in metrics_out.items():
+            means = [statistics.fmean(s[k] for s in fold) for fold in per_fold]
+            spread = _spread(means)
+            entry.update(fold_means=spread["values"], fold_std=spread["std"])
     return {
-        "metrics": {k: _spread([s[k] for s in scores]) for k in scores[0]},
+        "metrics": metrics_out,
         "layer_weights": {
             "mean": [round(statistics.fmean(w), 6) for w in by_layer],
             "std": [round(statistics.stdev(w), 6) if len(w) > 1 else 0.0 for w in by_layer],
@@ -250,10 +278,80 @@ def run_probing(
         When a probe is not one of the task's.
     """
     names = _checked_probes(data.task, probes)
+    states = _extract(data.task, upstreams, data.cuts(), params, progress)
+    runs, splits = _train(data, states, upstreams, names, params, progress)
+    return _result(data, names, list(upstreams), runs, splits, params)
+
+
+def run_folds(
+    folds: Sequence[tuple[int, TaskData]],
+    upstreams: dict[str, Upstream],
+    params: Params,
+    probes: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """:func:`run_probing` over session folds: states extracted once, probes trained per fold.
+
+    Arguments
+    ---------
+    folds : Sequence[tuple[int, TaskData]]
+        ``(held-out session, its splits)`` (:func:`smx.downstream.tasks.session_folds`).
+    upstreams, params, probes, progress
+        As in :func:`run_probing`.
+
+    Returns
+    -------
+    dict[str, Any]
+        The result of the module docstring, spread over folds and seeds, with ``folds``.
+    """
+    first = folds[0][1]
+    names = _checked_probes(first.task, probes)
+    cuts = {cut.id: cut for _, data in folds for cut in data.cuts()}
+    states = _extract(first.task, upstreams, list(cuts.values()), params, progress)
+    trained = [_train(data, states, upstreams, names, params, progress) for _, data in folds]
+    result = _result(first, names, list(upstreams), trained[0][0], trained[0][1], params)
     cfg = params.downstream
+    for name in names:
+        for label in upstreams:
+            parts = [
+                (data, runs[name, label], splits[label].test)
+                for (_, data), (runs, splits) in zip(folds, trained, strict=True)
+            ]
+            result["probes"][name][label] = aggregate_folds(parts, cfg)
+    counts = [_utterances(data) for _, data in folds]
+    result["utterances"] = {k: sum(c[k] for c in counts) for k in counts[0]}
+    result["folds"] = {"by": "session", "held_out": [s for s, _ in folds], "utterances": counts}
+    return result
+
+
+def _utterances(data: TaskData) -> dict[str, int]:
+    """Utterances of each split of ``data``."""
+    return {"train": len(data.train), "dev": len(data.dev), "test": len(data.test)}
+
+
+def _extract(
+    task: str,
+    upstreams: dict[str, Upstream],
+    cuts: list[Any],
+    params: Params,
+    progress: Progress | None,
+) -> dict[str, dict[str, torch.Tensor]]:
+    """The hidden states of every upstream for ``cuts``, told to ``progress`` first."""
     if progress:
-        progress(f"{data.task}: hidden states of {', '.join(upstreams)}", 0)
-    states = extract(upstreams, data.cuts(), cfg.max_batch_duration)
+        progress(f"{task}: hidden states of {', '.join(upstreams)}", 0)
+    return extract(upstreams, cuts, params.downstream.max_batch_duration)
+
+
+def _train(
+    data: TaskData,
+    states: dict[str, dict[str, torch.Tensor]],
+    upstreams: dict[str, Upstream],
+    names: Sequence[str],
+    params: Params,
+    progress: Progress | None,
+) -> tuple[dict[tuple[str, str], list[JobResult]], dict[str, Split]]:
+    """Every probe training of ``data`` (upstreams x probes x seeds), by (probe, upstream)."""
+    cfg = params.downstream
     splits = {
         label: Split(*(examples(data, s, feats) for s in (data.train, data.dev, data.test)))
         for label, feats in states.items()
@@ -264,7 +362,7 @@ def run_probing(
         jobs, splits, cfg, cfg.workers, _job_progress(data.task, progress, len(jobs))
     ):
         runs.setdefault((r.job.probe, r.job.upstream), []).append(r)
-    return _result(data, names, list(upstreams), runs, splits, params)
+    return runs, splits
 
 
 def _result(
@@ -283,7 +381,7 @@ def _result(
         "primary_metric": primary,
         "better": better,
         "seeds": [params.seed + i for i in range(cfg.seeds)],
-        "utterances": {"train": len(data.train), "dev": len(data.dev), "test": len(data.test)},
+        "utterances": _utterances(data),
         "probes": {
             name: {
                 label: aggregate(data, runs[name, label], splits[label].test, cfg)
@@ -335,6 +433,7 @@ def baseline_settings(params: Params, task: str, arch: Params | None = None) -> 
     features = arch or params
     return {
         "task": task,
+        "task_data": params.downstream.task(task).model_dump(mode="json"),
         "seed": params.seed,
         "data": params.data.model_dump(mode="json"),
         "frontend": features.model.frontend.model_dump(mode="json"),
@@ -396,6 +495,36 @@ def baseline_mismatch(
     return None
 
 
+def load_task(
+    corpus_dir: str | Path, task: str, params: Params
+) -> TaskData | list[tuple[int, TaskData]]:
+    """The task's splits with its label (``downstream.tasks``), or its session folds.
+
+    Raises
+    ------
+    ProbeError
+        As :func:`smx.downstream.tasks.load_task_data` and
+        :func:`smx.downstream.tasks.session_folds`.
+    """
+    cfg = params.downstream.task(task)
+    if cfg.folds == "session":
+        return session_folds(corpus_dir, task, cfg.label, cfg.held_out)
+    return load_task_data(corpus_dir, task, cfg.label)
+
+
+def _run(
+    data: TaskData | list[tuple[int, TaskData]],
+    upstreams: dict[str, Upstream],
+    params: Params,
+    probes: Sequence[str] | None,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """:func:`run_probing` on one task's splits, :func:`run_folds` on its folds."""
+    if isinstance(data, TaskData):
+        return run_probing(data, upstreams, params, probes, progress)
+    return run_folds(data, upstreams, params, probes, progress)
+
+
 def probe_baseline(
     task: str,
     params: Params,
@@ -416,7 +545,7 @@ def probe_baseline(
     params : Params
         Seeds, data, front-end and ``downstream`` settings.
     corpus_dir : str | Path
-        The prepared corpus.
+        The task's prepared corpus (:func:`smx.downstream.tasks.task_corpus`).
     probes : Sequence[str] | None
         Probe names (default: both of the task).
     progress : Progress | None
@@ -433,8 +562,8 @@ def probe_baseline(
         When the task, its labels or splits, or a probe name are unusable.
     """
     check_task(task)
-    data = load_task_data(corpus_dir, task)
-    result = run_probing(data, {"fbank": fbank_upstream(params)}, params, probes, progress)
+    data = load_task(corpus_dir, task, params)
+    result = _run(data, {"fbank": fbank_upstream(params)}, params, probes, progress)
     result["settings"] = baseline_settings(params, task)
     return result
 
@@ -458,11 +587,11 @@ def probe_encoder(
     source : str | Path
         An ``encoder.pt`` or an MLflow model URI (:func:`smx.downstream.upstream.load_upstream`).
     task : str
-        One of ``asr``, ``speaker``, ``intent``, ``style``.
+        One of :data:`smx.config.TASKS`; its label and folds are those of ``downstream.tasks``.
     params : Params
         Seeds and the ``downstream`` and ``data`` settings.
     corpus_dir : str | Path
-        The prepared corpus.
+        The task's prepared corpus (:func:`smx.downstream.tasks.task_corpus`).
     probes : Sequence[str] | None
         Probe names (default: both of the task).
     arch : Params | None
@@ -488,11 +617,11 @@ def probe_encoder(
         compute), the baseline or a probe name are unusable.
     """
     check_task(task)
-    data = load_task_data(corpus_dir, task)
+    data = load_task(corpus_dir, task, params)
     pretrained, arch = _pretrained_upstream(source, arch, params, tracking_uri)
     _check_baseline(baseline, params, task, probes, arch)
     upstreams = _encoder_upstreams(pretrained, arch, params.seed, with_fbank=baseline is None)
-    result = run_probing(data, upstreams, params, probes, progress)
+    result = _run(data, upstreams, params, probes, progress)
     if baseline is not None:
         for name, rows in result["probes"].items():
             rows["fbank"] = baseline["probes"][name]["fbank"]

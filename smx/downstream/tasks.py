@@ -3,9 +3,12 @@
 | task | label (supervision field) | train / dev | test |
 | --- | --- | --- | --- |
 | asr | ``text`` (characters of ``vocab.json``) | train / dev | test |
-| speaker | ``speaker`` | train / dev (the training speakers) | ``heldout`` speakers, scored on ``trials.txt`` |
-| intent | ``custom["intent"]`` (``none`` = free reading, a class of its own) | train / dev | test |
-| style | ``custom["style"]`` | train / dev | test |
+| speaker | ``speaker`` | train / dev (the training speakers) | ``heldout`` speakers, scored on the corpus' ``trials.txt`` |
+| intent, style, emotion | ``custom[<label>]`` (default: the task's name; ``none`` = free reading, a class of its own) | train / dev | test |
+
+Each task reads its own corpus and label (``downstream.tasks``, :func:`task_corpus`); the
+utterance-classification tasks share one code path and differ only in the label they read.
+With ``folds: session`` a task is probed leave-one-session-out (:func:`session_folds`).
 
 Utterances without the task's label are left out; a task whose labels are missing, a
 missing or empty split, fewer than two classes or no usable trial raise :class:`ProbeError`
@@ -13,24 +16,28 @@ with one sentence, before any compute is spent.
 
 Example
 -------
->>> label_field("intent"), scoring_split("speaker")
-('intent', 'heldout')
+>>> label_field("intent"), label_field("asr"), scoring_split("speaker")
+('intent', 'text', 'heldout')
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smx.config import TASKS
+from smx.config import LABELS, TASKS, Params
 from smx.data.loader import load_vocab
-from smx.data.manifests import load_cuts
+from smx.data.manifests import MARKER, is_complete, load_cuts
 from smx.data.problems import PrepareError
 from smx.data.text import CharVocab
 from smx.downstream.errors import ProbeError
 
 TRIALS_FILE = "trials.txt"
+#: the utterance-classification tasks: one code path, each reading ``custom[<label>]``
+CLASSIFY = ("intent", "style", "emotion")
 
 
 def check_task(task: str) -> None:
@@ -46,9 +53,52 @@ def check_task(task: str) -> None:
 
 
 def label_field(task: str) -> str:
-    """The supervision field holding the labels of ``task``."""
+    """The supervision field holding the labels of ``task`` by default."""
     check_task(task)
-    return {"asr": "text", "speaker": "speaker"}.get(task, task)
+    return LABELS[task][0]
+
+
+#: the command that prepares each task's usual corpus at ``{corpus}`` (named when a
+#: task's corpus is not prepared)
+PREPARED_BY = {
+    "asr": "smx prepare librispeech <LibriSpeech folder> --out {corpus}",
+    "speaker": "smx prepare voxceleb <VoxCeleb1 folder> --out {corpus}",
+    "intent": "smx prepare slurp <SLURP folder> --out {corpus}",
+    "style": "smx prepare synth --out {corpus}",
+    "emotion": "smx prepare iemocap <IEMOCAP_full_release folder> --out {corpus}",
+}
+
+
+def task_corpus(params: Params, task: str) -> Path:
+    """The prepared corpus ``task`` reads: its ``corpus`` setting, else ``data.root/data.corpus``.
+
+    Raises
+    ------
+    ProbeError
+        When the folder is not a finished corpus (one sentence naming the task, the folder and
+        what prepares it: the ``prepare`` stage for the default corpus).
+
+    Example
+    -------
+    >>> params = Params.model_validate({"downstream": {"tasks": {"emotion": {"corpus": "/no"}}}})
+    >>> task_corpus(params, "emotion")
+    Traceback (most recent call last):
+    ...
+    smx.downstream.errors.ProbeError: task 'emotion' reads /no, which is not a prepared corpus (no COMPLETE.json); prepare it with `smx prepare iemocap <IEMOCAP_full_release folder> --out /no`
+    """
+    chosen = params.downstream.task(task).corpus
+    corpus = Path(chosen) if chosen else Path(params.data.root) / params.data.corpus
+    if not is_complete(corpus):
+        how = (
+            f"`{PREPARED_BY[task].format(corpus=corpus)}`"
+            if chosen
+            else "the DVC stage `prepare` (`dvc repro prepare`)"
+        )
+        raise ProbeError(
+            f"task '{task}' reads {corpus}, which is not a prepared corpus (no {MARKER}); "
+            f"prepare it with {how}"
+        )
+    return corpus
 
 
 def scoring_split(task: str) -> str:
@@ -202,7 +252,7 @@ def read_trials(path: Path) -> list[tuple[int, str, str]]:
     return trials
 
 
-def load_task_data(corpus_dir: str | Path, task: str) -> TaskData:
+def load_task_data(corpus_dir: str | Path, task: str, label: str | None = None) -> TaskData:
     """The labelled splits of ``task`` in a prepared corpus (see the module docstring).
 
     Arguments
@@ -211,6 +261,8 @@ def load_task_data(corpus_dir: str | Path, task: str) -> TaskData:
         The prepared corpus (Lhotse manifests, ``vocab.json``, ``trials.txt``).
     task : str
         One of :data:`smx.config.TASKS`.
+    label : str | None
+        The label field to read (default: the task's, :func:`label_field`).
 
     Returns
     -------
@@ -224,19 +276,15 @@ def load_task_data(corpus_dir: str | Path, task: str) -> TaskData:
         label, the training split has fewer than two classes, or (speaker) no dev utterance
         is by a training speaker or the trials do not hold both kinds.
     """
-    name = label_field(task)
+    check_task(task)
+    name = label or label_field(task)
     corpus = Path(corpus_dir)
     train = _labelled(corpus, "train", task, name)
     dev = _labelled(corpus, "dev", task, name)
     test = _labelled(corpus, scoring_split(task), task, name)
     if task == "asr":
         return TaskData(task, train, dev, test, vocab=load_vocab(corpus))
-    classes = sorted({item.label for item in train})
-    if len(classes) < 2:
-        raise ProbeError(
-            f"task '{task}' needs at least 2 '{name}' classes in the training split of "
-            f"{corpus}, found {len(classes)}"
-        )
+    classes = _classes(task, name, train, corpus)
     if task != "speaker":
         return TaskData(task, train, dev, test, classes=classes)
     known = set(classes)
@@ -253,3 +301,98 @@ def load_task_data(corpus_dir: str | Path, task: str) -> TaskData:
             f"the 'heldout' split in {corpus / TRIALS_FILE}, found {len(trials)} usable trials"
         )
     return TaskData(task, train, dev, test, classes=classes, trials=trials)
+
+
+def _classes(task: str, name: str, train: list[Item], where: object) -> list[str]:
+    """The sorted labels of ``train``; fewer than two is a ProbeError naming ``where``."""
+    classes = sorted({item.label for item in train})
+    if len(classes) < 2:
+        raise ProbeError(
+            f"task '{task}' needs at least 2 '{name}' classes in the training split of "
+            f"{where}, found {len(classes)}"
+        )
+    return classes
+
+
+def session_of(cut: Any) -> int | None:
+    """The ``custom["session"]`` of a cut's first supervision that has one (None: none has)."""
+    for sup in cut.supervisions:
+        value = (sup.custom or {}).get("session")
+        if value is not None:
+            return int(value)
+    return None
+
+
+def session_folds(
+    corpus_dir: str | Path, task: str, label: str | None, held_out: Sequence[int]
+) -> list[tuple[int, TaskData]]:
+    """Leave-one-session-out folds of a classification task: one per session of ``held_out``.
+
+    Every split of the corpus is pooled; the fold of session ``s`` tests on ``s``, takes the
+    next remaining session (in ascending order, wrapping round) as dev and trains on the rest.
+
+    Arguments
+    ---------
+    corpus_dir : str | Path
+        A prepared corpus whose utterances carry ``custom["session"]`` (IEMOCAP).
+    task : str
+        An utterance-classification task.
+    label : str | None
+        The label field (default: the task's).
+    held_out : Sequence[int]
+        The sessions tested, one fold each.
+
+    Returns
+    -------
+    list[tuple[int, TaskData]]
+        ``(held-out session, its splits)`` in the order of ``held_out``.
+
+    Raises
+    ------
+    ProbeError
+        When the task is not a classification task, an utterance has no session, the corpus
+        holds fewer than 3 sessions or none of a held-out one, or a fold's training split has
+        fewer than 2 classes.
+    """
+    name = label or label_field(task)
+    if task not in CLASSIFY:
+        raise ProbeError(
+            f"task '{task}' cannot be probed by session folds (only {', '.join(CLASSIFY)})"
+        )
+    corpus = Path(corpus_dir)
+    by_session = _pooled_sessions(corpus, task, name)
+    sessions = sorted(by_session)
+    if len(sessions) < 3:
+        raise ProbeError(
+            f"task '{task}': leave-one-session-out needs 3 sessions or more (train, dev, test) "
+            f"in {corpus}, found {sessions}"
+        )
+    folds = []
+    for test in held_out:
+        if test not in by_session:
+            raise ProbeError(
+                f"task '{task}': held-out session {test} has no utterance in {corpus} "
+                f"(sessions: {', '.join(map(str, sessions))})"
+            )
+        rest = [s for s in sessions if s != test]
+        dev = next((s for s in rest if s > test), rest[0])
+        train = [item for s in rest if s != dev for item in by_session[s]]
+        where = f"the fold holding out session {test} of {corpus}"
+        classes = _classes(task, name, train, where)
+        folds.append((test, TaskData(task, train, by_session[dev], by_session[test], classes)))
+    return folds
+
+
+def _pooled_sessions(corpus: Path, task: str, name: str) -> dict[int, list[Item]]:
+    """The labelled utterances of every split of ``corpus``, by session."""
+    by_session: dict[int, list[Item]] = {}
+    for split in json.loads((corpus / MARKER).read_text())["splits"]:
+        for item in _labelled(corpus, split, task, name):
+            session = session_of(item.cut)
+            if session is None:
+                raise ProbeError(
+                    f"task '{task}' is probed by session folds, but utterance {item.id} of the "
+                    f"'{split}' split of {corpus} has no 'session'"
+                )
+            by_session.setdefault(session, []).append(item)
+    return by_session

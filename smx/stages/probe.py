@@ -1,12 +1,14 @@
 """DVC stage `probe@<variant>-<task>`: MP3S-style scoring of one pre-trained encoder on one task.
 
 Reads the variant's resolved config (resolved/<variant>/params.json, or `--params` + the
-variant), models/<variant>/encoder.pt (checked against that config), the corpus
-<data.root>/<data.corpus> and the task's fbank baseline (metrics/baseline/<task>.json, made
-by `baseline@<task>`); trains both probes of the task on the frozen encoder and on its
-random-init twin over downstream.seeds seeds (downstream.workers trainings at once; a line
-on stderr after each) and takes the fbank rows from the baseline (probing fbank here, with a
-note, when the baseline was made with other settings, e.g. a variant's own front-end); writes
+variant), models/<variant>/encoder.pt (checked against that config), the task's corpus
+(its ``corpus`` in downstream.tasks, else <data.root>/<data.corpus>; one sentence naming
+the task, the folder and what prepares it when that is not a prepared corpus) and the task's
+fbank baseline (metrics/baseline/<task>.json, made by `baseline@<task>`); trains both
+probes of the task on the frozen encoder and on its random-init twin over downstream.seeds
+seeds (downstream.workers trainings at once; a line on stderr after each) and takes the
+fbank rows from the baseline (probing fbank here, with a note, when the baseline was made
+with other settings, e.g. a variant's own front-end); writes
 <metrics-dir>/<variant>/<task>.json (mean and std per probe and upstream) and
 <plots-dir>/<variant>/<task>_layer_weights.png, each atomically; logs them as an MLflow run
 nested under the variant's parent run (skip with --no-mlflow).
@@ -24,6 +26,7 @@ from smx.config import TASKS, Params
 from smx.data.problems import PrepareError
 from smx.downstream.errors import ProbeError
 from smx.downstream.run import baseline_mismatch, probe_encoder, write_results
+from smx.downstream.tasks import task_corpus
 from smx.stages.common import (
     StageInputError,
     add_params,
@@ -107,8 +110,8 @@ def run(args: argparse.Namespace) -> None:
     if why:
         print(f"{stage}: probing fbank here: {baseline_path} does not fit: {why}", file=sys.stderr)
     baseline = None if why else stored
-    corpus = Path(params.data.root) / params.data.corpus
     try:
+        corpus = task_corpus(params, args.task)
         result = probe_encoder(
             encoder,
             args.task,

@@ -106,5 +106,5 @@ def test_single_class_and_missing_trials(tmp_path: Path) -> None:
 
 
 def test_unknown_task(tmp_path: Path) -> None:
-    with pytest.raises(ProbeError, match="'emotion' is not a probing task"):
-        load_task_data(tmp_path, "emotion")
+    with pytest.raises(ProbeError, match="'pitch' is not a probing task"):
+        load_task_data(tmp_path, "pitch", label="pitch")
