@@ -7,7 +7,7 @@ A probe reads the weighted layer sum ``x [B, T, D]`` with ``lengths [B]``:
 | asr | ``bilstm``: 2-layer BiLSTM + Linear | ``conv``: depthwise-separable conv blocks + Linear | CTC log-probs ``[B, T, V]`` |
 | speaker | ``xvector`` | ``ecapa`` | embeddings ``[B, E]`` (AAM-softmax while training) |
 | intent | ``linear``: mean pooling + Linear | ``bilstm_linear``: BiLSTM, Linear, mean pooling, Linear | logits ``[B, C]`` |
-| style | ``linear`` | ``ecapa`` + Linear | logits ``[B, C]`` |
+| style, emotion | ``linear`` | ``ecapa`` + Linear | logits ``[B, C]`` |
 
 Widths follow ``downstream.probe_dim`` (``W``): BiLSTM units per direction, conv channels,
 TDNN channels and embedding size.
@@ -348,7 +348,7 @@ def build_probe(task: str, name: str, dim: int, outputs: int, width: int) -> nn.
     Arguments
     ---------
     task : str
-        ``asr``, ``speaker``, ``intent`` or ``style``.
+        One of :data:`smx.config.TASKS`.
     name : str
         One of the task's two probes (:data:`smx.config.PROBES`).
     dim : int
