@@ -54,7 +54,7 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
 else
   say "installing smx and its pinned dependencies into $VENV (first time: a few minutes)"
   pip_install --upgrade "pip>=25"
-  pip_install -c requirements.lock -e '.[dev]'
+  pip_install -c requirements.lock -e '.[dev,test-speechbrain]'
   "$VENV/bin/python" scripts/check_env.py || die "the environment check failed (see above)."
   echo "$want" > "$STAMP"
 fi

@@ -19,6 +19,7 @@ from smx.bench.cli import bench_app
 from smx.data.cli import prepare_app
 from smx.doctor import MIN_FREE_GB
 from smx.downstream.cli import probe_command
+from smx.importers.cli import import_app
 from smx.stages import STAGES
 from smx.train.cli import finetune_command, pretrain_command
 from smx.yamlio import ConfigError
@@ -45,6 +46,7 @@ stage_app = typer.Typer(
 app.add_typer(stage_app, name="stage")
 app.add_typer(prepare_app, name="prepare")
 app.add_typer(bench_app, name="bench")
+app.add_typer(import_app, name="import")
 app.command("probe")(probe_command)
 app.command("pretrain")(pretrain_command)
 app.command("finetune")(finetune_command)

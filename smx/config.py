@@ -63,6 +63,22 @@ def _check_heads(field: str, size: int, heads: int) -> None:
         raise FieldProblem(field, f"{size} is not divisible by heads={heads}")
 
 
+def _omit_defaults(
+    section: BaseModel, data: dict[str, Any], names: tuple[str, ...]
+) -> dict[str, Any]:
+    """``data`` (a dump of ``section``) without the fields ``names`` that hold their default.
+
+    The SpeechBrain parity options and ``init`` are dumped only when set: a config that does
+    not use them dumps (and names its resolved config, Ray run, DVC params and config hash)
+    as before they existed.
+    """
+    fields = type(section).model_fields
+    for name in names:
+        if getattr(section, name) == fields[name].default:
+            data.pop(name, None)
+    return data
+
+
 # ----------------------------------------------------------------------------------------
 # data
 
@@ -172,6 +188,21 @@ class FrontendCfg(Section):
     cnn_strides: list[PositiveInt] = Field(default_factory=lambda: [2, 1])
     # conv2d: 2 x Conv2d stride 2 in time and frequency, 40 ms frames
     conv2d_channels: list[PositiveInt] = Field(default_factory=lambda: [64, 32])
+    #: padding of the conv2d blocks: zeros, or SpeechBrain's reflection (an imported model)
+    conv2d_padding: Literal["zeros", "reflect"] = "zeros"
+    #: log-mel recipe: smx's (Hann, HTK filters, natural log) or SpeechBrain's Fbank (Hamming,
+    #: its triangular filters, 10 log10 floored 80 dB below the utterance's maximum)
+    fbank: Literal["smx", "speechbrain"] = "smx"
+    #: per-bin normalisation of the log-mel features: over each utterance, or with global
+    #: statistics of the first global_norm_updates training batches, then frozen (2409.02596)
+    normalize: Literal["utterance", "global"] = "utterance"
+    global_norm_updates: PositiveInt = 1000
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The fields, the parity and normalisation options left out while at their default."""
+        names = ("conv2d_padding", "fbank", "normalize", "global_norm_updates")
+        return _omit_defaults(self, handler(self), names)
 
     @model_validator(mode="after")
     def _check(self) -> FrontendCfg:
@@ -276,6 +307,20 @@ class MHSACfg(Section):
     heads: PositiveInt = 8
     dropout: DropoutRate = 0.1
     pos: Literal["abs", "relpos"] = "abs"
+    #: relpos: encode the signed distance i - j, or |i - j| (symmetric: SpeechBrain's
+    #: RelPosEncXL, which an imported SpeechBrain relpos model needs)
+    relpos: Literal["signed", "symmetric"] = "signed"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The fields, ``relpos`` left out while ``signed`` (its default)."""
+        return _omit_defaults(self, handler(self), ("relpos",))
+
+    @model_validator(mode="after")
+    def _check(self) -> MHSACfg:
+        if self.relpos != "signed" and self.pos != "relpos":
+            raise FieldProblem("relpos", f"'{self.relpos}' needs pos: relpos")
+        return self
 
 
 class FastformerCfg(Section):
@@ -346,6 +391,14 @@ class EncoderCfg(Section):
     layerdrop: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
     activation: Activation = "swish"
     pos_enc: Literal["abs", "none"] = "abs"
+    #: offline padding of the Branchformer's CSGU convolution: zeros, or SpeechBrain's
+    #: reflection (an imported model); chunked and streaming modes always use zeros
+    conv_padding: Literal["zeros", "reflect"] = "zeros"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The fields, ``conv_padding`` left out while ``zeros`` (its default)."""
+        return _omit_defaults(self, handler(self), ("conv_padding",))
 
     @model_validator(mode="after")
     def _check(self) -> EncoderCfg:
@@ -356,6 +409,12 @@ class EncoderCfg(Section):
         if self.csgu_units % 2:
             raise FieldProblem(
                 "csgu_units", f"{self.csgu_units} must be even (the CSGU splits it in halves)"
+            )
+        if self.conv_padding != "zeros" and self.block != "branchformer":
+            raise FieldProblem(
+                "conv_padding",
+                f"'{self.conv_padding}' applies to the Branchformer's CSGU only; "
+                f"block is '{self.block}'",
             )
         return self
 
@@ -781,6 +840,46 @@ class BenchCfg(Section):
 # the whole configuration
 
 
+class InitCfg(Section):
+    """Where a variant's encoder comes from instead of pre-training.
+
+    ``speechbrain``: a SpeechBrain checkpoint folder (a wav2vec 2.0 save with ``CNN.ckpt`` and
+    ``latent_encoder.ckpt``, or an ASR / BEST-RQ save with ``model.ckpt``), imported by the
+    pretrain stage (``smx import speechbrain`` by hand); the variant's ``model`` gets the
+    SpeechBrain parity options (:func:`speechbrain_parity`).
+    """
+
+    speechbrain: Annotated[str, Field(min_length=1)]
+
+
+def speechbrain_parity(model: ModelCfg) -> ModelCfg:
+    """``model`` with the options under which a SpeechBrain checkpoint computes as in SpeechBrain.
+
+    SpeechBrain's log-mel features (``frontend.fbank``), its reflection padding in the conv2d
+    front-end (``frontend.conv2d_padding``, with ``kind: conv2d``) and in the Branchformer's
+    CSGU (``encoder.conv_padding``), and its symmetric relative positions (``mixer.relpos``,
+    with MHSA ``pos: relpos``). Sizes and the feature normalisation stay as configured
+    (docs/algorithm.md, "Differences from the SpeechBrain implementation").
+
+    Example
+    -------
+    >>> model = ModelCfg.model_validate({"encoder": {"block": "branchformer", "pos_enc": "none"},
+    ...     "mixer": {"kind": "mhsa", "pos": "relpos"}})
+    >>> sb = speechbrain_parity(model)
+    >>> sb.frontend.fbank, sb.encoder.conv_padding, sb.mixer.relpos, sb.frontend.conv2d_padding
+    ('speechbrain', 'reflect', 'symmetric', 'zeros')
+    """
+    data = model.model_dump()
+    data["frontend"]["fbank"] = "speechbrain"
+    if model.frontend.kind == "conv2d":
+        data["frontend"]["conv2d_padding"] = "reflect"
+    if model.encoder.block == "branchformer":
+        data["encoder"]["conv_padding"] = "reflect"
+    if isinstance(model.mixer, MHSACfg) and model.mixer.pos == "relpos":
+        data["mixer"]["relpos"] = "symmetric"
+    return ModelCfg.model_validate(data)
+
+
 class Params(Section):
     """Every parameter of an smx run. ``variants`` patch ``model`` for pipeline comparisons."""
 
@@ -793,23 +892,41 @@ class Params(Section):
     tracking: TrackingCfg = TrackingCfg()
     cluster: ClusterCfg = ClusterCfg()
     bench: BenchCfg = BenchCfg()
-    #: name -> partial ``model`` mapping merged over ``model`` (e.g. ``{mixer: {kind: mhsa}}``)
+    #: name -> partial ``model`` mapping merged over ``model`` (e.g. ``{mixer: {kind: mhsa}}``);
+    #: its ``init`` entry (``{speechbrain: DIR}``) imports the variant's encoder instead of
+    #: pre-training it
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: set by :meth:`variant` from the variant's ``init`` (a resolved variant config)
+    init: InitCfg | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The fields, ``init`` left out while unset."""
+        return _omit_defaults(self, handler(self), ("init",))
 
     @model_validator(mode="after")
     def _check(self) -> Params:
         self._check_masks()
         self._check_stream_chunks()
+        if self.init is not None and self.variants:
+            raise FieldProblem(
+                "init", "belongs inside a variant (variants.<name>.init), which it imports"
+            )
         for name, patch in self.variants.items():
             problem = variant_problems(name, patch)
             if problem:
                 raise ValueError(f"variants.{name}: {problem}")
-            try:
-                ModelCfg.model_validate(deep_merge(self.model.model_dump(), patch))
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                raise ValueError(f"variants.{name}.{where}: {first['msg']}") from None
+            model_patch = {k: v for k, v in patch.items() if k != "init"}
+            for section, where, data in (
+                (ModelCfg, "", deep_merge(self.model.model_dump(), model_patch)),
+                (InitCfg, "init.", patch.get("init", {"speechbrain": "-"})),
+            ):
+                try:
+                    section.model_validate(data)
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    path = ".".join(str(p) for p in first["loc"])
+                    raise ValueError(f"variants.{name}.{where}{path}: {first['msg']}") from None
         return self
 
     def _check_masks(self) -> None:
@@ -856,6 +973,9 @@ class Params(Section):
     def variant(self, name: str) -> Params:
         """The full configuration of one variant (``model`` patched by ``variants[name]``).
 
+        A variant with ``init`` carries it in the result's ``init``, and its model gets the
+        SpeechBrain parity options (:func:`speechbrain_parity`).
+
         Arguments
         ---------
         name : str
@@ -880,9 +1000,14 @@ class Params(Section):
         if name not in self.variants:
             known = ", ".join(sorted(self.variants)) or "none"
             raise KeyError(f"variant '{name}' is not defined in variants (defined: {known})")
+        patch = dict(self.variants[name])
+        init = patch.pop("init", None)
         data = self.model_dump()
-        data["model"] = deep_merge(data["model"], self.variants[name])
+        data["model"] = deep_merge(data["model"], patch)
         data["variants"] = {}
+        if init is not None:
+            data["init"] = init
+            data["model"] = speechbrain_parity(ModelCfg.model_validate(data["model"])).model_dump()
         return Params.model_validate(data)
 
 
@@ -908,6 +1033,8 @@ def variant_problems(name: str, patch: Any) -> str | None:
         )
     if not isinstance(patch, dict):
         return "a variant must be a mapping that patches `model` (e.g. {mixer: {kind: mhsa}})"
+    if "init" in patch and not isinstance(patch["init"], dict):
+        return "init must be a mapping such as {speechbrain: DIR}"
     return None
 
 

@@ -325,17 +325,25 @@ def validation_errors(
 def _variant_issues(
     name: str, patch: Any, model: dict[str, Any] | None, doc: Any, file: str
 ) -> list[ConfigIssue]:
-    """The problems of variant ``name``: its patch, then the base ``model`` patched by it."""
-    from smx.config import ModelCfg, deep_merge, variant_problems  # local: config imports us
+    """The problems of variant ``name``: its patch, then the base ``model`` patched by it
+    (its ``init`` entry, where the encoder is imported from, is checked on its own)."""
+    from smx.config import InitCfg, ModelCfg, deep_merge, variant_problems  # config imports us
 
     problem = variant_problems(name, patch)
     if problem:
         return [ConfigIssue(file, line_of(doc, ("variants", name)), f"variants.{name}", problem)]
+    issues = []
+    if "init" in patch:
+        try:
+            InitCfg.model_validate(patch["init"])
+        except ValidationError as exc:
+            where = ("variants", name, "init")
+            issues += pydantic_issues(exc, InitCfg, patch["init"], doc, file, prefix=where)
     if model is None:  # the base config is invalid: its issues already say so
-        return []
-    merged = deep_merge(model, patch)
+        return issues
+    merged = deep_merge(model, {k: v for k, v in patch.items() if k != "init"})
     try:
         ModelCfg.model_validate(merged)
     except ValidationError as exc:
-        return pydantic_issues(exc, ModelCfg, merged, doc, file, prefix=("variants", name))
-    return []
+        issues += pydantic_issues(exc, ModelCfg, merged, doc, file, prefix=("variants", name))
+    return issues

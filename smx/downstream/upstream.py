@@ -163,7 +163,7 @@ def build_parts(params: Params) -> tuple[nn.Module, nn.Module, nn.Module]:
     """
     fe = params.model.frontend
     fbank = build_fbank(fe, params.data.sample_rate)
-    frontend = build_subsampling(fe)
+    frontend = build_subsampling(fe, params.model.encoder.dropout)
     encoder = build_encoder(
         params.model, frontend.output_dim, mask_embedding=params.ssl.kind == "wav2vec2"
     )

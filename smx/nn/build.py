@@ -56,7 +56,9 @@ def build_mixer(cfg: MixerCfg, encoder: EncoderCfg) -> Mixer:
     if cfg.kind == "mhsa":
         from smx.nn.mixers.mhsa import MultiHeadSelfAttention
 
-        return MultiHeadSelfAttention(d_model, cfg.heads, dropout=cfg.dropout, pos=cfg.pos)
+        return MultiHeadSelfAttention(
+            d_model, cfg.heads, dropout=cfg.dropout, pos=cfg.pos, relpos=cfg.relpos
+        )
     if cfg.kind == "fastformer":
         from smx.nn.mixers.fastformer import Fastformer
 
@@ -125,6 +127,7 @@ def build_block(encoder: EncoderCfg, mixer: MixerCfg) -> nn.Module:
         dropout=encoder.dropout,
         activation=encoder.activation,
         merge_hidden=merge_hidden,
+        conv_padding=encoder.conv_padding,
     )
 
 
@@ -168,12 +171,13 @@ def build_encoder(model: ModelCfg, input_dim: int, mask_embedding: bool = False)
 
 
 def build_fbank(frontend: FrontendCfg, sample_rate: int) -> FbankFrontend:
-    """Log-mel features of the front-end config (on the device, normalised per utterance).
+    """Log-mel features of the front-end config (on the device, normalised as configured).
 
     Arguments
     ---------
     frontend : FrontendCfg
-        Mel bins, FFT size, window and hop.
+        Mel bins, FFT size, window, hop, the log-mel recipe (``fbank``) and the
+        normalisation (``normalize``, ``global_norm_updates``).
     sample_rate : int
         Sampling rate of the audio in Hz.
 
@@ -194,16 +198,24 @@ def build_fbank(frontend: FrontendCfg, sample_rate: int) -> FbankFrontend:
         n_fft=frontend.n_fft,
         win_length=round(frontend.win_ms * ms),
         hop_length=frontend.hop_samples(sample_rate),
+        normalize=frontend.normalize,
+        style=frontend.fbank,
+        global_updates=frontend.global_norm_updates,
     )
 
 
-def build_subsampling(frontend: FrontendCfg) -> CnnLatentExtractor | Conv2dSubsampling:
+def build_subsampling(
+    frontend: FrontendCfg, dropout: float = 0.0
+) -> CnnLatentExtractor | Conv2dSubsampling:
     """The network between log-mel frames and encoder frames.
 
     Arguments
     ---------
     frontend : FrontendCfg
-        ``kind`` (``"mel_cnn"`` or ``"conv2d"``) and its channels.
+        ``kind`` (``"mel_cnn"`` or ``"conv2d"``), its channels and the conv2d padding.
+    dropout : float
+        Dropout after each conv2d block (the encoder's ``dropout``, as SpeechBrain's
+        front-end takes its recipe's; the CNN latent extractor has none).
 
     Returns
     -------
@@ -219,4 +231,9 @@ def build_subsampling(frontend: FrontendCfg) -> CnnLatentExtractor | Conv2dSubsa
         return CnnLatentExtractor(
             frontend.n_mels, frontend.cnn_channels, frontend.cnn_kernels, frontend.cnn_strides
         )
-    return Conv2dSubsampling(frontend.n_mels, frontend.conv2d_channels)
+    return Conv2dSubsampling(
+        frontend.n_mels,
+        frontend.conv2d_channels,
+        dropout=dropout,
+        padding=frontend.conv2d_padding,
+    )

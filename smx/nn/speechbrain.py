@@ -1,4 +1,4 @@
-"""Import weights trained with the SpeechBrain SummaryMixing recipes into smx modules.
+"""Import weights trained with SpeechBrain's recipes (SummaryMixing and MHSA) into smx modules.
 
 Two converters turn a SpeechBrain ``state_dict`` (a plain mapping of names to tensors, as
 stored in the recipes' ``*.ckpt`` files) into a state dict that loads with ``strict=True``:
@@ -8,7 +8,15 @@ stored in the recipes' ``*.ckpt`` files) into a state dict that loads with ``str
   ``build_encoder(model, input_dim)`` (``mask_embedding=True`` when the checkpoint holds a
   mask embedding, as the wav2vec 2.0 ``latent_encoder.ckpt`` does);
 * :func:`convert_speechbrain_cnn`: the wav2vec 2.0 latent extractor (``CNN.ckpt``), into
-  ``build_subsampling(frontend)`` (``kind: mel_cnn``).
+  ``build_subsampling(frontend)`` (``kind: mel_cnn``), or the Conv2d front-end of an ASR or
+  BEST-RQ ``model.ckpt`` (``kind: conv2d``).
+
+The weights alone do not make a model compute as in SpeechBrain: the modules around them
+must too. :func:`smx.config.speechbrain_parity` sets the options that do (SpeechBrain's
+log-mel features, reflection padding in the Conv2d front-end and the Branchformer's CSGU,
+symmetric relative positions); :mod:`smx.importers.speechbrain` applies them when it
+imports a checkpoint folder. tests/nn/test_speechbrain_parity.py compares the imported
+modules with SpeechBrain's own.
 
 :func:`speechbrain_encoder_keys` lists the SpeechBrain keys and shapes a config needs.
 
@@ -28,8 +36,14 @@ Encoder wrappers (detected from the keys under ``prefix``)
   ``input_proj``, no mask embedding.
 
 For an ASR ``model.ckpt`` (a ModuleList ``[CNN, TransformerASR, ...]``) pass
-``prefix="1."`` and ``ignore=("decoder.*", "custom_tgt_module.*")`` when it has a decoder.
-Keys outside ``prefix`` are not looked at.
+``prefix="1."`` and ``ignore=("decoder.*", "custom_tgt_module.*")`` when it has a decoder;
+for a BEST-RQ ``model.ckpt`` (``[CNN, EncoderWrapper(TransformerASR)]``)
+``prefix="1.transformer."``. Keys outside ``prefix`` are not looked at.
+
+Positions: SpeechBrain adds absolute sinusoids to the encoder input exactly when the state
+holds their table ``positional_encoding.pe`` (the wav2vec 2.0 wrapper always; a
+``TransformerASR`` with ``fixed_abs_sine`` and no relpos attention), so ``encoder.pos_enc``
+must be ``abs`` when it is there and ``none`` otherwise (ValueError naming the key).
 
 Key and layout mapping (SpeechBrain -> smx, per layer ``layers.<i>.`` -> ``blocks.<i>.``)
 -----------------------------------------------------------------------------------------
@@ -70,25 +84,28 @@ MHSA (``mixer.kind: mhsa``): ``pos: abs`` takes the regular ``torch.nn.Multihead
   score, ``(q + u)·k`` and ``(q + v)·W_pos e``, are linear in the keys and in ``W_pos``, so
   multiplying the key rows of ``qkv`` and ``pos_proj.weight`` (``linear_pos``) by
   ``sqrt(d_h / D) = 1/sqrt(H)`` gives exactly SpeechBrain's scores (up to rounding);
-- assumption (not checked against a SpeechBrain checkpoint): SpeechBrain's relative
-  encoding ``e`` is the same function of the distance ``i - j`` as
-  :func:`smx.nn.positional.relative_sinusoidal_positions` (Transformer-XL style, standard
-  frequencies, sine and cosine interleaved). Check a relpos import on real data.
+- SpeechBrain's relative encoding ``e`` (``RelPosEncXL``) encodes the absolute distance
+  ``|i - j|`` (standard frequencies, sine and cosine interleaved, the same for past and
+  future), which smx computes with ``mixer.relpos: symmetric``; with ``signed`` an
+  imported model gives other outputs.
 
 Known dead keys (accepted and dropped)
 --------------------------------------
-- ``positional_encoding.pe`` (absolute sinusoid buffer; smx computes it on the fly: set
-  ``encoder.pos_enc`` to how the checkpoint was trained, ``abs`` for the wav2vec 2.0
-  recipe) and ``positional_encoding.inv_freq`` (RelPosEncXL buffer);
+- ``positional_encoding.pe`` (absolute sinusoid buffer; smx computes it on the fly, see
+  Positions above), ``positional_encoding.inv_freq`` (RelPosEncXL buffer) and
+  ``positional_encoding_decoder.pe`` (the decoder's sinusoids a relpos ``TransformerASR``
+  keeps even without a decoder);
 - ``mha_layer.local_norm.{weight,bias}`` and ``mha_layer.summary_norm.{weight,bias}`` in
   modes ``fast`` and ``lite``: one version of SpeechBrain's SummaryMixing creates them in
   every mode while the fast and lite cells never apply a LayerNorm.
 
 Everything else must be used. Parameter-free modules (activations, dropouts, GLU) have no
-keys. Cannot be imported (ValueError): Transformer blocks, other mixers, a Branchformer
+keys. The first layer's keys tell its block (``ffn_module1.``: Conformer,
+``convolution_branch.``: Branchformer, ``self_att.``: Transformer); one other than
+``encoder.block`` is a ValueError naming the key. Cannot be imported (ValueError):
+SpeechBrain's Transformer blocks, other mixers, a Branchformer
 SummaryMixing merge MLP with more than one hidden layer (smx's has one), the CSGU
-``linear`` after the convolution (``use_linear_after_conv``), the Conv2d ASR front-end
-(its LayerNorm normalises ``[F', C]`` jointly, smx's over ``C``). Not visible in a state
+``linear`` after the convolution (``use_linear_after_conv``). Not visible in a state
 dict, hence not checked: the number of MHSA heads, the activation (Swish in the
 Conformer, GELU in the Branchformer recipes), causal convolutions (smx is non-causal), and
 whether ``local_norm`` / ``summary_norm`` of a ``full`` cell were applied: they are
@@ -99,10 +116,13 @@ SummaryMixing code applies none; if such a checkpoint holds unused norms, skip t
 ``local_out == d_model``: SpeechBrain's merge MLP declares ``local_out + D`` inputs for a
 ``2D``-wide concatenation.
 
-Remaining behaviour differences (not weights): padded frames never reach real ones in
-smx, and ``expdecay`` divides by the weighted count of real frames only (SpeechBrain's
-implementation counts padded frames in its denominator), so only padded batches differ
-(docs/algorithm.md, "Differences from the SpeechBrain implementation").
+Remaining behaviour differences (not weights), with the parity options set: padded
+frames never reach real ones in smx (SpeechBrain's convolutions see the padding, and its
+reflection padding mirrors the padded row's end, not the utterance's), and ``expdecay``
+divides by the weighted count of real frames only (SpeechBrain's implementation counts
+padded frames in its denominator), so only padded batches differ: each utterance of a
+padded batch gives in smx what SpeechBrain gives for it alone (docs/algorithm.md,
+"Differences from the SpeechBrain implementation").
 
 Mask polarity caveat
 --------------------
@@ -155,6 +175,8 @@ _LINEAR_TO_BLOCK = _Transform(lambda t: (t[2], t[1]), lambda x, t: x.t().reshape
 _POINTWISE = _Transform(lambda t: (*t, 1), lambda x, t: x.reshape(t))
 #: RelPosMHAXL position bias stored ``[d_h, H]``, used as the same memory viewed ``[H, d_h]``.
 _POS_BIAS = _Transform(lambda t: (t[1], t[0]), lambda x, t: x.reshape(t))
+#: SpeechBrain Conv2d ``[C_out, C_in, k_freq, k_time]`` -> ``[C_out, C_in, k_time, k_freq]``.
+_CONV2D = _Transform(lambda t: (t[0], t[1], t[3], t[2]), lambda x, t: x.transpose(-1, -2))
 
 
 def _head_bias(heads: int) -> _Transform:
@@ -332,7 +354,12 @@ _WRAPPERS: dict[str, _Wrapper] = {
     "wav2vec2": _Wrapper("latent_encoder.", "input_projector.", "mask_emb"),
     "asr": _Wrapper("encoder.", "custom_src_module.layers.0.w.", None),
 }
-_POSITION_BUFFERS = ("positional_encoding.pe", "positional_encoding.inv_freq")
+_ABS_POSITIONS = "positional_encoding.pe"
+_POSITION_BUFFERS = (
+    _ABS_POSITIONS,
+    "positional_encoding.inv_freq",
+    "positional_encoding_decoder.pe",
+)
 
 
 def _check_supported(model: ModelCfg) -> None:
@@ -371,9 +398,14 @@ def _encoder_plan(model: ModelCfg, wrapper: _Wrapper, mask_embedding: bool) -> _
     return plan
 
 
-def _target_shapes(build: Callable[[], nn.Module]) -> dict[str, Shape]:
-    """Keys and shapes of the state dict of the module ``build()`` (built without memory)."""
-    with torch.device("meta"):
+def _target_shapes(build: Callable[[], nn.Module], device: str = "meta") -> dict[str, Shape]:
+    """Keys and shapes of the state dict of the module ``build()``.
+
+    An encoder is built on the meta device (no memory); a front-end, small, on the CPU: on
+    the meta device its Kaiming initialisation would load torch's reference kernels, which
+    takes seconds.
+    """
+    with torch.device(device):
         module = build()
     return {key: tuple(value.shape) for key, value in module.state_dict().items()}
 
@@ -405,6 +437,7 @@ def _apply(
     plan: _Plan,
     targets: dict[str, Shape],
     ignore: Sequence[str],
+    source: str,
 ) -> dict[str, torch.Tensor]:
     """Run the rules of ``plan``; check that every key of ``sb_state`` under ``prefix`` is used."""
     if set(plan.rules) != set(targets):  # a bug of this module, not of the input
@@ -419,13 +452,13 @@ def _apply(
         expected = rule.transform.sb_shape(shape)
         if key not in sb_state:
             raise ValueError(
-                f"sb_state is missing {key!r} (expected shape {_shape(expected)}, for smx "
+                f"{source} is missing {key!r} (expected shape {_shape(expected)}, for smx "
                 f"{smx_key!r}){_hint(sb_state, key)}"
             )
         tensor = sb_state[key]
         if tuple(tensor.shape) != expected:
             raise ValueError(
-                f"sb_state[{key!r}] has shape {_shape(tensor.shape)} but the config needs "
+                f"{source}[{key!r}] has shape {_shape(tensor.shape)} but the config needs "
                 f"{_shape(expected)} (for smx {smx_key!r}); check model sizes and heads"
             )
         out[smx_key] = rule.transform.convert(tensor.detach(), shape).contiguous()
@@ -437,26 +470,26 @@ def _apply(
         if relative in plan.dead or any(fnmatchcase(relative, pattern) for pattern in ignore):
             continue
         raise ValueError(
-            f"sb_state has an unexpected key {key!r} (shape {_shape(sb_state[key].shape)}) that "
+            f"{source} has an unexpected key {key!r} (shape {_shape(sb_state[key].shape)}) that "
             "no smx tensor of this config uses; check model (block, mixer, sizes, num_layers) "
             "or pass it in ignore"
         )
     return out
 
 
-def _detect_wrapper(sb_state: Mapping[str, torch.Tensor], prefix: str) -> _Wrapper:
+def _detect_wrapper(sb_state: Mapping[str, torch.Tensor], prefix: str, source: str) -> _Wrapper:
     for wrapper in _WRAPPERS.values():
         if any(key.startswith(prefix + wrapper.stack) for key in sb_state):
             return wrapper
     stacks = " or ".join(repr(prefix + w.stack) for w in _WRAPPERS.values())
     raise ValueError(
-        f"sb_state has no key starting with {stacks}: pass the prefix of a wav2vec 2.0 "
+        f"{source} has no key starting with {stacks}: pass the prefix of a wav2vec 2.0 "
         "EncoderWrapper or of a TransformerASR (e.g. '1.' in an ASR model.ckpt)"
     )
 
 
 def _check_decay(
-    sb_state: Mapping[str, torch.Tensor], prefix: str, plan: _Plan, model: ModelCfg
+    sb_state: Mapping[str, torch.Tensor], prefix: str, plan: _Plan, model: ModelCfg, source: str
 ) -> None:
     """SpeechBrain's frozen ``decay_constant`` of every expdecay layer must equal the config's.
 
@@ -467,14 +500,57 @@ def _check_decay(
     decay = model.mixer.decay
     for key in [prefix + name for name in plan.decay_keys]:
         if key not in sb_state:
-            raise ValueError(f"sb_state is missing {key!r} (expected shape [], the expdecay decay)")
+            raise ValueError(f"{source} is missing {key!r} (expected shape [], the expdecay decay)")
         value = sb_state[key]
         if value.numel() != 1 or abs(float(value) - decay) > 1e-6:
             raise ValueError(
-                f"sb_state[{key!r}] = {value.flatten().tolist()} differs from "
+                f"{source}[{key!r}] = {value.flatten().tolist()} differs from "
                 f"model.mixer.decay={decay}; set the config's decay to the checkpoint's value"
             )
     plan.dead.update(plan.decay_keys)
+
+
+#: a key part that only one kind of SpeechBrain encoder layer has -> that layer
+_LAYER_MARKS = {
+    "ffn_module1.": "conformer",
+    "convolution_branch.": "branchformer",
+    "self_att.": "transformer",
+}
+
+
+def _check_block(
+    sb_state: Mapping[str, torch.Tensor], layers: str, model: ModelCfg, source: str
+) -> None:
+    """The first layer under ``layers`` must be of the configured block type."""
+    for key in sb_state:
+        if not key.startswith(layers):
+            continue
+        for mark, block in _LAYER_MARKS.items():
+            if mark in key and block != model.encoder.block:
+                if block == "transformer":
+                    raise ValueError(
+                        f"{source} holds SpeechBrain Transformer layers ({key!r}), which have "
+                        "no SpeechBrain import (Conformer and Branchformer have)"
+                    )
+                raise ValueError(
+                    f"{source} holds {block} layers ({key!r}): set model.encoder.block to "
+                    f"'{block}' (the config has '{model.encoder.block}')"
+                )
+
+
+def _check_positions(
+    sb_state: Mapping[str, torch.Tensor], prefix: str, model: ModelCfg, source: str
+) -> None:
+    """``encoder.pos_enc`` must be ``abs`` exactly when SpeechBrain added absolute positions."""
+    key = prefix + _ABS_POSITIONS
+    added = key in sb_state
+    if added != (model.encoder.pos_enc == "abs"):
+        holds = "holds" if added else "has no"
+        want = "abs" if added else "none"
+        raise ValueError(
+            f"{source} {holds} {key!r} (SpeechBrain's absolute positions) but "
+            f"model.encoder.pos_enc is {model.encoder.pos_enc!r}; set it to {want!r}"
+        )
 
 
 def speechbrain_encoder_keys(
@@ -524,11 +600,13 @@ def speechbrain_encoder_keys(
     return keys
 
 
-def _input_dim(sb_state: Mapping[str, torch.Tensor], projection: str, d_model: int) -> int:
+def _input_dim(
+    sb_state: Mapping[str, torch.Tensor], projection: str, d_model: int, source: str
+) -> int:
     """Features per input frame: the input size of the checkpoint's ``projection`` weight."""
     if projection not in sb_state:
         raise ValueError(
-            f"sb_state is missing {projection!r} (expected shape "
+            f"{source} is missing {projection!r} (expected shape "
             f"[{d_model}, input_dim]): the smx encoder needs its input projection"
         )
     return sb_state[projection].shape[-1]
@@ -539,6 +617,7 @@ def convert_speechbrain_encoder(
     model: ModelCfg,
     prefix: str = "",
     ignore: Sequence[str] = (),
+    source: str = "sb_state",
 ) -> dict[str, torch.Tensor]:
     """State dict of ``build_encoder(model, input_dim)`` from a SpeechBrain encoder checkpoint.
 
@@ -560,6 +639,8 @@ def convert_speechbrain_encoder(
     ignore : Sequence[str]
         Glob patterns (``fnmatch``, relative to ``prefix``) of keys to skip on purpose,
         e.g. ``("decoder.*", "custom_tgt_module.*")``.
+    source : str
+        What the error messages call ``sb_state`` (e.g. the checkpoint file).
 
     Returns
     -------
@@ -569,8 +650,9 @@ def convert_speechbrain_encoder(
     Raises
     ------
     ValueError
-        Unsupported block or mixer, missing / unexpected key, wrong shape, or an
-        ``expdecay`` decay differing from ``model.mixer.decay``.
+        Unsupported block or mixer, missing / unexpected key, wrong shape, an ``expdecay``
+        decay differing from ``model.mixer.decay``, or absolute positions in the state that
+        ``encoder.pos_enc`` does not add (or the reverse).
 
     Example
     -------
@@ -587,13 +669,35 @@ def convert_speechbrain_encoder(
     <All keys matched successfully>
     """
     _check_supported(model)
-    wrapper = _detect_wrapper(sb_state, prefix)
-    input_dim = _input_dim(sb_state, f"{prefix}{wrapper.projection}weight", model.encoder.d_model)
+    wrapper = _detect_wrapper(sb_state, prefix, source)
+    projection = f"{prefix}{wrapper.projection}weight"
+    input_dim = _input_dim(sb_state, projection, model.encoder.d_model, source)
     mask = wrapper.mask is not None and f"{prefix}{wrapper.mask}" in sb_state
     plan = _encoder_plan(model, wrapper, mask)
     targets = _target_shapes(lambda: build_encoder(model, input_dim, mask_embedding=mask))
-    _check_decay(sb_state, prefix, plan, model)
-    return _apply(sb_state, prefix, plan, targets, ignore)
+    _check_block(sb_state, f"{prefix}{wrapper.stack}layers.0.", model, source)
+    _check_decay(sb_state, prefix, plan, model, source)
+    converted = _apply(sb_state, prefix, plan, targets, ignore, source)
+    _check_positions(sb_state, prefix, model, source)
+    return converted
+
+
+def _cnn_plan(frontend: FrontendCfg) -> _Plan:
+    """Rules of the wav2vec 2.0 latent extractor (``mel_cnn``) or the Conv2d front-end."""
+    plan = _Plan(rules={}, dead=set(), decay_keys=[])
+    if frontend.kind == "mel_cnn":
+        for i in range(len(frontend.cnn_channels)):
+            block = f"extractor.convblock_{i}.convs"
+            plan.rules[f"convs.{i}.weight"] = _Rule(f"{block}.conv_0.conv.weight")
+            _copy(plan.rules, f"norms.{i}", f"{block}.norm_0.norm")
+        _copy(plan.rules, "out_norm", "norm")
+        return plan
+    for i in range(len(frontend.conv2d_channels)):
+        block = f"convblock_{i}.convs"
+        plan.rules[f"convs.{i}.weight"] = _Rule(f"{block}.conv_0.conv.weight", _CONV2D)
+        plan.rules[f"convs.{i}.bias"] = _Rule(f"{block}.conv_0.conv.bias")
+        _copy(plan.rules, f"norms.{i}", f"{block}.norm_0.norm")
+    return plan
 
 
 def convert_speechbrain_cnn(
@@ -601,28 +705,40 @@ def convert_speechbrain_cnn(
     frontend: FrontendCfg,
     prefix: str = "",
     ignore: Sequence[str] = (),
+    source: str = "sb_state",
 ) -> dict[str, torch.Tensor]:
-    """State dict of ``build_subsampling(frontend)`` from the wav2vec 2.0 ``CNN.ckpt``.
+    """State dict of ``build_subsampling(frontend)`` from a SpeechBrain front-end.
 
-    ``extractor.convblock_<i>.convs.conv_0.conv.weight [C_out, C_in, k]`` -> ``convs.<i>.weight``
-    (same layout; bias-free), ``extractor.convblock_<i>.convs.norm_0.norm.*`` ->
-    ``norms.<i>.*``, ``norm.*`` -> ``out_norm.*``. Only ``frontend.kind == "mel_cnn"``.
+    ``kind: mel_cnn``, the wav2vec 2.0 ``W2VLatentExtractor`` (``CNN.ckpt``):
+    ``extractor.convblock_<i>.convs.conv_0.conv.weight [C_out, C_in, k]`` ->
+    ``convs.<i>.weight`` (same layout; bias-free), ``extractor.convblock_<i>.convs.norm_0.norm.*``
+    -> ``norms.<i>.*``, ``norm.*`` -> ``out_norm.*``.
+
+    ``kind: conv2d``, the ``ConvolutionFrontEnd`` of an ASR or BEST-RQ ``model.ckpt`` (its
+    ``0.``): ``convblock_<i>.convs.conv_0.conv.weight [C_out, C_in, k_freq, k_time]`` ->
+    ``convs.<i>.weight [C_out, C_in, k_time, k_freq]`` (transposed: SpeechBrain convolves
+    ``[B, C, F, T]``), its bias unchanged, ``convblock_<i>.convs.norm_0.norm.* [F', C]`` ->
+    ``norms.<i>.*`` (both normalise each frame's frequencies and channels together).
+    SpeechBrain pads that front-end by reflection: set ``frontend.conv2d_padding: reflect``.
 
     Arguments
     ---------
     sb_state : Mapping[str, torch.Tensor]
-        SpeechBrain ``W2VLatentExtractor`` state dict.
+        SpeechBrain state dict.
     frontend : FrontendCfg
         The smx front-end config (channels, kernels and strides must match the tensors).
     prefix : str
-        Prefix of the extractor's keys in ``sb_state``.
+        Prefix of the front-end's keys in ``sb_state`` (``"0."`` in a ``model.ckpt``).
     ignore : Sequence[str]
         Glob patterns of keys (relative to ``prefix``) to skip.
+    source : str
+        What the error messages call ``sb_state`` (e.g. the checkpoint file).
 
     Returns
     -------
     dict[str, torch.Tensor]
-        State dict of :class:`smx.nn.frontend.CnnLatentExtractor`, loadable with ``strict=True``.
+        State dict of :class:`smx.nn.frontend.CnnLatentExtractor` or
+        :class:`smx.nn.frontend.Conv2dSubsampling`, loadable with ``strict=True``.
 
     Example
     -------
@@ -637,16 +753,5 @@ def convert_speechbrain_cnn(
     >>> build_subsampling(cfg).load_state_dict(convert_speechbrain_cnn(sb_state, cfg))
     <All keys matched successfully>
     """
-    if frontend.kind != "mel_cnn":
-        raise ValueError(
-            f"frontend.kind {frontend.kind!r} has no SpeechBrain import; only 'mel_cnn' (the "
-            "wav2vec 2.0 latent extractor) maps exactly"
-        )
-    plan = _Plan(rules={}, dead=set(), decay_keys=[])
-    for i in range(len(frontend.cnn_channels)):
-        block = f"extractor.convblock_{i}.convs"
-        plan.rules[f"convs.{i}.weight"] = _Rule(f"{block}.conv_0.conv.weight")
-        _copy(plan.rules, f"norms.{i}", f"{block}.norm_0.norm")
-    _copy(plan.rules, "out_norm", "norm")
-    targets = _target_shapes(lambda: build_subsampling(frontend))
-    return _apply(sb_state, prefix, plan, targets, ignore)
+    targets = _target_shapes(lambda: build_subsampling(frontend), device="cpu")
+    return _apply(sb_state, prefix, _cnn_plan(frontend), targets, ignore, source)

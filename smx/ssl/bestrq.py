@@ -1,8 +1,10 @@
 """The BEST-RQ objective: predict frozen random-projection codes of masked frames.
 
 BEST-RQ (arXiv 2202.01855) as in SpeechBrain's recipe (docs/algorithm.md, "BEST-RQ"):
-waveforms -> log-mel normalised per utterance ``x [B, T, F]``, zero-padded to a multiple
-of ``stack_frames`` -> targets: the :class:`RandomProjectionQuantizer` codes of the
+waveforms -> log-mel ``x [B, T, F]`` normalised per utterance, or with global statistics
+frozen after ``model.frontend.global_norm_updates`` training batches as in arXiv 2409.02596
+(``model.frontend.normalize``; the front-end keeps them), zero-padded to a multiple of
+``stack_frames`` -> targets: the :class:`RandomProjectionQuantizer` codes of the
 **clean** stacked frames -> block mask (:func:`smx.ssl.masking.block_mask`, per
 utterance) -> masked feature frames replaced by Gaussian noise (mean 0, std
 ``noise_std``) -> subsampling front-end (stride ``stack_frames`` in time) -> encoder ->
@@ -65,7 +67,7 @@ class BestRQObjective(nn.Module):
     ---------
     fbank : smx.nn.frontend.FbankFrontend
         ``(audio [B, S], samples [B]) -> (feats [B, T, F], frames [B])``, normalised per
-        utterance.
+        utterance or with its global statistics (updated in training mode).
     subsampling : smx.nn.frontend.Conv2dSubsampling or CnnLatentExtractor
         ``(feats, frames) -> (x [B, T / s, C], lengths [B])`` for ``T`` a multiple of
         ``s = cfg.stack_frames`` (SpeechBrain's BEST-RQ recipe uses the Conv2d front-end).

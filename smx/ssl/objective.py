@@ -68,7 +68,7 @@ def build_objective(params: Params) -> nn.Module:
 
     frontend = params.model.frontend
     fbank = build_fbank(frontend, params.data.sample_rate)
-    subsampling = build_subsampling(frontend)
+    subsampling = build_subsampling(frontend, params.model.encoder.dropout)
     if params.ssl.kind == "wav2vec2":
         from smx.ssl.wav2vec2 import Wav2Vec2Objective
 

@@ -6,7 +6,9 @@ layout: SpeechBrain ``Linear`` ``.w.weight [out, in]``, ``ParallelLinear``
 ``linear_0``, ...). The reference outputs are computed directly from those tensors with
 explicit per-head slices, convolutions and attention, one utterance at a time without
 padding, in float64; the imported smx modules run on padded batches and must give the
-same values on the real frames.
+same values on the real frames. The reference follows SpeechBrain's computation (its
+relative positions encode ``|i - j|``); tests/nn/test_speechbrain_parity.py compares with
+SpeechBrain's own modules, which have no SummaryMixing.
 """
 
 from __future__ import annotations
@@ -69,7 +71,9 @@ CASES = {
     ),
     "conformer-mhsa": make_cfg("conformer", {"kind": "mhsa", "heads": 2}),
     "conformer-relpos": make_cfg(
-        "conformer", {"kind": "mhsa", "heads": 4, "pos": "relpos"}, pos_enc="none"
+        "conformer",
+        {"kind": "mhsa", "heads": 4, "pos": "relpos", "relpos": "symmetric"},
+        pos_enc="none",
     ),
     "branchformer-full-h1": make_cfg(
         "branchformer",
@@ -310,12 +314,13 @@ def ref_regular_mha(state, key: str, x: Tensor, heads: int) -> Tensor:
 
 
 def ref_relpos_mha(state, key: str, x: Tensor, heads: int) -> Tensor:
-    """RelPosMHAXL: per-head interleaved q/k/v rows, biases viewed [H, d_h], 1/sqrt(D)."""
+    """RelPosMHAXL: per-head interleaved q/k/v rows, biases viewed [H, d_h], 1/sqrt(D); the
+    position of key j seen from query i is the sinusoid of |i - j| (RelPosEncXL)."""
     time, head_dim = x.shape[0], D // heads
     q, k, v = (x @ state[f"{key}.in_proj_weight"].T).view(time, heads, 3 * head_dim).chunk(3, -1)
     u = state[f"{key}.pos_bias_u"].reshape(-1).view(heads, head_dim)
     bias_v = state[f"{key}.pos_bias_v"].reshape(-1).view(heads, head_dim)
-    distance = [[loop_sinusoid(i - j) for j in range(time)] for i in range(time)]
+    distance = [[loop_sinusoid(abs(i - j)) for j in range(time)] for i in range(time)]
     p = torch.tensor(distance, dtype=torch.float64) @ state[f"{key}.linear_pos.weight"].T
     p = p.view(time, time, heads, head_dim)  # [i, j, H, d_h]
     content = torch.einsum("ihd,jhd->hij", q + u, k)
@@ -672,7 +677,12 @@ def test_unknown_wrapper_and_missing_projection():
 
 def test_cnn_errors():
     cfg = FrontendCfg(cnn_channels=[8, 8])
-    with pytest.raises(ValueError, match=r"frontend\.kind 'conv2d'"):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "missing 'convblock_0.convs.conv_0.conv.weight' (expected shape [64, 1, 3, 3]"
+        ),
+    ):
         convert_speechbrain_cnn({}, FrontendCfg(kind="conv2d"))
     with pytest.raises(
         ValueError,
