@@ -440,3 +440,16 @@ def test_the_image_records_the_commit_and_refuses_code_of_another_source_hash(
         assert res.returncode == code, res.stderr
         stderr[value] = res.stderr
     assert f"has source hash {source_hash()}, not SMX_SOURCE_HASH=000" in stderr["0" * 64]
+
+
+def test_rayignore_uploads_the_whole_package_and_leaves_out_the_outputs() -> None:
+    """`ray job submit --working-dir .` reads .rayignore with gitignore rules."""
+    import pathspec
+
+    root = Path(__file__).resolve().parents[2]
+    spec = pathspec.GitIgnoreSpec.from_lines((root / ".rayignore").read_text().splitlines())
+    package = [p.relative_to(root).as_posix() for p in (root / "smx").rglob("*.py")]
+    assert "smx/data/loader.py" in package
+    assert [p for p in package if spec.match_file(p)] == []
+    for output in ("data/synth/cuts.jsonl.gz", "models/sm/encoder.pt", "ray_results/x/y", "m.db"):
+        assert spec.match_file(output), output
