@@ -325,7 +325,7 @@ def open_run(
 
     mlflow.set_tracking_uri(uri)
     if run_id is not None:
-        with mlflow.start_run(run_id=run_id):
+        with reopen_run(uri, run_id):
             mlflow.set_tags(tags)
         return run_id
     mlflow.set_experiment(experiment_id=experiment_id(uri, experiment))
@@ -377,6 +377,20 @@ class RunLogger:
     def close(self, status: str = "FINISHED") -> None:
         """End the run with ``status`` (``FINISHED``, ``FAILED``, ``KILLED``)."""
         self._mlflow.end_run(status=status)
+
+
+def reopen_run(uri: str, run_id: str) -> Any:
+    """``mlflow.start_run(run_id=...)`` with the run's own experiment made the active one.
+
+    MLflow refuses to resume a run of another experiment than the process's active one
+    (``set_experiment`` earlier in the process, or ``MLFLOW_EXPERIMENT_ID``).
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.MlflowClient(uri).get_run(run_id).info.experiment_id
+    mlflow.set_experiment(experiment_id=experiment)
+    return mlflow.start_run(run_id=run_id)
 
 
 def encoder_signature() -> Any:
@@ -443,8 +457,7 @@ def log_encoder_model(
     """
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(run_id=run_id):
+    with reopen_run(uri, run_id):
         info = mlflow.pyfunc.log_model(
             name="encoder",
             loader_module="smx.serving",

@@ -120,6 +120,8 @@ def test_the_registered_model_loads_outside_the_repository_and_matches(
 def test_each_run_moves_latest_and_probing_reads_the_model_without_pickle(
     mlflow_server: str, encoder_file: Path, tmp_path: Path, uris: dict[str, str]
 ) -> None:
+    mlflow.set_tracking_uri(mlflow_server)
+    mlflow.set_experiment("another-experiment")  # the process's active one: not the run's
     second = registered(mlflow_server, encoder_file, tmp_path)
     assert json.loads((tmp_path / "registry.json").read_text()) == second
     assert int(second["version"]) > int(uris["version"])
