@@ -45,7 +45,7 @@ lint: setup
 ## make lock: re-resolve requirements.lock after changing pyproject.toml
 lock: setup
 	@$(BIN)/pip freeze --exclude-editable | grep -v -E '^(smx|pip|setuptools|wheel)==' \
-	  | { echo "# Lock file: the exact versions a fresh install resolves (pip install -c requirements.lock -e '.[dev]')."; \
+	  | { echo "# Lock file: the exact versions a fresh install resolves (pip install -c requirements.lock -e '.[dev,test-speechbrain]')."; \
 	      echo "# Regenerate with 'make lock' after changing pyproject.toml."; cat; } > requirements.lock
 
 ## make ui: the MLflow UI on http://127.0.0.1:5000 over the project's tracking store

@@ -6,6 +6,8 @@ the front-end parts. Everything else takes modules, not configs.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from smx.config import EncoderCfg, FrontendCfg, MixerCfg, ModelCfg
@@ -13,6 +15,25 @@ from smx.nn.base import Mixer
 from smx.nn.blocks import BranchformerBlock, ConformerBlock, TransformerBlock
 from smx.nn.encoder import Encoder
 from smx.nn.frontend import CnnLatentExtractor, Conv2dSubsampling, FbankFrontend
+
+
+def _summary_mixing(cfg: Any, encoder: EncoderCfg) -> Mixer:
+    """SummaryMixing of ``cfg`` (a ``SummaryMixingCfg``) at the encoder's width."""
+    from smx.nn.mixers.summary_mixing import SummaryMixing
+
+    return SummaryMixing(
+        encoder.d_model,
+        mode=cfg.mode,
+        local_hidden=cfg.local_hidden,
+        local_out=cfg.local_out,
+        summary_hidden=cfg.summary_hidden,
+        heads=cfg.heads,
+        use_layernorm=cfg.use_layernorm,
+        dropout=cfg.dropout,
+        activation=encoder.activation,
+        decay=cfg.decay,
+        activation_checkpointing=cfg.activation_checkpointing,
+    )
 
 
 def build_mixer(cfg: MixerCfg, encoder: EncoderCfg) -> Mixer:
@@ -38,21 +59,7 @@ def build_mixer(cfg: MixerCfg, encoder: EncoderCfg) -> Mixer:
     """
     d_model = encoder.d_model
     if cfg.kind == "summarymixing":
-        from smx.nn.mixers.summary_mixing import SummaryMixing
-
-        return SummaryMixing(
-            d_model,
-            mode=cfg.mode,
-            local_hidden=cfg.local_hidden,
-            local_out=cfg.local_out,
-            summary_hidden=cfg.summary_hidden,
-            heads=cfg.heads,
-            use_layernorm=cfg.use_layernorm,
-            dropout=cfg.dropout,
-            activation=encoder.activation,
-            decay=cfg.decay,
-            activation_checkpointing=cfg.activation_checkpointing,
-        )
+        return _summary_mixing(cfg, encoder)
     if cfg.kind == "mhsa":
         from smx.nn.mixers.mhsa import MultiHeadSelfAttention
 

@@ -145,7 +145,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -623,9 +623,8 @@ def convert_speechbrain_encoder(
 
     Conformer and Branchformer layers with SummaryMixing (any mode and heads) or MHSA
     (``pos: abs`` or ``relpos``) in a wav2vec 2.0 ``EncoderWrapper`` or a ``TransformerASR``;
-    mapping, dead keys and mask-polarity caveat in the module docstring. ``input_dim`` is read
-    from the input projection; build the encoder with ``mask_embedding=True`` when the
-    checkpoint has a mask embedding. Unchanged tensors may share memory with ``sb_state``.
+    mapping and caveats in the module docstring. ``input_dim`` is read from the input
+    projection; build with ``mask_embedding=True`` when the checkpoint has a mask embedding.
 
     Arguments
     ---------
@@ -650,9 +649,8 @@ def convert_speechbrain_encoder(
     Raises
     ------
     ValueError
-        Unsupported block or mixer, missing / unexpected key, wrong shape, an ``expdecay``
-        decay differing from ``model.mixer.decay``, or absolute positions in the state that
-        ``encoder.pos_enc`` does not add (or the reverse).
+        Unsupported block or mixer, missing / unexpected key, wrong shape, another expdecay
+        decay, absolute positions unlike ``encoder.pos_enc``; the message names the key.
 
     Example
     -------
@@ -668,6 +666,17 @@ def convert_speechbrain_encoder(
     >>> encoder.load_state_dict(convert_speechbrain_encoder(sb_state, cfg), strict=True)
     <All keys matched successfully>
     """
+    plan, targets = _checked_plan(sb_state, model, prefix, source)
+    converted = _apply(sb_state, prefix, plan, targets, ignore, source)
+    _check_positions(sb_state, prefix, model, source)
+    return converted
+
+
+def _checked_plan(
+    sb_state: Mapping[str, torch.Tensor], model: ModelCfg, prefix: str, source: str
+) -> tuple[Any, Any]:
+    """The conversion plan of an encoder state and the target shapes, after the checks of
+    the block, the wrapper, the input projection and the decay."""
     _check_supported(model)
     wrapper = _detect_wrapper(sb_state, prefix, source)
     projection = f"{prefix}{wrapper.projection}weight"
@@ -677,9 +686,7 @@ def convert_speechbrain_encoder(
     targets = _target_shapes(lambda: build_encoder(model, input_dim, mask_embedding=mask))
     _check_block(sb_state, f"{prefix}{wrapper.stack}layers.0.", model, source)
     _check_decay(sb_state, prefix, plan, model, source)
-    converted = _apply(sb_state, prefix, plan, targets, ignore, source)
-    _check_positions(sb_state, prefix, model, source)
-    return converted
+    return plan, targets
 
 
 def _cnn_plan(frontend: FrontendCfg) -> _Plan:
