@@ -47,7 +47,7 @@ def test_validate_reports_every_file_and_exits_2_without_traceback(tmp_path: Pat
     assert res.returncode == 2
     assert "params.yaml: OK" in res.stdout
     lines = res.stderr.strip().splitlines()
-    allowed = "allowed keys: kind, heads, dropout, pos"
+    allowed = "allowed keys: kind, heads, dropout, pos, relpos"
     assert lines[0] == f"{bad1}:4: model.mixer.nheads: unknown key 'nheads'; {allowed}"
     assert lines[1].startswith(f"{bad2}:3: YAML syntax error")
     assert "Traceback" not in res.stderr
