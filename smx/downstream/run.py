@@ -8,11 +8,12 @@ once per seed (``downstream.seeds`` seeds starting at ``params.seed``; ``downstr
 trainings at once, :mod:`smx.downstream.jobs`) and scored on the test split. The result is a
 JSON-ready dict::
 
-    task, primary_metric, better ("lower" | "higher"), seeds, utterances, beam_search, beam_size,
-    probes: {probe: {upstream: {metrics: {name: {mean, std, values}},
+    task, primary_metric, better ("lower" | "higher"), seeds, utterances, chance, beam_search,
+    beam_size, probes: {probe: {upstream: {metrics: {name: {mean, std, values}},
                                 layer_weights: {mean, std}, best_epoch: [...]}}}
 
-``std`` is the sample standard deviation over seeds (0 for one seed).
+``std`` is the sample standard deviation over seeds (0 for one seed). ``chance`` is the
+primary score of an upstream that carries nothing (:func:`chance`; over folds, their mean).
 
 A task with ``folds: session`` (``downstream.tasks``) is probed leave-one-session-out: the
 states are extracted once, the probes trained and scored per fold, and each metric's
@@ -321,7 +322,34 @@ def run_folds(
     counts = [_utterances(data) for _, data in folds]
     result["utterances"] = {k: sum(c[k] for c in counts) for k in counts[0]}
     result["folds"] = {"by": "session", "held_out": [s for s, _ in folds], "utterances": counts}
+    result["chance"] = round(statistics.fmean(chance(d, result["better"]) for _, d in folds), 6)
     return result
+
+
+def chance(data: TaskData, better: str) -> float:
+    """The primary score of an upstream that carries nothing: what "learnable" is judged against.
+
+    asr: the error rate of an empty transcript (1.0); speaker: the EER of random scores (0.5);
+    a classification task: the accuracy of always answering the training split's commonest
+    class, on the test split.
+
+    Example
+    -------
+    >>> cut = lambda i: type("Cut", (), {"id": str(i), "duration": 1.0})()
+    >>> items = lambda *labels: [Item(cut(i), label) for i, label in enumerate(labels)]
+    >>> data = TaskData("intent", items("a", "a", "b"), [], items("a", "b", "b", "b"))
+    >>> chance(data, "higher"), chance(TaskData("speaker", [], [], []), "lower")
+    (0.25, 0.5)
+    """
+    if data.task == "asr":
+        return 1.0
+    if data.task == "speaker":
+        return 0.5
+    if not data.train or not data.test:
+        return 0.0 if better == "higher" else 1.0
+    labels = [item.label for item in data.train]
+    commonest = max(sorted(set(labels)), key=labels.count)
+    return sum(item.label == commonest for item in data.test) / len(data.test)
 
 
 def _utterances(data: TaskData) -> dict[str, int]:
@@ -382,6 +410,7 @@ def _result(
         "better": better,
         "seeds": [params.seed + i for i in range(cfg.seeds)],
         "utterances": _utterances(data),
+        "chance": round(chance(data, better), 6),
         "probes": {
             name: {
                 label: aggregate(data, runs[name, label], splits[label].test, cfg)

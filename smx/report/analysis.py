@@ -69,6 +69,28 @@ def best_scores(study: Study, task: str) -> dict[str, dict[str, Spread]]:
     }
 
 
+def learnable(result: Probe) -> str:
+    """Whether the task was learnable here: its fbank baseline against chance, in words.
+
+    Example
+    -------
+    >>> spreads = lambda fbank: {"fbank": {"eer": fbank}}
+    >>> probe = lambda fbank, chance: Probe("v", "speaker", "eer", "lower", 3,
+    ...                                     {"xvector": spreads(fbank)}, chance)
+    >>> learnable(probe(Spread(0.27, 0.02), 0.5))
+    'yes (fbank 0.270 ± 0.020, chance 0.500)'
+    >>> learnable(probe(Spread(0.49, 0.02), 0.5))
+    'no (fbank 0.490 ± 0.020, chance 0.500)'
+    >>> learnable(probe(Spread(0.49, 0.02), None))
+    'not recorded'
+    """
+    if result.chance is None:
+        return "not recorded"
+    fbank = task_score(result, "fbank")[1]
+    beats = verdict(fbank, Spread(result.chance, 0.0), result.better) == "better"
+    return f"{'yes' if beats else 'no'} (fbank {fbank}, chance {result.chance:.3f})"
+
+
 def baseline_variant(study: Study) -> str:
     """The variant every cost ratio divides by: the MHSA one, else the first."""
     for v in study.variants:

@@ -178,6 +178,8 @@ class Probe:
     better: str  # "lower" | "higher"
     seeds: int
     scores: dict[str, dict[str, dict[str, Spread]]]
+    #: the primary score of an upstream that carries nothing (None: not recorded)
+    chance: float | None = None
 
     def primary(self, probe: str, upstream: str) -> Spread:
         return self.scores[probe][upstream][self.primary_metric]
@@ -332,6 +334,7 @@ def read_probe(root: Path, variant: str, task: str) -> Probe:
         better=better,
         seeds=len(need(data, "seeds", src, list)),
         scores=scores,
+        chance=need(data, "chance", src) if "chance" in data else None,
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from smx.bench.mixers import measured
 from smx.config import Params
-from smx.report.analysis import baseline_variant, best_scores, findings, verdict
+from smx.report.analysis import baseline_variant, best_scores, findings, learnable, verdict
 from smx.report.inputs import INITS, UPSTREAMS, Spread, Study
 
 
@@ -248,8 +248,9 @@ def best_probe_table(study: Study) -> str:
         first = study.probes[(study.variants[0], task)]
         scores = best_scores(study, task)
         cells = [best_probe_cell(scores[v], first.better) for v in study.variants]
-        rows.append([f"{task} ({first.primary_metric}, {first.better} is better)", *cells])
-    return table(["task (metric)", *study.variants], rows)
+        name = f"{task} ({first.primary_metric}, {first.better} is better)"
+        rows.append([name, *cells, learnable(first)])
+    return table(["task (metric)", *study.variants, "learnable here"], rows)
 
 
 def best_probe_caption(study: Study) -> str:
@@ -258,7 +259,10 @@ def best_probe_caption(study: Study) -> str:
     return (
         "Each cell: pre-trained / random init / fbank, each scored with the better of the "
         f"task's probes, mean ± std over {seeds} seeds. **Bold**: the pre-trained encoder "
-        "beats its random init by more than the larger std."
+        "beats its random init by more than the larger std. **Learnable here**: whether "
+        "the fbank baseline beats chance (an empty transcript, random scores, the commonest "
+        "class) by more than its std; where it does not, the corpus cannot teach the task and "
+        "no encoder's score on it says anything."
     )
 
 

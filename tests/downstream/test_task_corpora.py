@@ -40,6 +40,7 @@ def test_speaker_on_voxceleb_scores_its_own_trials(tmp_path: Path, encoder_file:
     result = probe_encoder(encoder_file, "speaker", params, corpus, probes=["xvector"])
     # trials.txt: 5 trials; one names a truncated (skipped) file, one a speaker not in the tree
     assert result["trials"] == 3
+    assert result["chance"] == 0.5  # the EER of random scores
     assert result["utterances"] == {"train": 6, "dev": 2, "test": 4}
     eer = result["probes"]["xvector"]["pretrained"]["metrics"]["eer"]
     assert len(eer["values"]) == 1 and 0.0 <= eer["mean"] <= 1.0
@@ -51,7 +52,9 @@ def test_intent_on_slurp_reads_its_intents(tmp_path: Path, encoder_file: Path) -
     params = tiny_params(seeds=1, epochs=1, tasks={"intent": {"corpus": str(corpus)}})
     result = probe_encoder(encoder_file, "intent", params, corpus, probes=["linear"])
     assert result["utterances"] == {"train": 4, "dev": 1, "test": 1}
-    # the one test utterance's intent (audio_volume_up) is not a training class: never right
+    # the one test utterance's intent (audio_volume_up) is not a training class: never right,
+    # by the probes as by always answering the commonest training intent (chance)
+    assert result["chance"] == 0.0
     for upstream in ("pretrained", "random_init", "fbank"):
         accuracy = result["probes"]["linear"][upstream]["metrics"]["accuracy"]
         assert accuracy["values"] == [0.0]

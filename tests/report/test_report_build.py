@@ -133,6 +133,18 @@ def test_the_best_probe_table_sums_up_the_findings(built: tuple[Path, str]) -> N
     assert "![Each task's better probe" in text
 
 
+def test_each_task_says_whether_fbank_beat_chance(built: tuple[Path, str]) -> None:
+    _, text = built
+    findings = text[text.index("## What the numbers show") : text.index("## Pre-training")]
+    assert "| task (metric) | summarymixing | mhsa | learnable here |" in findings
+    rows = {line.split(" (", 1)[0][2:]: line for line in findings.splitlines() if "±" in line}
+    # the better fbank probe against each task's chance level (report_helpers.CHANCE)
+    assert rows["asr"].endswith("| yes (fbank 0.800 ± 0.020, chance 1.000) |")
+    assert rows["speaker"].endswith("| yes (fbank 0.300 ± 0.010, chance 0.500) |")
+    assert rows["intent"].endswith("| no (fbank 0.450 ± 0.020, chance 0.450) |")
+    assert rows["style"].endswith("| not recorded |")  # a result written without `chance`
+
+
 def _documents(root: Path) -> Documents:
     """A README and a results page, each with its block between hand-written lines."""
     documents = Documents.under(root / "project")
