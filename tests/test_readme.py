@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from smx.docblock import markers
-from smx.report.documents import README_BLOCK, RESULTS_BLOCK, Documents
+from smx.report.documents import README_BLOCK, RESULTS_BLOCK, TIME_BLOCK, Documents
 
 PROJECT = Path(__file__).resolve().parents[1]
 README = PROJECT / "README.md"
@@ -40,7 +40,12 @@ def test_relative_links_lead_to_files(document: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("document", "block"), [(DOCUMENTS.readme, README_BLOCK), (DOCUMENTS.results, RESULTS_BLOCK)]
+    ("document", "block"),
+    [
+        (DOCUMENTS.readme, README_BLOCK),
+        (DOCUMENTS.results, RESULTS_BLOCK),
+        (DOCUMENTS.results, TIME_BLOCK),
+    ],
 )
 def test_the_generated_blocks_are_where_the_report_stage_writes(document: Path, block: str) -> None:
     lines = document.read_text(encoding="utf-8").splitlines()

@@ -6,6 +6,7 @@ other line stays as its author wrote it and the numbers can never be typed by ha
 
     README.md          block ``demo``:        the figure, the table and the encoders' MLflow URIs
     docs/results.md    block ``demo-probes``: the figure, the table and the verdicts
+    docs/results.md    block ``demo-time``:   the wall time of each part of the pipeline
     docs/figures/      ``best_probes.png``, the report's figure of the same name
 
 A document that is absent (a copy of the project without its docs) is skipped; one without
@@ -23,10 +24,11 @@ from smx.docblock import replace_block
 from smx.report.analysis import pretraining_helps
 from smx.report.figures import FIGURES
 from smx.report.inputs import Study
-from smx.report.markdown import best_probe_caption, best_probe_table, model_lines
+from smx.report.markdown import best_probe_caption, best_probe_table, model_lines, time_table
 
 README_BLOCK = "demo"
 RESULTS_BLOCK = "demo-probes"
+TIME_BLOCK = "demo-time"
 FIGURE = "best_probes.png"
 
 
@@ -94,6 +96,11 @@ def results_block(study: Study, link: str) -> str:
     return readme_block(study, link) + "\n\n" + verdicts
 
 
+def time_block(study: Study, link: str) -> str:
+    """Block ``demo-time``: :func:`~smx.report.markdown.time_table` (``link`` is unused)."""
+    return time_table(study)
+
+
 def publish(study: Study, figure: Path, documents: Documents) -> Published:
     """Rewrite the documents' blocks from ``study`` and copy the report's ``figure`` beside them.
 
@@ -121,12 +128,15 @@ def publish(study: Study, figure: Path, documents: Documents) -> Published:
     for path, name, block in (
         (documents.readme, README_BLOCK, readme_block),
         (documents.results, RESULTS_BLOCK, results_block),
+        (documents.results, TIME_BLOCK, time_block),
     ):
         if not path.is_file():
-            published.absent.append(path)
+            if path not in published.absent:
+                published.absent.append(path)
             continue
         replace_block(path, name, block(study, figure_link(copy, path)))
-        published.written.append(path)
+        if path not in published.written:
+            published.written.append(path)
     if published.written:
         with atomic_path(copy) as tmp:
             tmp.write_bytes(figure.read_bytes())

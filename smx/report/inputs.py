@@ -231,6 +231,9 @@ class Study:
     finetune: dict[str, Finetune]
     bench: Bench
     inputs: list[str] = field(default_factory=list)
+    #: DVC stage -> wall seconds it last took (``metrics/time``; stages without a record left
+    #: out), in pipeline order
+    stage_times: dict[str, float] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------ parsers
@@ -408,6 +411,33 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def pipeline_stages(variants: list[str], tasks: list[str]) -> list[str]:
+    """The DVC stages of a study before ``report``, in the order they run.
+
+    Example
+    -------
+    >>> pipeline_stages(["sm"], ["asr"])
+    ['prepare', 'defaults', 'resolve@sm', 'pretrain@sm', 'finetune@sm', 'baseline@asr', 'probe@sm-asr', 'bench']
+    """
+    stages = ["prepare", "defaults"]
+    for stage in ("resolve", "pretrain", "finetune"):
+        stages += [f"{stage}@{v}" for v in variants]
+    for task in tasks:
+        stages += [f"baseline@{task}", *(f"probe@{v}-{task}" for v in variants)]
+    return [*stages, "bench"]
+
+
+def read_stage_times(root: Path, stages: list[str]) -> dict[str, float]:
+    """``metrics/time/<stage>.json`` of each of ``stages`` that has one (written under DVC by
+    :func:`smx.stages.common.record_time`): stage -> seconds."""
+    times = {}
+    for stage in stages:
+        src = Source(f"metrics/time/{stage}.json", stage)
+        if (root / src.path).is_file():
+            times[stage] = need(read_json(root, src), "seconds", src)
+    return times
+
+
 def gather(root: str | Path, params: Params) -> Study:
     """Read every input of the report for ``params.variants`` and ``downstream.tasks``."""
     root = Path(root)
@@ -427,4 +457,5 @@ def gather(root: str | Path, params: Params) -> Study:
         finetune=finetune,
         bench=bench,
         inputs=[s.path for s in sources(variants, tasks)],
+        stage_times=read_stage_times(root, pipeline_stages(variants, tasks)),
     )

@@ -223,6 +223,39 @@ def limits(params: Params, study: Study) -> str:
     )
 
 
+def time_groups(study: Study) -> list[tuple[str, list[str]]]:
+    """The rows of :func:`time_table`: a name and the DVC stages it sums."""
+    variants, tasks = study.variants, study.tasks
+    groups = [("prepare (the corpus)", ["prepare"])]
+    groups.append(("configs", ["defaults", *(f"resolve@{v}" for v in variants)]))
+    groups += [(f"pre-training {v}", [f"pretrain@{v}"]) for v in variants]
+    groups += [(f"fine-tuning {v}", [f"finetune@{v}"]) for v in variants]
+    for task in tasks:
+        stages = [f"baseline@{task}", *(f"probe@{v}-{task}" for v in variants)]
+        groups.append((f"probes {task} (fbank, then each variant)", stages))
+    return [*groups, ("benchmark", ["bench"])]
+
+
+def time_table(study: Study) -> str:
+    """Wall time per part of the pipeline and its share, from the stages' ``metrics/time``.
+
+    A part none of whose stages recorded a time shows "–" (a stage last run before stages
+    recorded their time, or by hand); the total and the shares count the recorded ones.
+    """
+    times = study.stage_times
+    if not times:
+        return "No stage recorded its time (stages record it when `dvc repro` runs them)."
+    total = sum(times.values())
+    rows = []
+    for name, stages in time_groups(study):
+        known = [times[s] for s in stages if s in times]
+        seconds = sum(known)
+        cells = [f"{seconds:.0f}", f"{seconds / total:.0%}"] if known else ["–", "–"]
+        rows.append([name, *cells])
+    rows.append(["**total**", f"**{total:.0f}** ({total / 60:.1f} min)", "100%"])
+    return table(["part of the pipeline", "seconds", "share"], rows)
+
+
 def best_probe_cell(scores: dict[str, Spread], better: str) -> str:
     """``pre-trained / random init / fbank`` scores, the pre-trained one bold when it wins.
 
@@ -359,6 +392,13 @@ def _finetuning_and_bench(study: Study, figures: dict[str, str]) -> list[str]:
         bench_table(study),
         "",
         _figure(figures, "bench_scaling.png"),
+        "",
+        "## Where the time went",
+        "",
+        "Wall time of each stage the last time `dvc repro` ran it (imports included), summed "
+        "by part of the pipeline.",
+        "",
+        time_table(study),
         "",
     ]
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,6 +63,7 @@ def run_stage(name: str, argv: list[str] | None = None, prog: str | None = None)
     """
     import importlib
 
+    start = time.monotonic()  # before the stage's imports (torch, Lhotse, MLflow: seconds)
     module = importlib.import_module(f"smx.stages.{name}")
     parser = argparse.ArgumentParser(
         prog=prog or f"python -m pipelines.{name}",
@@ -75,7 +78,41 @@ def run_stage(name: str, argv: list[str] | None = None, prog: str | None = None)
         if str(exc):
             print(exc, file=sys.stderr)
         return exc.code
+    record_time(time.monotonic() - start)
     return 0
+
+
+#: where a stage run by DVC records its wall time, under the repository root
+TIME_DIR = Path("metrics") / "time"
+
+
+def record_time(seconds: float, env: dict[str, str] | None = None) -> Path | None:
+    """Under ``dvc repro``: write ``$DVC_ROOT/metrics/time/$DVC_STAGE.json``, the stage's seconds.
+
+    DVC names the running stage in ``DVC_STAGE`` (``probe@mhsa-asr``) and the repository in
+    ``DVC_ROOT``; outside DVC (a stage run by hand or by a test) nothing is written. The file
+    is not a DVC output: it says what the stage's outputs last cost, and the report's time
+    table reads it (:mod:`smx.report.inputs`).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     path = record_time(12.345, {"DVC_STAGE": "probe@mhsa-asr", "DVC_ROOT": root})
+    ...     path.relative_to(root).as_posix(), json.loads(path.read_text())
+    ('metrics/time/probe@mhsa-asr.json', {'seconds': 12.3, 'stage': 'probe@mhsa-asr'})
+    >>> record_time(1.0, {}) is None
+    True
+    """
+    from smx.atomic import write_json
+
+    env = os.environ if env is None else env
+    stage, root = env.get("DVC_STAGE"), env.get("DVC_ROOT")
+    if not stage or not root:
+        return None
+    path = Path(root) / TIME_DIR / f"{stage}.json"
+    write_json(path, {"stage": stage, "seconds": round(seconds, 1)})
+    return path
 
 
 def add_params(

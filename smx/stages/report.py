@@ -7,7 +7,7 @@ reports/bench/pretrain.json for every variant and task of the config; writes
 logs each variant's numbers to its MLflow parent run and the report to a `report` run.
 The header names the git commit and the SHA-256 of <root>/dvc.lock.
 
-It also rewrites the generated blocks of --readme (`demo`) and --results (`demo-probes`)
+It also rewrites the generated blocks of --readme (`demo`) and --results (`demo-probes`, `demo-time`)
 and copies the best-probe figure into --figures-dir (:mod:`smx.report.documents`); a
 document that is absent is skipped with a note.
 """
@@ -45,7 +45,8 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="reports", help="output folder (default: reports)")
     parser.add_argument("--readme", help="README with block `demo` (default: <root>/README.md)")
     parser.add_argument(
-        "--results", help="page with block `demo-probes` (default: <root>/docs/results.md)"
+        "--results",
+        help="page with blocks `demo-probes` and `demo-time` (default: <root>/docs/results.md)",
     )
     parser.add_argument(
         "--figures-dir", help="where their figure goes (default: <root>/docs/figures)"

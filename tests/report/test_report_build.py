@@ -9,7 +9,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from report_helpers import write_inputs, write_params
+from report_helpers import STAGE_SECONDS, write_inputs, write_params
 
 from smx.config import load
 from smx.docblock import BlockError
@@ -145,15 +145,30 @@ def test_each_task_says_whether_fbank_beat_chance(built: tuple[Path, str]) -> No
     assert rows["style"].endswith("| not recorded |")  # a result written without `chance`
 
 
+def test_the_time_table_sums_the_recorded_stages_by_part(built: tuple[Path, str]) -> None:
+    _, text = built
+    section = text[text.index("## Where the time went") :]
+    total = sum(STAGE_SECONDS.values())  # 10 + 210 + 60 + 4 x 20 + 8 x 10 = 440
+    assert "| prepare (the corpus) | 10 | 2% |" in section
+    assert "| configs | – | – |" in section  # no stage of it recorded a time
+    assert "| pre-training summarymixing | 110 | 25% |" in section
+    assert "| probes speaker (fbank, then each variant) | 40 | 9% |" in section
+    assert "| benchmark | – | – |" in section
+    assert f"| **total** | **{total:.0f}** (7.3 min) | 100% |" in section
+
+
 def _documents(root: Path) -> Documents:
-    """A README and a results page, each with its block between hand-written lines."""
+    """A README and a results page, each with its blocks between hand-written lines."""
     documents = Documents.under(root / "project")
     documents.results.parent.mkdir(parents=True)
-    for path, name in ((documents.readme, "demo"), (documents.results, "demo-probes")):
-        path.write_text(
-            f"# Title\n\nhand-written\n\n<!-- begin: {name} -->\nold numbers\n"
-            f"<!-- end: {name} -->\n\nkept as written\n"
+    for path, names in (
+        (documents.readme, ["demo"]),
+        (documents.results, ["demo-probes", "demo-time"]),
+    ):
+        blocks = "".join(
+            f"<!-- begin: {name} -->\nold numbers\n<!-- end: {name} -->\n\n" for name in names
         )
+        path.write_text(f"# Title\n\nhand-written\n\n{blocks}kept as written\n")
     return documents
 
 
@@ -172,6 +187,7 @@ def test_the_documents_blocks_are_rewritten_and_the_rest_kept(
     assert published.absent == []
     assert copy.read_bytes() == figure.read_bytes()
     readme, results = documents.readme.read_text(), documents.results.read_text()
+    assert "| **total** | **440** (7.3 min) | 100% |" in results  # block demo-time
     for text in (readme, results):
         assert text.startswith("# Title\n\nhand-written\n\n<!-- begin: ")
         assert text.endswith(" -->\n\nkept as written\n")
