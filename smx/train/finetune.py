@@ -211,11 +211,12 @@ def check_inputs(
     launch.check_enough_audio(CutSet.from_cuts(item.cut for item in data.train))
     if "pretrained" in inits:
         default = launch.root / "models" / launch.variant / "encoder.pt"
-        encoder = Path(encoder) if encoder else default
+        # absolute: the Ray workers run in another working directory
+        encoder = Path(encoder).resolve() if encoder else default
         check_encoder(encoder, params)
     else:
         encoder = None
-    resume = Path(resume) if resume else None
+    resume = Path(resume).resolve() if resume else None
     resumed = (
         check_resume(resume, params, data.vocab.tokens, inits, launch.source) if resume else None
     )

@@ -111,7 +111,7 @@ def pretrain_job(launch: Launch, resume: Path | None) -> Job:
         loop=train_loop_per_worker,
         state_hash=config_hash(params),
         max_steps=params.train.max_steps,
-        resume_from=resume,
+        resume_from=resume.resolve() if resume else None,  # the workers run elsewhere
     )
 
 

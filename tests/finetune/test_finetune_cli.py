@@ -17,9 +17,11 @@ from smx.config import Params
 SMX = str(Path(sys.executable).parent / "smx")
 
 
-def smx_finetune(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def smx_finetune(
+    config: Path, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     cmd = [SMX, "finetune", "--config", str(config), "--variant", "sm", "--no-progress", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def write_config(folder: Path, params: Params) -> Path:
@@ -47,9 +49,10 @@ def test_an_encoder_of_another_architecture_is_refused(corpus_root: Path, tmp_pa
     data = json.loads(config.read_text())
     data["model"]["encoder"]["num_layers"] = 3
     other = write_encoder(Params.model_validate(data), tmp_path / "deeper.pt")
-    res = smx_finetune(config, "--encoder", str(other))
+    res = smx_finetune(config, "--encoder", "deeper.pt", cwd=tmp_path)
     line = one_sentence(res)
-    assert f"{other} does not match the architecture of the given config" in line
+    # a relative path is made absolute before the Ray workers (in other folders) get it
+    assert f" {other} does not match the architecture of the given config" in line
     assert "encoder.blocks.2" in line  # the first extra weight is named
     assert not (tmp_path / "ray").exists()  # refused before Ray started
 
