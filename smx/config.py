@@ -87,6 +87,45 @@ SynthStyle = Literal["neutral", "fast", "slow", "high", "low", "whisper", "excit
 NoiseKind = Literal["white", "pink", "brown", "babble"]
 
 
+class StyleCfg(Section):
+    """A speaking style of the embedded corpus: what espeak-ng changes of the speaker's voice.
+
+    ``rate_scale`` multiplies the speaker's rate, ``pitch_offset`` is added to the speaker's
+    base pitch (espeak-ng ``-p``, 0..99), ``whisper`` swaps the speaker's voice variant for
+    the whisper variant of its gender.
+    """
+
+    rate_scale: Annotated[float, Field(gt=0.25, le=4.0)] = 1.0
+    pitch_offset: Annotated[int, Field(ge=-50, le=50)] = 0
+    whisper: bool = False
+
+    def describe(self) -> str:
+        """The settings in words.
+
+        Example
+        -------
+        >>> StyleCfg(rate_scale=1.4).describe()
+        'rate_scale 1.4, pitch_offset 0, whisper false'
+        """
+        return (
+            f"rate_scale {self.rate_scale:g}, pitch_offset {self.pitch_offset}, "
+            f"whisper {str(self.whisper).lower()}"
+        )
+
+
+#: the built-in speaking styles that ``data.synth.styles`` can name
+BUILTIN_STYLES: dict[str, StyleCfg] = {
+    "neutral": StyleCfg(),
+    "fast": StyleCfg(rate_scale=1.4),
+    "slow": StyleCfg(rate_scale=0.7),
+    "high": StyleCfg(pitch_offset=22),
+    "low": StyleCfg(pitch_offset=-22),
+    "whisper": StyleCfg(whisper=True),
+    "excited": StyleCfg(rate_scale=1.25, pitch_offset=18),
+    "tired": StyleCfg(rate_scale=0.8, pitch_offset=-15),
+}
+
+
 class SynthCfg(Section):
     """The embedded espeak-ng corpus (see smx.data.synth)."""
 
@@ -103,7 +142,9 @@ class SynthCfg(Section):
     noise_kinds: list[NoiseKind] = Field(
         default_factory=lambda: ["white", "pink", "brown", "babble"]
     )
-    styles: list[SynthStyle] = Field(
+    #: built-in style names (:data:`BUILTIN_STYLES`), or a mapping ``{name: {rate_scale,
+    #: pitch_offset, whisper}}`` of the corpus' own styles (the style task's labels)
+    styles: list[SynthStyle] | dict[str, StyleCfg] = Field(
         default_factory=lambda: ["neutral", "fast", "slow", "high", "low", "whisper"]
     )
     workers: NonNegInt = 0  # 0 = all cores
@@ -122,11 +163,44 @@ class SynthCfg(Section):
             )
         if len(self.styles) < 2 or len(set(self.styles)) != len(self.styles):
             raise FieldProblem("styles", "must list at least 2 distinct speaking styles")
+        _check_styles(self.style_settings())
         if not self.snr_db:
             raise FieldProblem("snr_db", "must list at least one signal-to-noise ratio")
         if not self.noise_kinds or len(set(self.noise_kinds)) != len(self.noise_kinds):
             raise FieldProblem("noise_kinds", "must list at least one noise kind, each once")
         return self
+
+    def style_settings(self) -> dict[str, StyleCfg]:
+        """Each style's settings, in the order of ``styles``.
+
+        Example
+        -------
+        >>> SynthCfg(styles=["neutral", "fast"]).style_settings()["fast"].rate_scale
+        1.4
+        >>> SynthCfg(styles={"calm": {}, "hasty": {"rate_scale": 1.5}}).style_settings()["hasty"]
+        StyleCfg(rate_scale=1.5, pitch_offset=0, whisper=False)
+        """
+        if isinstance(self.styles, dict):
+            return dict(self.styles)
+        return {name: BUILTIN_STYLES[name] for name in self.styles}
+
+
+def _check_styles(styles: dict[str, StyleCfg]) -> None:
+    """FieldProblem when a style name is not a plain name, or two styles sound the same (no probe
+    could tell their utterances apart: the style task would be unlearnable by construction)."""
+    seen: dict[StyleCfg, str] = {}
+    for name, style in styles.items():
+        if not NAME_RE.match(name):
+            raise FieldProblem(
+                "styles", f"style name {name!r} must be lower case letters, digits and '_'"
+            )
+        if style in seen:
+            raise FieldProblem(
+                f"styles.{name}",
+                f"has the same settings as styles.{seen[style]} ({style.describe()}), so no "
+                "probe can tell the two styles apart; change one of them",
+            )
+        seen[style] = name
 
 
 class DataCfg(Section):

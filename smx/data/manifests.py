@@ -373,6 +373,7 @@ def write_corpus(
     max_skip_fraction: float,
     cut_transform: Callable[[CutSet], CutSet] | None = None,
     extra_files: Sequence[str] = (),
+    extra_summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate and write the manifests of every split, the summary, vocabulary and marker.
 
@@ -392,6 +393,8 @@ def write_corpus(
         Applied to each split's cuts (e.g. windows for long recordings).
     extra_files : Sequence[str]
         Other files of the corpus (written before) to fingerprint in the marker.
+    extra_summary : dict | None
+        Entries added to the summary (the embedded corpus: which settings carry which label).
 
     Returns
     -------
@@ -419,6 +422,7 @@ def write_corpus(
     summary = summarise(cuts_by_split)
     summary.update(corpus=corpus, **_write_vocab(out, cuts_by_split))
     summary.update(skipped=len(report.skipped), repaired=len(report.repaired))
+    summary.update(extra_summary or {})
     write_json(out / "summary.json", summary)
     files = ["report.json", *_manifest_files(out, cuts_by_split), "summary.json", "vocab.json"]
     _write_marker(out, corpus, list(cuts_by_split), [*files, *extra_files])

@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 
 from smx.atomic import write_json, write_text
+from smx.config import BUILTIN_STYLES
+from smx.config import StyleCfg as Style
 from smx.data.audio import (
     audio_frames,
     coloured_noise,
@@ -125,40 +127,8 @@ class Speaker:
     rate: int
 
 
-@dataclass(frozen=True)
-class Style:
-    """A speaking style as offsets of espeak-ng parameters.
-
-    Arguments
-    ---------
-    rate_scale : float
-        Factor on the speaker's rate.
-    pitch_offset : int
-        Added to the speaker's pitch.
-    whisper : bool
-        Use the whisper variant of the speaker's gender instead of the speaker's variant.
-
-    Example
-    -------
-    >>> STYLES["excited"]
-    Style(rate_scale=1.25, pitch_offset=18, whisper=False)
-    """
-
-    rate_scale: float = 1.0
-    pitch_offset: int = 0
-    whisper: bool = False
-
-
-STYLES: dict[str, Style] = {
-    "neutral": Style(),
-    "fast": Style(rate_scale=1.4),
-    "slow": Style(rate_scale=0.7),
-    "high": Style(pitch_offset=22),
-    "low": Style(pitch_offset=-22),
-    "whisper": Style(whisper=True),
-    "excited": Style(rate_scale=1.25, pitch_offset=18),
-    "tired": Style(rate_scale=0.8, pitch_offset=-15),
-}
+#: the built-in speaking styles (their settings live in :data:`smx.config.BUILTIN_STYLES`)
+STYLES: dict[str, Style] = BUILTIN_STYLES
 
 
 @dataclass(frozen=True)
@@ -176,7 +146,7 @@ class Utterance:
     speaker : Speaker
         Who speaks.
     style : str
-        A key of :data:`STYLES`.
+        The style's name (its label).
     text : str
         What is said.
     intent : str
@@ -189,6 +159,8 @@ class Utterance:
         Signal-to-noise ratio of the added noise (None without noise).
     split : str
         ``train``, ``dev``, ``test`` or ``heldout``.
+    voice : Style
+        The style's settings (what espeak-ng changes of the speaker's voice).
 
     Example: :meth:`CorpusPlan.utterance`.
     """
@@ -204,6 +176,7 @@ class Utterance:
     noise: str
     snr_db: float | None
     split: str
+    voice: Style
 
     @property
     def path(self) -> str:
@@ -340,8 +313,10 @@ class CorpusPlan:
         Ids of the speakers of the ``heldout`` split.
     sentences : tuple[str, ...]
         The free-reading sentences.
-    styles, noise_kinds : tuple[str, ...]
-        The speaking styles and noise kinds to draw from.
+    styles : dict[str, Style]
+        The speaking styles to draw from, by name (the style labels).
+    noise_kinds : tuple[str, ...]
+        The noise kinds to draw from.
     snr_db : tuple[float, ...]
         The signal-to-noise ratios to draw from.
     noise_prob, free_fraction : float
@@ -356,7 +331,7 @@ class CorpusPlan:
     speakers: tuple[Speaker, ...]
     heldout: frozenset[str]
     sentences: tuple[str, ...]
-    styles: tuple[str, ...]
+    styles: dict[str, Style]
     noise_kinds: tuple[str, ...]
     snr_db: tuple[float, ...]
     noise_prob: float
@@ -380,7 +355,7 @@ class CorpusPlan:
         block = np.random.default_rng([self.seed, 202, index // n]).permutation(n)
         speaker = self.speakers[int(block[index % n])]
         rng = np.random.default_rng([self.seed, 303, index])
-        style = self.styles[int(rng.integers(len(self.styles)))]
+        style = list(self.styles)[int(rng.integers(len(self.styles)))]
         if rng.random() < self.free_fraction:
             intent, subset = "none", "free"
             text = self.sentences[int(rng.integers(len(self.sentences)))]
@@ -402,7 +377,18 @@ class CorpusPlan:
             split = "train"
         uid = f"{speaker.id}-{index:06d}"
         return Utterance(
-            self.seed, index, uid, speaker, style, text, intent, subset, noise, snr, split
+            self.seed,
+            index,
+            uid,
+            speaker,
+            style,
+            text,
+            intent,
+            subset,
+            noise,
+            snr,
+            split,
+            self.styles[style],
         )
 
 
@@ -437,7 +423,7 @@ def make_plan(synth: Any, variants: dict[str, str] | None = None) -> CorpusPlan:
         speakers=tuple(speakers),
         heldout=heldout,
         sentences=tuple(free_sentences(synth.free_sentences)),
-        styles=tuple(synth.styles),
+        styles=synth.style_settings(),
         noise_kinds=tuple(synth.noise_kinds),
         snr_db=tuple(synth.snr_db),
         noise_prob=synth.noise_prob,
@@ -518,7 +504,7 @@ def render(utt: Utterance, sampling_rate: int, babble: np.ndarray) -> np.ndarray
     >>> utt.noise != "none", float(np.abs(audio).max()) <= 0.99
     (True, True)
     """
-    speech = speak(utt.speaker, STYLES[utt.style], utt.text, sampling_rate)
+    speech = speak(utt.speaker, utt.voice, utt.text, sampling_rate)
     if speech.size == 0 or not np.any(speech):
         raise RuntimeError("espeak-ng produced no audio")
     if utt.noise != "none" and utt.snr_db is not None:
@@ -752,9 +738,9 @@ def verification_trials(utterances: list[Utterance]) -> list[tuple[int, str, str
 
     Example
     -------
-    >>> plan = make_plan(type("C", (), dict(num_speakers=4, seed=0, heldout_speakers=2,
-    ...     free_sentences=10, styles=["neutral"], noise_kinds=["white"], snr_db=[10.0],
-    ...     noise_prob=0.0, free_reading_fraction=0.0, dev_fraction=0.1, test_fraction=0.1)))
+    >>> from smx.config import SynthCfg
+    >>> plan = make_plan(SynthCfg(num_speakers=4, heldout_speakers=2, free_sentences=10,
+    ...     noise_prob=0.0, free_reading_fraction=0.0))
     >>> utts = [u for u in map(plan.utterance, range(16)) if u.split == "heldout"]
     >>> trials = verification_trials(utts)
     >>> n = len(utts); len(trials) == n * (n - 1) // 2, sorted({t[0] for t in trials})
@@ -986,8 +972,44 @@ def prepare_synth(out_dir: str | Path, data_cfg: Any, workers: int | None = None
     trials = verification_trials(heldout)
     write_text(out / "trials.txt", "".join(f"{t[0]} {t[1]} {t[2]}\n" for t in trials))
     write_json(out / "speakers.json", speaker_table(plan))
-    extra = ("trials.txt", "speakers.json")
+    write_json(out / "labels.json", label_settings(plan))
+    extra = ("trials.txt", "speakers.json", "labels.json")
     summary = write_corpus(
-        out, "synth", splits, report, data_cfg.max_skip_fraction, extra_files=extra
+        out,
+        "synth",
+        splits,
+        report,
+        data_cfg.max_skip_fraction,
+        extra_files=extra,
+        extra_summary={"labels": label_settings(plan)},
     )
     return SynthResult(summary, run, out)
+
+
+def label_settings(plan: CorpusPlan) -> dict[str, Any]:
+    """Which espeak-ng settings carry which label (the corpus summary's ``labels``).
+
+    Example
+    -------
+    >>> from smx.config import SynthCfg
+    >>> labels = label_settings(make_plan(SynthCfg(styles=["neutral", "fast"])))
+    >>> labels["speaker"]["settings"], labels["style"]["styles"]["fast"]
+    (['accent', 'variant', 'pitch', 'rate'], {'pitch_offset': 0, 'rate_scale': 1.4, 'whisper': False})
+    """
+    return {
+        "speaker": {
+            "settings": ["accent", "variant", "pitch", "rate"],
+            "pitch_range": list(PITCH_RANGE),
+            "rate_range": list(RATE_RANGE),
+            "where": "speakers.json",
+        },
+        "style": {
+            "settings": "pitch_offset is added to the speaker's pitch, rate_scale multiplies "
+            "its rate, whisper swaps its variant for the whisper variant of its gender",
+            "styles": {
+                name: dict(sorted(style.model_dump().items()))
+                for name, style in plan.styles.items()
+            },
+        },
+        "intent": {"settings": "the sentence's template (free reading: intent none)"},
+    }

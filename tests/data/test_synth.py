@@ -306,3 +306,60 @@ def test_too_many_skipped_utterances_fail_the_stage(tmp_path: Path) -> None:
     assert report["skipped"] > report["kept"] and not (tmp_path / "c" / MARKER).exists()
     for item in report["skipped_items"]:
         assert item["reason"].startswith("characters outside data.alphabet")
+
+
+def test_the_summary_says_which_settings_carry_which_label(synth_corpus: Any) -> None:
+    labels = synth_corpus.summary["labels"]
+    assert labels["speaker"]["settings"] == ["accent", "variant", "pitch", "rate"]
+    styles = synth_corpus.summary["splits"]["train"]["style"]  # counts per style label
+    assert set(styles) <= set(labels["style"]["styles"])
+    assert labels["style"]["styles"]["fast"] == {
+        "pitch_offset": 0,
+        "rate_scale": 1.4,
+        "whisper": False,
+    }
+    on_disk = json.loads((synth_corpus.out_dir / "labels.json").read_text())
+    assert on_disk == labels
+
+
+def test_a_corpus_of_its_own_styles_labels_utterances_with_their_names(tmp_path: Path) -> None:
+    styles = {"calm": {"rate_scale": 0.8}, "hasty": {"rate_scale": 1.6}}
+    cfg = DataCfg.model_validate(
+        {"synth": {"hours": 0.005, "num_speakers": 4, "heldout_speakers": 2, "styles": styles}}
+    )
+    plan = make_plan(cfg.synth)
+    utts = [plan.utterance(i) for i in range(12)]
+    assert {u.style for u in utts} == {"calm", "hasty"}
+    for u in utts:  # the settings of the style named: espeak-ng gets the speaker's rate x scale
+        scale = styles[u.style]["rate_scale"]
+        args = espeak_args(u.speaker, u.voice, "hi")
+        assert args[args.index("-s") + 1] == str(round(u.speaker.rate * scale))
+    result = prepare_synth(tmp_path / "own", cfg)
+    assert set(result.summary["labels"]["style"]["styles"]) == {"calm", "hasty"}
+    assert set(result.summary["splits"]["train"]["style"]) <= {"calm", "hasty"}
+
+
+@pytest.mark.parametrize(
+    ("styles", "message"),
+    [
+        (
+            "{a: {rate_scale: 1.4}, b: {rate_scale: 1.4}}",
+            "data.synth.styles.b: has the same settings as styles.a (rate_scale 1.4, "
+            "pitch_offset 0, whisper false), so no probe can tell the two styles apart",
+        ),
+        ("{calm: {}}", "data.synth.styles: must list at least 2 distinct speaking styles"),
+        ("{Calm: {}, b: {whisper: true}}", "data.synth.styles: style name 'Calm' must be"),
+        ("[neutral, shouting]", "data.synth.styles"),
+    ],
+)
+def test_styles_no_probe_could_tell_apart_are_refused(
+    tmp_path: Path, styles: str, message: str
+) -> None:
+    from smx.config import load
+    from smx.yamlio import ConfigError
+
+    path = tmp_path / "params.yaml"
+    path.write_text(f"data:\n  synth:\n    styles: {styles}\n")
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert message in str(err.value)
