@@ -179,26 +179,32 @@ def task_winner(study: Study, task: str) -> str:
 
 
 def finetune_sentence(study: Study) -> str:
-    """One sentence on fine-tuned test WER per variant, pre-trained against random init.
+    """One sentence on the fine-tuned test error rate per variant, pre-trained against random
+    init, on the ASR metric the study compares (``downstream.asr_metric``: CER where every
+    WER stays near 1).
 
     Fine-tuning runs once per (variant, init), so there is no spread to compare with.
     """
+    metric = study.asr_metric
+
+    def test_score(variant: str, init: str) -> float:
+        return float(getattr(study.finetune[variant].inits[init], metric)["test"])
+
     parts = []
     for v in study.variants:
-        inits = study.finetune[v].inits
-        pre, rand = inits["pretrained"].wer["test"], inits["random_init"].wer["test"]
+        pre, rand = test_score(v, "pretrained"), test_score(v, "random_init")
         word = "lower" if pre < rand else ("higher" if pre > rand else "equal")
         parts.append(f"{v} {pre:.3f} vs {rand:.3f} ({word} from pre-training)")
-    wers = {v: study.finetune[v].inits["pretrained"].wer["test"] for v in study.variants}
-    best = min(study.variants, key=wers.__getitem__)
+    scores = {v: test_score(v, "pretrained") for v in study.variants}
+    best = min(study.variants, key=scores.__getitem__)
     lowest = (
         f"lowest after pre-training: {best}"
-        if list(wers.values()).count(wers[best]) == 1
+        if list(scores.values()).count(scores[best]) == 1
         else "no single lowest after pre-training"
     )
     return (
-        "fine-tuned test WER from the pre-trained encoder vs from random init (one run each, "
-        f"no spread): {', '.join(parts)}; {lowest}"
+        f"fine-tuned test {metric.upper()} from the pre-trained encoder vs from random init "
+        f"(one run each, no spread): {', '.join(parts)}; {lowest}"
     )
 
 

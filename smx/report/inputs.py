@@ -234,6 +234,8 @@ class Study:
     #: DVC stage -> wall seconds it last took (``metrics/time``; stages without a record left
     #: out), in pipeline order
     stage_times: dict[str, float] = field(default_factory=dict)
+    #: the ASR metric comparisons are made on (``downstream.asr_metric``)
+    asr_metric: str = "wer"
 
 
 # ------------------------------------------------------------------------------ parsers
@@ -458,4 +460,5 @@ def gather(root: str | Path, params: Params) -> Study:
         bench=bench,
         inputs=[s.path for s in sources(variants, tasks)],
         stage_times=read_stage_times(root, pipeline_stages(variants, tasks)),
+        asr_metric=params.downstream.asr_metric,
     )

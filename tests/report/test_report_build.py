@@ -13,7 +13,7 @@ from report_helpers import STAGE_SECONDS, write_inputs, write_params
 
 from smx.config import load
 from smx.docblock import BlockError
-from smx.report.analysis import verdict
+from smx.report.analysis import finetune_sentence, verdict
 from smx.report.build import file_sha256, write_report
 from smx.report.documents import FIGURE, Documents, publish
 from smx.report.figures import FIGURES
@@ -355,7 +355,7 @@ def test_malformed_inputs_name_the_file_and_the_key(inputs: tuple[Path, object])
 
 
 def test_equal_scores_are_called_a_tie_not_a_lead(tmp_path: Path) -> None:
-    from smx.report.analysis import finetune_sentence, task_winner
+    from smx.report.analysis import task_winner
 
     write_inputs(tmp_path)
     params = load(write_params(tmp_path, f"sqlite:///{tmp_path}/mlflow.db"))
@@ -371,3 +371,17 @@ def test_equal_scores_are_called_a_tie_not_a_lead(tmp_path: Path) -> None:
     study = gather(tmp_path, params)
     assert task_winner(study, "intent").endswith(": summarymixing and mhsa tie")
     assert finetune_sentence(study).endswith("; no single lowest after pre-training")
+
+
+def test_fine_tuning_is_stated_on_the_studys_asr_metric(tmp_path: Path) -> None:
+    write_inputs(tmp_path)
+    params = load(write_params(tmp_path, f"sqlite:///{tmp_path}/mlflow.db"))
+    params = params.model_copy(
+        update={"downstream": params.downstream.model_copy(update={"asr_metric": "cer"})}
+    )
+    sentence = finetune_sentence(gather(tmp_path, params))
+    # report_helpers: test WER 0.55/0.95 (summarymixing), 0.65/0.96 (mhsa); CER is half of it
+    assert sentence.startswith("fine-tuned test CER from the pre-trained encoder")
+    assert "summarymixing 0.275 vs 0.475 (lower from pre-training)" in sentence
+    assert "mhsa 0.325 vs 0.480 (lower from pre-training)" in sentence
+    assert sentence.endswith("; lowest after pre-training: summarymixing")
