@@ -343,6 +343,9 @@ class SummaryMixingCfg(Section):
     #: recompute the cell in the backward pass instead of storing its activations (training
     #: only; less memory, one more cell forward per step; outputs and gradients unchanged)
     activation_checkpointing: bool = False
+    #: activations: keep only the cell's input and matrix products' outputs for the backward
+    #: pass, recompute the element-wise rest (training only; outputs unchanged); none: off
+    recompute: Literal["none", "activations"] = "activations"
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -355,7 +358,7 @@ class SummaryMixingCfg(Section):
         data = handler(self)
         if not self.activation_checkpointing:
             data.pop("activation_checkpointing", None)
-        return data
+        return _omit_defaults(self, data, ("recompute",))  # memory, not outputs, as above
 
     @model_validator(mode="after")
     def _check(self) -> SummaryMixingCfg:
@@ -634,6 +637,15 @@ class TrainCfg(Section):
     keep_checkpoints: PositiveInt = 5
     log_every: PositiveInt = 50
     max_nan_steps: PositiveInt = 10
+    #: torch.compile the encoder blocks: true, false, or auto = on a CUDA device only (on the
+    #: project's CPU a block compiles in 25 to 130 s per utterance length for a 1.08x faster
+    #: forward+backward; docs/benchmarks.md, "The default fast path")
+    compile: bool | Literal["auto"] = "auto"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The fields, ``compile`` left out while ``auto`` (speed, never outputs)."""
+        return _omit_defaults(self, handler(self), ("compile",))
 
     @model_validator(mode="after")
     def _check(self) -> TrainCfg:

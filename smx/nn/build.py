@@ -33,6 +33,7 @@ def _summary_mixing(cfg: Any, encoder: EncoderCfg) -> Mixer:
         activation=encoder.activation,
         decay=cfg.decay,
         activation_checkpointing=cfg.activation_checkpointing,
+        recompute=cfg.recompute,
     )
 
 

@@ -49,8 +49,8 @@ class CheckpointError(ValueError):
 def config_hash(params: Any) -> str:
     """SHA-256 of the ``model`` and ``ssl`` sections (what the weights' shapes depend on).
 
-    SummaryMixing's ``activation_checkpointing`` is left out: it changes memory, not weights,
-    so a run may resume with it switched on or off.
+    SummaryMixing's ``activation_checkpointing`` and ``recompute`` are left out: they change
+    memory, not weights, so a run may resume with them switched on or off.
 
     Example
     -------
@@ -61,6 +61,7 @@ def config_hash(params: Any) -> str:
     """
     model = params.model.model_dump(mode="json")
     model["mixer"].pop("activation_checkpointing", None)  # a training setting, not a shape
+    model["mixer"].pop("recompute", None)  # likewise
     data = {"model": model, "ssl": params.ssl.model_dump(mode="json")}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 

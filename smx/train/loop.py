@@ -5,7 +5,8 @@
 ``ray.train.torch.prepare_model`` (DDP) and reports checkpoints with ``ray.train.report``;
 the rest is an ordinary loop: Lhotse batches for this rank, gradient accumulation, bf16
 autocast on the training device (CPU or CUDA, :func:`autocast_context`), clipping, the LR
-schedule, NaN/inf steps skipped.
+schedule, NaN/inf steps skipped. The encoder blocks are compiled where ``train.compile`` asks
+for it (:mod:`smx.nn.fast`); time spent compiling is left out of the logged step time.
 
 Determinism and resume. Every rank seeds torch/numpy/python and the objective's mask
 generator with ``seed + rank``; a checkpoint stores these RNG states and the loader's
@@ -41,6 +42,7 @@ import torch
 import torch.distributed as dist
 
 from smx.config import Params, TrainCfg
+from smx.nn.fast import apply_fast_path, compile_seconds
 from smx.provenance import with_source
 from smx.train.checkpoint import (
     config_hash,
@@ -420,6 +422,7 @@ class Trainer:
         if resume is not None:
             self.load(resume)
         train = self.train_cfg
+        apply_fast_path(self.objective, train.compile, self.device)  # train.compile
         model = ray.train.torch.prepare_model(
             self.objective,
             move_to_device=False,
@@ -478,7 +481,7 @@ class Trainer:
     def train_step(self, model: torch.nn.Module, batches: Iterator[dict[str, Any]]) -> dict:
         """One optimiser update over ``train.grad_accum`` batches; skipped if not finite."""
         train, device = self.train_cfg, self.device
-        start = time.perf_counter()
+        start, compiling = time.perf_counter(), compile_seconds()
         lr = self.schedule(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -515,7 +518,8 @@ class Trainer:
             self.optimizer.step()
             self.streak = 0
         self.optimizer.zero_grad(set_to_none=True)
-        step_time = time.perf_counter() - start
+        # compilation (the first step, a new input shape) is not the step's time
+        step_time = time.perf_counter() - start - (compile_seconds() - compiling)
         self.elapsed += step_time
         self.audio_seconds += metrics["audio_seconds"]
         metrics.pop("bad")

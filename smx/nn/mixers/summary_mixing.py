@@ -51,8 +51,17 @@ summary means (:mod:`smx.nn.means`) sum, scan and divide in float32 and ``LN_s``
 float32 mean; the normalised summary is cast back to the activations' dtype before the
 combiner. In float32 nothing is cast.
 
-Activation checkpointing
-------------------------
+Recomputation
+-------------
+With ``recompute="activations"`` (the default of :class:`smx.config.SummaryMixingCfg`) the
+offline and chunked forwards keep, for the backward pass, only the cell's input and the
+outputs of its matrix products (the four MLP layers' and the combiner's); the cheap
+element-wise results (activations, masks, the LayerNorm output, the means) are recomputed
+from them in the backward pass (:func:`torch.utils.checkpoint.checkpoint` with a selective
+policy, :func:`keep_matmul_outputs`; same dropout masks). No matrix product runs twice.
+Only while training with gradients enabled: in inference and in streaming
+(:meth:`SummaryMixing.forward_step`) the setting is ignored and the outputs are the same.
+
 With ``activation_checkpointing=True`` the offline and chunked forwards do not keep the
 cell's intermediate activations for the backward pass (the two MLPs' hidden and output
 frames, the LayerNorm input, the combiner's input and pre-activation: about nine
@@ -60,6 +69,7 @@ frames, the LayerNorm input, the combiner's input and pre-activation: about nine
 run again during the backward pass (:func:`torch.utils.checkpoint.checkpoint`, non-reentrant,
 same dropout masks). The cell is linear in ``T``, so the recomputation costs one more cell
 forward. Only while training with gradients enabled; outputs and gradients are unchanged.
+It takes precedence over ``recompute``.
 
 Differences from SpeechBrain's implementation
 ---------------------------------------------
@@ -93,7 +103,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import (
+    CheckpointPolicy,
+    checkpoint,
+    create_selective_checkpoint_contexts,
+)
 
 from smx.nn.activations import ActivationName
 from smx.nn.activations import activation as make_activation
@@ -103,6 +117,37 @@ from smx.nn.means import chunked_mean, decayed_mean, float32_at_least, masked_me
 
 Mode = Literal["full", "lite", "fast", "expdecay"]
 MODES: tuple[str, ...] = ("full", "lite", "fast", "expdecay")
+Recompute = Literal["none", "activations"]
+RECOMPUTE: tuple[str, ...] = ("none", "activations")
+
+#: The matrix products whose outputs ``recompute="activations"`` keeps for the backward.
+_MATMULS = frozenset(
+    {
+        torch.ops.aten.mm.default,
+        torch.ops.aten.addmm.default,
+        torch.ops.aten.bmm.default,
+        torch.ops.aten.baddbmm.default,
+    }
+)
+
+
+def _keep_matmuls(ctx: object, op: object, *args: object, **kwargs: object) -> CheckpointPolicy:
+    """Save the outputs of matrix products, recompute everything else."""
+    return CheckpointPolicy.MUST_SAVE if op in _MATMULS else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def keep_matmul_outputs() -> tuple[object, object]:
+    """The ``context_fn`` of a selective checkpoint that keeps only matrix products' outputs.
+
+    Example
+    -------
+    >>> x = torch.randn(4, 3, requires_grad=True)
+    >>> y = checkpoint(lambda t: torch.tanh(t @ t.T), x, use_reentrant=False,
+    ...                context_fn=keep_matmul_outputs)
+    >>> y.sum().backward(); x.grad.shape
+    torch.Size([4, 3])
+    """
+    return create_selective_checkpoint_contexts(_keep_matmuls)
 
 
 def _groups_to_frames(per_group: torch.Tensor, group: int, time: int) -> torch.Tensor:
@@ -258,6 +303,10 @@ class SummaryMixing(Mixer):
     activation_checkpointing : bool
         In training, recompute the cell in the backward pass instead of storing its
         activations (see the module docstring); outputs and gradients are unchanged.
+    recompute : str
+        ``"activations"``: in training, keep only the input and the matrix products'
+        outputs and recompute the element-wise rest in the backward pass; ``"none"``: keep
+        everything autograd saves (see the module docstring). Outputs are unchanged.
 
     Example
     -------
@@ -288,11 +337,17 @@ class SummaryMixing(Mixer):
         activation: ActivationName = "swish",
         decay: float = 0.995,
         activation_checkpointing: bool = False,
+        recompute: Recompute = "none",
     ) -> None:
         super().__init__()
         _check_arguments(
             d_model, mode, local_hidden, local_out, summary_hidden, heads, dropout, decay
         )
+        if recompute not in RECOMPUTE:
+            raise ValueError(
+                f"SummaryMixing: recompute must be one of {list(RECOMPUTE)}, got {recompute!r}"
+            )
+        self.recompute = recompute
         self.d_model = d_model
         self.mode = mode
         self.heads = heads
@@ -321,6 +376,7 @@ class SummaryMixing(Mixer):
 
     def extra_repr(self) -> str:
         ckpt = ", activation_checkpointing=True" if self.activation_checkpointing else ""
+        ckpt += f", recompute={self.recompute!r}" if self.recompute != "none" else ""
         return f"d_model={self.d_model}, mode={self.mode!r}, heads={self.heads}{ckpt}"
 
     # ---- offline: the equations of the module docstring
@@ -403,9 +459,16 @@ class SummaryMixing(Mixer):
     def _checkpointed(
         self, cell: Callable[..., torch.Tensor], *args: torch.Tensor | int | None
     ) -> torch.Tensor:
-        """``cell(*args)``, recomputed in the backward pass when checkpointing while training."""
-        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+        """``cell(*args)``, wholly or partly recomputed in the backward pass while training.
+
+        Outside training with gradients (inference, frozen features) neither setting applies.
+        """
+        if not (self.training and torch.is_grad_enabled()):
+            return cell(*args)
+        if self.activation_checkpointing:
             return checkpoint(cell, *args, use_reentrant=False)
+        if self.recompute == "activations":
+            return checkpoint(cell, *args, use_reentrant=False, context_fn=keep_matmul_outputs)
         return cell(*args)
 
     # ---- streaming
