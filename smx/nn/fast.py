@@ -51,9 +51,10 @@ class _Fallback:
 
     def fail(self, exc: BaseException) -> None:
         if not self.failed:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            cause = getattr(exc, "inner_exception", None) or exc.__cause__ or exc
+            first = (str(cause).strip().splitlines() or [""])[0]
             warnings.warn(
-                f"torch.compile is unavailable here ({type(exc).__name__}: {first[:200]}); "
+                f"torch.compile is unavailable here ({type(cause).__name__}: {first[:200]}); "
                 f"the encoder blocks run eagerly. Set {self.setting}: false to skip compiling.",
                 RuntimeWarning,
                 stacklevel=3,
