@@ -394,7 +394,7 @@ def write_corpus(
     extra_files : Sequence[str]
         Other files of the corpus (written before) to fingerprint in the marker.
     extra_summary : dict | None
-        Entries added to the summary (the embedded corpus: which settings carry which label).
+        Entries added to the summary (synth: which settings carry which label).
 
     Returns
     -------
@@ -405,10 +405,8 @@ def write_corpus(
     Raises
     ------
     PrepareError
-        Too much was skipped, a split fails Lhotse's validation, or there is no training
-        split.
-
-    Example: the module docstring.
+        Too much was skipped, a split fails Lhotse's validation, or no training split.
+        (Example: the module docstring.)
     """
     out = Path(out_dir)
     report.write(out / "report.json")

@@ -974,14 +974,9 @@ def prepare_synth(out_dir: str | Path, data_cfg: Any, workers: int | None = None
     write_json(out / "speakers.json", speaker_table(plan))
     write_json(out / "labels.json", label_settings(plan))
     extra = ("trials.txt", "speakers.json", "labels.json")
+    labels = {"labels": label_settings(plan)}
     summary = write_corpus(
-        out,
-        "synth",
-        splits,
-        report,
-        data_cfg.max_skip_fraction,
-        extra_files=extra,
-        extra_summary={"labels": label_settings(plan)},
+        out, "synth", splits, report, data_cfg.max_skip_fraction, None, extra, labels
     )
     return SynthResult(summary, run, out)
 
