@@ -6,7 +6,9 @@ Rules, so that every sentence can be checked against the tables:
   accuracy), with that probe's spread;
 - ``a`` beats ``b`` when it is better by at least the larger of the two standard deviations
   over seeds; a smaller difference is "within the spread";
-- cost ratios divide by the baseline variant (the one whose mixer is MHSA, else the first).
+- cost ratios divide by the baseline variant (the one whose mixer is MHSA, else the first
+  pre-trained one); a variant whose encoder was imported has no pre-training cost and is left
+  out of them, and when the baseline itself was imported no cost is compared.
 """
 
 from __future__ import annotations
@@ -91,12 +93,30 @@ def learnable(result: Probe) -> str:
     return f"{'yes' if beats else 'no'} (fbank {fbank}, chance {result.chance:.3f})"
 
 
+def pretrained_here(study: Study) -> list[str]:
+    """The variants pre-trained by the study, in its order (not those whose encoder was
+    imported: they have no training numbers)."""
+    return [v for v in study.variants if not study.pretrain[v].imported]
+
+
+def imported(study: Study) -> list[str]:
+    """The variants whose encoder was imported instead of pre-trained, in the study's order."""
+    return [v for v in study.variants if study.pretrain[v].imported]
+
+
 def baseline_variant(study: Study) -> str:
-    """The variant every cost ratio divides by: the MHSA one, else the first."""
+    """The variant every cost ratio divides by: the MHSA one, else the first pre-trained one
+    (else the first)."""
     for v in study.variants:
         if study.pretrain[v].mixer == BASELINE_MIXER:
             return v
-    return study.variants[0]
+    return (pretrained_here(study) or study.variants)[0]
+
+
+def cost_baseline(study: Study) -> str | None:
+    """:func:`baseline_variant` when it was pre-trained here, else None (nothing to divide by)."""
+    base = baseline_variant(study)
+    return None if study.pretrain[base].imported else base
 
 
 @dataclass(frozen=True)
@@ -109,20 +129,34 @@ class CostRatio:
     memory: float
 
 
+def ratio(value: float | None, base: float | None) -> float | None:
+    """``value / base``, or None when either is unknown (an imported encoder's cost).
+
+    Example
+    -------
+    >>> ratio(0.8, 1.0), ratio(None, 1.0), ratio(0.8, None)
+    (0.8, None, None)
+    """
+    return None if value is None or base is None else value / base
+
+
 def cost_ratios(study: Study) -> list[CostRatio]:
-    """Step time and peak memory of every non-baseline variant over the baseline's."""
-    base = baseline_variant(study)
+    """Step time and peak memory of every other pre-trained variant over the baseline's; none
+    when the baseline's encoder was imported."""
+    base = cost_baseline(study)
+    if base is None:
+        return []
     b = study.pretrain[base]
-    return [
-        CostRatio(
-            v,
-            base,
-            study.pretrain[v].step_time_s / b.step_time_s,
-            study.pretrain[v].peak_memory_mb / b.peak_memory_mb,
+    out = []
+    for v in pretrained_here(study):
+        p = study.pretrain[v]
+        time, memory = (
+            ratio(p.step_time_s, b.step_time_s),
+            ratio(p.peak_memory_mb, b.peak_memory_mb),
         )
-        for v in study.variants
-        if v != base
-    ]
+        if v != base and time is not None and memory is not None:
+            out.append(CostRatio(v, base, time, memory))
+    return out
 
 
 def beaten_tasks(study: Study, variant: str, against: str) -> tuple[int, list[str]]:
@@ -230,18 +264,35 @@ def bench_sentences(study: Study) -> list[str]:
     return out
 
 
+def cost_sentence(study: Study, c: CostRatio) -> str:
+    """One variant's pre-training step time and peak memory against the baseline's."""
+    p, b = study.pretrain[c.variant], study.pretrain[c.baseline]
+    return (
+        f"{c.variant}'s pre-training step took {c.time:.2f}x {c.baseline}'s time and "
+        f"{c.memory:.2f}x its peak memory (median step {p.step_time_s:.3f} s vs "
+        f"{b.step_time_s:.3f} s; {p.peak_memory_mb:.0f} vs {b.peak_memory_mb:.0f} MB)"
+    )
+
+
+def import_sentence(study: Study, variant: str) -> str:
+    """Where an imported encoder came from, and that it has no pre-training cost.
+
+    When it is the baseline, that no pre-training costs are compared.
+    """
+    p = study.pretrain[variant]
+    line = (
+        f"{variant}'s encoder was imported from {p.imported_from} (SpeechBrain) instead of "
+        "pre-trained here, so it has no pre-training cost to compare"
+    )
+    if variant == baseline_variant(study) and pretrained_here(study):
+        line += f"; as {variant} is the baseline, no pre-training costs are compared"
+    return line
+
+
 def findings(study: Study) -> list[str]:
     """The generated sentences of the report's summary, in the order shown."""
-    lines = []
-    for c in cost_ratios(study):
-        lines.append(
-            f"{c.variant}'s pre-training step took {c.time:.2f}x {c.baseline}'s time and "
-            f"{c.memory:.2f}x its peak memory (median step "
-            f"{study.pretrain[c.variant].step_time_s:.3f} s vs "
-            f"{study.pretrain[c.baseline].step_time_s:.3f} s; "
-            f"{study.pretrain[c.variant].peak_memory_mb:.0f} vs "
-            f"{study.pretrain[c.baseline].peak_memory_mb:.0f} MB)"
-        )
+    lines = [cost_sentence(study, c) for c in cost_ratios(study)]
+    lines += [import_sentence(study, v) for v in imported(study)]
     lines += bench_sentences(study)
     lines += [pretraining_helps(study, v) for v in study.variants]
     lines += [task_winner(study, t) for t in study.tasks]

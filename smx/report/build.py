@@ -32,20 +32,30 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def variant_metrics(study: Study, variant: str) -> dict[str, float]:
-    """The variant's numbers under stable names, the same for every variant.
-
-    ``pretrain.*`` (step time, throughput, peak memory, final loss), ``probe.<task>.<probe>.
-    <upstream>.<primary metric>`` with ``_std``, ``finetune.<init>.<split>.wer`` and ``.cer``.
-    """
+def pretrain_metrics(study: Study, variant: str) -> dict[str, float]:
+    """``pretrain.*``: step time, throughput, peak memory, final loss and training time; none
+    for an imported encoder (it was not trained here, and MLflow gets no NaN)."""
     p = study.pretrain[variant]
-    out = {
+    if p.imported:
+        return {}
+    values = {
         "pretrain.step_time_s": p.step_time_s,
         "pretrain.audio_seconds_per_second": p.audio_seconds_per_second,
         "pretrain.peak_memory_mb": p.peak_memory_mb,
         "pretrain.final_loss": p.loss,
         "pretrain.train_seconds": p.train_seconds,
     }
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def variant_metrics(study: Study, variant: str) -> dict[str, float]:
+    """The variant's numbers under stable names, the same for every variant pre-trained here.
+
+    ``pretrain.*`` (:func:`pretrain_metrics`; none for an imported encoder), ``probe.<task>.
+    <probe>.<upstream>.<primary metric>`` with ``_std``, ``finetune.<init>.<split>.wer`` and
+    ``.cer``.
+    """
+    out = pretrain_metrics(study, variant)
     for task in study.tasks:
         result = study.probes[(variant, task)]
         for probe, by_upstream in result.scores.items():

@@ -14,7 +14,7 @@ from typing import Any
 from smx.atomic import atomic_path
 from smx.bench.mixers import plot as plot_bench
 from smx.bench.pretrain import plot_time
-from smx.report.analysis import best_scores
+from smx.report.analysis import best_scores, imported, pretrained_here
 from smx.report.inputs import INITS, SPLITS, UPSTREAMS, Study
 
 
@@ -128,25 +128,40 @@ def finetune_wer(study: Study, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _left_out(fig: Any, study: Study) -> tuple[float, float, float, float]:
+    """Name the imported encoders (no training numbers) at the bottom of ``fig``; the
+    rectangle left for the axes (``tight_layout``)."""
+    names = imported(study)
+    if not names:
+        return (0, 0, 1, 1)
+    fig.text(
+        0.01, 0.01, f"left out, imported (SpeechBrain): {', '.join(names)}", fontsize=7, va="bottom"
+    )
+    return (0, 0.06, 1, 1)
+
+
 def pretrain_loss(study: Study, path: Path) -> Path:
-    """The pre-training loss curves of every variant in one plot."""
+    """The pre-training loss curves of every variant pre-trained here in one plot (imported
+    encoders, which have none, named below it)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for v in study.variants:
+    for v in pretrained_here(study):
         steps, losses = zip(*study.pretrain[v].curve, strict=True)
         mixer = study.pretrain[v].mixer
         ax.plot(steps, losses, marker=".", label=v if mixer == v else f"{v} ({mixer})")
     ax.set(title="Self-supervised pre-training loss", xlabel="update", ylabel="loss")
-    ax.legend()
-    fig.tight_layout()
+    if pretrained_here(study):
+        ax.legend()
+    fig.tight_layout(rect=_left_out(fig, study))
     return _save(fig, path)
 
 
 def pretrain_cost(study: Study, path: Path) -> Path:
-    """Median time per pre-training step and peak memory per variant (bars)."""
+    """Median time per pre-training step and peak memory per variant pre-trained here (bars;
+    imported encoders, which have no cost, named below them)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-    variants = study.variants
+    variants = pretrained_here(study)
     panels = (
         ("time per step (median)", "s", [study.pretrain[v].step_time_s for v in variants]),
         ("peak memory (rank 0)", "MB", [study.pretrain[v].peak_memory_mb for v in variants]),
@@ -155,7 +170,7 @@ def pretrain_cost(study: Study, path: Path) -> Path:
         bars = ax.bar(variants, values, color=[f"C{i}" for i in range(len(variants))])
         ax.bar_label(bars, fmt="{:.4g}", fontsize=8)
         ax.set(title=f"Pre-training: {title}", ylabel=unit)
-    fig.tight_layout()
+    fig.tight_layout(rect=_left_out(fig, study))
     return _save(fig, path)
 
 

@@ -7,6 +7,11 @@ Files are found under the project folder ``root`` at the paths the DVC stages wr
     metrics/finetune/<variant>.json                                  finetune@<variant>
     reports/bench/pretrain.json                                      bench
 
+A variant whose encoder was imported from a SpeechBrain checkpoint (``init: {speechbrain:
+DIR}``) has metrics saying so (``{"init": "speechbrain", "source": DIR, "steps": 0, ...}``), a
+history CSV with its header only and no registered model: its :class:`Pretrain` records where
+it came from and holds no training numbers.
+
 A missing file raises :class:`ReportError` naming the file and the stage that makes it; a
 malformed one names the file and the key.
 """
@@ -24,6 +29,8 @@ from typing import Any
 from smx.config import Params
 
 UPSTREAMS = ("pretrained", "random_init", "fbank")
+#: the one kind of imported encoder the pretrain stage writes (``init`` of its metrics)
+IMPORT_KIND = "speechbrain"
 INITS = ("pretrained", "random_init")
 SPLITS = ("dev", "test")
 
@@ -151,21 +158,31 @@ class Spread:
 
 @dataclass(frozen=True)
 class Pretrain:
-    """A variant's pre-training: final numbers and the loss curve."""
+    """A variant's pre-training: final numbers and the loss curve.
+
+    An imported encoder (``imported_from`` set) was not pre-trained here: every training
+    number is None, its curve empty and its steps 0.
+    """
 
     variant: str
     mixer: str
-    loss: float
-    first_loss: float
+    loss: float | None
+    first_loss: float | None
     accuracy: float | None
     steps: int
-    audio_hours: float
-    train_seconds: float
-    audio_seconds_per_second: float
-    peak_memory_mb: float
-    step_time_s: float  # median of the logged steps' times
+    audio_hours: float | None
+    train_seconds: float | None
+    audio_seconds_per_second: float | None
+    peak_memory_mb: float | None
+    step_time_s: float | None  # median of the logged steps' times
     curve: list[tuple[int, float]]  # (step, loss)
     model_uri: str | None = None  # the MLflow model of the encoder (registry.json)
+    #: the SpeechBrain checkpoint folder the encoder was imported from (None: pre-trained here)
+    imported_from: str | None = None
+
+    @property
+    def imported(self) -> bool:
+        return self.imported_from is not None
 
 
 @dataclass(frozen=True)
@@ -245,6 +262,8 @@ def read_pretrain(root: Path, variant: str, mixer: str) -> Pretrain:
     """``metrics/pretrain/<v>.json`` and the history ``plots/pretrain/<v>.csv``."""
     src = pretrain_source(variant)
     data = read_json(root, src)
+    if isinstance(data, dict) and "init" in data:
+        return read_import(root, variant, mixer, data)
     rows = read_curve(root, curve_source(variant))
     times = [t for _, _, t in rows]
     accuracy = need(data, "accuracy", src) if "accuracy" in data else None
@@ -262,6 +281,45 @@ def read_pretrain(root: Path, variant: str, mixer: str) -> Pretrain:
         step_time_s=statistics.median(times),
         curve=[(s, loss) for s, loss, _ in rows],
         model_uri=read_model_uri(root, variant),
+    )
+
+
+def read_import(root: Path, variant: str, mixer: str, data: dict[str, Any]) -> Pretrain:
+    """The :class:`Pretrain` of an imported encoder from its metrics ``data``
+    (:func:`smx.stages.pretrain.import_variant`): where it came from, no training numbers.
+
+    Example
+    -------
+    >>> read_import(Path("."), "sm", "summarymixing", {"init": "hf", "source": "x"})
+    Traceback (most recent call last):
+    ...
+    smx.report.inputs.ReportError: metrics/pretrain/sm.json: init is 'hf', expected 'speechbrain'; re-run `dvc repro pretrain@sm`
+    """
+    src = pretrain_source(variant)
+    init = need(data, "init", src, str)
+    if init != IMPORT_KIND:
+        raise src.bad("init", f"is {init!r}, expected {IMPORT_KIND!r}")
+    source = need(data, "source", src, str)
+    if not source:
+        raise src.bad("source", "is empty, expected the imported folder")
+    steps = need(data, "steps", src, int)
+    curve = curve_source(variant)
+    if not (root / curve.path).is_file():
+        raise curve.missing()
+    return Pretrain(
+        variant=variant,
+        mixer=mixer,
+        loss=None,
+        first_loss=None,
+        accuracy=None,
+        steps=steps,
+        audio_hours=None,
+        train_seconds=None,
+        audio_seconds_per_second=None,
+        peak_memory_mb=None,
+        step_time_s=None,
+        curve=[],
+        imported_from=source,
     )
 
 

@@ -11,8 +11,18 @@ from dataclasses import dataclass
 
 from smx.bench.mixers import measured
 from smx.config import Params
-from smx.report.analysis import baseline_variant, best_scores, findings, learnable, verdict
-from smx.report.inputs import INITS, UPSTREAMS, Spread, Study
+from smx.report.analysis import (
+    baseline_variant,
+    best_scores,
+    cost_baseline,
+    findings,
+    imported,
+    learnable,
+    pretrained_here,
+    ratio,
+    verdict,
+)
+from smx.report.inputs import INITS, UPSTREAMS, Pretrain, Spread, Study
 
 
 @dataclass(frozen=True)
@@ -38,28 +48,59 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _cell(value: float | None, fmt: str) -> str:
+    """``value`` formatted by ``fmt``, or ``–`` when there is none.
+
+    Example
+    -------
+    >>> _cell(0.8, ".2f"), _cell(None, ".2f")
+    ('0.80', '–')
+    """
+    return "–" if value is None else format(value, fmt)
+
+
+def imported_cell(p: Pretrain) -> str:
+    """The updates cell of an imported encoder: where it came from.
+
+    Example
+    -------
+    >>> imported_cell(Pretrain("sm", "summarymixing", None, None, None, 0, None, None, None,
+    ...                        None, None, [], imported_from="ckpt/sm"))
+    'imported from ckpt/sm (SpeechBrain), 0 updates'
+    """
+    return f"imported from {p.imported_from} (SpeechBrain), {p.steps} updates"
+
+
+def pretrain_row(p: Pretrain, base: Pretrain | None) -> list[str]:
+    """A variant's row of :func:`pretrain_table` (ratios ``–`` without a ``base``); an
+    imported encoder's says where it came from, with ``–`` for every number."""
+    if p.imported:
+        return [p.variant, p.mixer, imported_cell(p), *["–"] * 9]
+    time_x = ratio(p.step_time_s, base.step_time_s) if base else None
+    memory_x = ratio(p.peak_memory_mb, base.peak_memory_mb) if base else None
+    return [
+        p.variant,
+        p.mixer,
+        str(p.steps),
+        _cell(p.audio_hours, ".3f"),
+        _cell(p.first_loss, ".3f"),
+        _cell(p.loss, ".3f"),
+        _cell(p.accuracy, ".3f"),
+        _cell(p.step_time_s, ".3f"),
+        _cell(time_x, ".2f") + ("x" if time_x is not None else ""),
+        _cell(p.peak_memory_mb, ".0f"),
+        _cell(memory_x, ".2f") + ("x" if memory_x is not None else ""),
+        _cell(p.audio_seconds_per_second, ".1f"),
+    ]
+
+
 def pretrain_table(study: Study) -> str:
-    """One row per variant: updates, losses, step time, peak memory, each over the baseline's."""
-    base = study.pretrain[baseline_variant(study)]
-    rows = []
-    for v in study.variants:
-        p = study.pretrain[v]
-        rows.append(
-            [
-                v,
-                p.mixer,
-                str(p.steps),
-                f"{p.audio_hours:.3f}",
-                f"{p.first_loss:.3f}",
-                f"{p.loss:.3f}",
-                "–" if p.accuracy is None else f"{p.accuracy:.3f}",
-                f"{p.step_time_s:.3f}",
-                f"{p.step_time_s / base.step_time_s:.2f}x",
-                f"{p.peak_memory_mb:.0f}",
-                f"{p.peak_memory_mb / base.peak_memory_mb:.2f}x",
-                f"{p.audio_seconds_per_second:.1f}",
-            ]
-        )
+    """One row per variant: updates, losses, step time, peak memory, each over the baseline's
+    (``–`` when the baseline's encoder was imported)."""
+    base = cost_baseline(study)
+    base_p = study.pretrain[base] if base else None
+    rows = [pretrain_row(study.pretrain[v], base_p) for v in study.variants]
+    name = baseline_variant(study)
     header = [
         "variant",
         "mixer",
@@ -69,9 +110,9 @@ def pretrain_table(study: Study) -> str:
         "final loss",
         "accuracy",
         "step time (s)",
-        f"time × {base.variant}",
+        f"time × {name}",
         "peak memory (MB)",
-        f"memory × {base.variant}",
+        f"memory × {name}",
         "audio s per s",
     ]
     return table(header, rows)
@@ -85,8 +126,13 @@ def model_lines(study: Study) -> str:
     """
     lines = []
     for v in study.variants:
-        uri = study.pretrain[v].model_uri
-        where = f"`{uri}`" if uri else f"not logged (no models/{v}/registry.json)"
+        p = study.pretrain[v]
+        if p.imported:
+            where = f"imported from {p.imported_from} (SpeechBrain), not an MLflow model"
+        else:
+            where = (
+                f"`{p.model_uri}`" if p.model_uri else f"not logged (no models/{v}/registry.json)"
+            )
         lines.append(f"- `{v}`: {where}")
     return "\n".join(lines)
 
@@ -185,10 +231,25 @@ def bench_table(study: Study) -> str:
     return table(header, rows)
 
 
+def seen(study: Study) -> str:
+    """How much audio the encoders pre-trained here saw, naming the imported ones."""
+    trained = [study.pretrain[v] for v in pretrained_here(study)]
+    hours = max((p.audio_hours or 0.0 for p in trained), default=0.0)
+    steps = max((p.steps for p in trained), default=0)
+    others = imported(study)
+    if not others:
+        return f"each encoder saw up to {hours:.3f} h of audio in {steps} updates"
+    names = ", ".join(others)
+    if not trained:
+        return f"every encoder was imported, none pre-trained here: {names}"
+    return (
+        f"each encoder pre-trained here saw up to {hours:.3f} h of audio in {steps} updates; "
+        f"imported: {names}"
+    )
+
+
 def limits(params: Params, study: Study) -> str:
     """The fixed paragraph on what the embedded corpus cannot show, with the published scale."""
-    hours = max(p.audio_hours for p in study.pretrain.values())
-    steps = max(p.steps for p in study.pretrain.values())
     corpus = (
         f"about {params.data.synth.hours:g} h of synthetic espeak-ng speech"
         if params.data.corpus == "synth"
@@ -199,8 +260,8 @@ def limits(params: Params, study: Study) -> str:
     epochs = f"{down.epochs} epochs" + (f" ({own})" if own else "")
     return " ".join(
         [
-            f"These runs use {corpus} (each encoder saw up to {hours:.3f} h of audio in",
-            f"{steps} updates), encoders of {enc.num_layers} layers of width {enc.d_model}",
+            f"These runs use {corpus} ({seen(study)}), encoders of {enc.num_layers} layers",
+            f"of width {enc.d_model}",
             f"and probes {down.probe_dim} wide trained for {epochs} over",
             f"{down.seeds} seeds, on this machine's CPU.",
             "Absolute WER, EER and accuracy are therefore meaningless as speech results:",
@@ -331,6 +392,19 @@ def _summary(study: Study, params: Params, provenance: Provenance) -> list[str]:
     ]
 
 
+def imported_note(study: Study) -> str:
+    """The sentence (with a leading space) naming the imported encoders left out of the
+    loss and cost figures; empty when every encoder was pre-trained here."""
+    names = imported(study)
+    if not names:
+        return ""
+    listed = ", ".join(f"`{v}`" for v in names)
+    return (
+        f" Imported from a SpeechBrain checkpoint instead of pre-trained here: {listed}; "
+        "no training numbers, left out of the loss and cost figures."
+    )
+
+
 def _pretraining(study: Study, figures: dict[str, str]) -> list[str]:
     """The pre-training section: its table and the loss and cost figures."""
     return [
@@ -339,7 +413,7 @@ def _pretraining(study: Study, figures: dict[str, str]) -> list[str]:
         pretrain_table(study),
         "",
         "Step time is the median over the logged updates; peak memory is the resident set "
-        "of the rank-0 worker.",
+        f"of the rank-0 worker.{imported_note(study)}",
         "",
         "The encoders as MLflow models (load one anywhere with "
         "`mlflow.pyfunc.load_model(URI)`, or probe it with `smx probe --encoder URI`):",

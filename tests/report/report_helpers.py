@@ -252,3 +252,27 @@ def write(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     write(path, json.dumps(data, indent=2))
+
+
+#: where the imported variant's SpeechBrain checkpoint lies (as written in params.yaml)
+IMPORT_SOURCE = "checkpoints/sb-summarymixing/save/CKPT+2024-01-01+00-00-00+00"
+
+
+def write_import(root: Path, variant: str, source: str = IMPORT_SOURCE) -> None:
+    """Turn ``variant`` into one whose encoder was imported from a SpeechBrain checkpoint, as
+    the pretrain stage writes it (:func:`smx.stages.pretrain.import_variant`): metrics saying
+    what was imported, the history CSV with its header only and no ``registry.json``."""
+    from smx.stages.pretrain import IMPORT_CURVE_HEADER
+
+    metrics = {
+        "init": "speechbrain",
+        "source": source,
+        "files": ["encoder.ckpt", "hyperparams.yaml"],
+        "layout": "wav2vec2",
+        "parameters": 1234567,
+        "steps": 0,
+        "import_seconds": 1.2,
+    }
+    write_json(root / f"metrics/pretrain/{variant}.json", metrics)
+    write(root / f"plots/pretrain/{variant}.csv", IMPORT_CURVE_HEADER)
+    (root / f"models/{variant}/registry.json").unlink()

@@ -9,16 +9,16 @@ import struct
 from pathlib import Path
 
 import pytest
-from report_helpers import STAGE_SECONDS, write_inputs, write_params
+from report_helpers import IMPORT_SOURCE, STAGE_SECONDS, write_import, write_inputs, write_params
 
 from smx.config import load
 from smx.docblock import BlockError
-from smx.report.analysis import finetune_sentence, verdict
-from smx.report.build import file_sha256, write_report
+from smx.report.analysis import cost_ratios, findings, finetune_sentence, verdict
+from smx.report.build import file_sha256, variant_metrics, write_report
 from smx.report.documents import FIGURE, Documents, publish
-from smx.report.figures import FIGURES
+from smx.report.figures import FIGURES, pretrain_cost, pretrain_loss
 from smx.report.inputs import ReportError, Spread, gather, read_bench
-from smx.report.markdown import Provenance
+from smx.report.markdown import Provenance, limits, pretrain_table
 
 PROJECT = Path(__file__).resolve().parents[2]
 PROVENANCE = Provenance("0123abc", "f" * 64)
@@ -385,3 +385,153 @@ def test_fine_tuning_is_stated_on_the_studys_asr_metric(tmp_path: Path) -> None:
     assert "summarymixing 0.275 vs 0.475 (lower from pre-training)" in sentence
     assert "mhsa 0.325 vs 0.480 (lower from pre-training)" in sentence
     assert sentence.endswith("; lowest after pre-training: summarymixing")
+
+
+IMPORTED_ROW = (
+    f"| summarymixing | summarymixing | imported from {IMPORT_SOURCE} (SpeechBrain), 0 updates "
+    "| – | – | – | – | – | – | – | – | – |"
+)
+MHSA_ROW = (
+    "| mhsa | mhsa | 50 | 1.389 | 6.000 | 4.000 | 0.500 | 1.000 | 1.00x | 1000 | 1.00x | 125.0 |"
+)
+
+
+def _is_png(path: Path) -> bool:
+    """A PNG with a non-empty image (its signature and the IHDR's width and height)."""
+    head = path.read_bytes()[:24]
+    width, height = struct.unpack(">II", head[16:24])
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and width > 0 and height > 0
+
+
+def test_an_imported_variant_is_shown_as_imported(built: tuple[Path, str], tmp_path: Path) -> None:
+    write_inputs(tmp_path)
+    write_import(tmp_path, "summarymixing")
+    params = load(write_params(tmp_path, f"sqlite:///{tmp_path}/mlflow.db"))
+    study = gather(tmp_path, params)
+    files = write_report(study, params, tmp_path / "reports", PROVENANCE)
+    documents = _documents(tmp_path)
+    publish(study, files.figures[FIGURE], documents)
+
+    text = files.report.read_text()
+    assert IMPORTED_ROW in text and MHSA_ROW in text
+    assert "pre-training step took" not in text  # its only cost sentence compared it to mhsa
+    assert (
+        f"- summarymixing's encoder was imported from {IMPORT_SOURCE} (SpeechBrain) instead of "
+        "pre-trained here, so it has no pre-training cost to compare.\n" in text
+    )
+    assert (
+        "of the rank-0 worker. Imported from a SpeechBrain checkpoint instead of pre-trained "
+        "here: `summarymixing`; no training numbers, left out of the loss and cost figures.\n"
+        in text
+    )
+    imported_model = (
+        f"- `summarymixing`: imported from {IMPORT_SOURCE} (SpeechBrain), not an MLflow model\n"
+        "- `mhsa`: `models:/smx-mhsa/3`"
+    )
+    assert imported_model in text and imported_model in documents.readme.read_text()
+    joined = " ".join(text.split())
+    assert (
+        "(each encoder pre-trained here saw up to 1.389 h of audio in 50 updates; imported: "
+        "summarymixing)" in joined
+    )
+    # probes and fine-tuning as for a pre-trained encoder
+    assert ASR_ROW in text and ASR_ROW in documents.results.read_text()
+    assert "summarymixing 0.550 vs 0.950 (lower from pre-training)" in text
+    assert "the pre-trained summarymixing encoder beat random init on 3/4 tasks" in text
+    # every figure drawn; the loss curves and costs without it differ from those with it
+    assert sorted(files.figures) == sorted(FIGURES)
+    assert all(_is_png(path) for path in files.figures.values())
+    for name in ("pretrain_loss.png", "pretrain_cost.png"):
+        assert (
+            files.figures[name].read_bytes() != (built[0] / "reports/figures" / name).read_bytes()
+        )
+    # its metrics (summary.json, the MLflow parent's): no pre-training numbers, the rest kept
+    summary = json.loads(files.summary.read_text())["variants"]
+    sm, mhsa = summary["summarymixing"], summary["mhsa"]
+    assert not [name for name in sm if name.startswith("pretrain.")]
+    assert sorted(sm) == sorted(n for n in mhsa if not n.startswith("pretrain."))
+    assert mhsa["pretrain.step_time_s"] == pytest.approx(1.0)
+    assert sm["finetune.random_init.test.wer"] == pytest.approx(0.95)
+
+
+def test_an_imported_baseline_compares_no_cost(tmp_path: Path) -> None:
+    write_inputs(tmp_path)
+    write_import(tmp_path, "mhsa", "sb/mhsa")
+    study = gather(tmp_path, load(write_params(tmp_path, f"sqlite:///{tmp_path}/mlflow.db")))
+
+    assert cost_ratios(study) == []
+    table = pretrain_table(study).splitlines()
+    assert table[0].endswith("| time × mhsa | peak memory (MB) | memory × mhsa | audio s per s |")
+    assert table[2:] == [
+        "| summarymixing | summarymixing | 50 | 1.389 | 6.000 | 4.000 | 0.500 | 0.800 | – | 900 "
+        "| – | 125.0 |",
+        "| mhsa | mhsa | imported from sb/mhsa (SpeechBrain), 0 updates | – | – | – | – | – | – "
+        "| – | – | – |",
+    ]
+    lines = findings(study)
+    assert not [line for line in lines if "pre-training step took" in line]
+    assert lines[0] == (
+        "mhsa's encoder was imported from sb/mhsa (SpeechBrain) instead of pre-trained here, so "
+        "it has no pre-training cost to compare; as mhsa is the baseline, no pre-training costs "
+        "are compared."
+    )
+    assert not [name for name in variant_metrics(study, "mhsa") if name.startswith("pretrain.")]
+    assert variant_metrics(study, "summarymixing")["pretrain.peak_memory_mb"] == 900.0
+
+
+def test_a_study_of_imported_encoders_only_still_draws(tmp_path: Path) -> None:
+    write_inputs(tmp_path)
+    write_import(tmp_path, "summarymixing", "sb/sm")
+    write_import(tmp_path, "mhsa", "sb/mhsa")
+    params = load(write_params(tmp_path, f"sqlite:///{tmp_path}/mlflow.db"))
+    study = gather(tmp_path, params)
+
+    assert "(every encoder was imported, none pre-trained here: summarymixing, mhsa)" in limits(
+        params, study
+    )
+    assert [line for line in findings(study) if "imported from" in line] == [
+        "summarymixing's encoder was imported from sb/sm (SpeechBrain) instead of pre-trained "
+        "here, so it has no pre-training cost to compare.",
+        "mhsa's encoder was imported from sb/mhsa (SpeechBrain) instead of pre-trained here, so "
+        "it has no pre-training cost to compare.",
+    ]
+    assert _is_png(pretrain_loss(study, tmp_path / "loss.png"))
+    assert _is_png(pretrain_cost(study, tmp_path / "cost.png"))
+
+
+@pytest.mark.parametrize(
+    ("edit", "sentence"),
+    [
+        (
+            {"init": "huggingface"},
+            "init is 'huggingface', expected 'speechbrain'",
+        ),
+        ({"source": None}, "source is missing"),
+        ({"source": ""}, "source is empty, expected the imported folder"),
+        ({"steps": "0"}, "steps is '0', expected an integer"),
+    ],
+)
+def test_a_malformed_import_names_the_file_and_the_key(
+    inputs: tuple[Path, object], edit: dict, sentence: str
+) -> None:
+    root, params = inputs
+    write_import(root, "mhsa")
+    path = root / "metrics/pretrain/mhsa.json"
+    data = json.loads(path.read_text()) | edit
+    path.write_text(json.dumps({k: v for k, v in data.items() if v is not None}))
+    with pytest.raises(ReportError) as err:
+        gather(root, params)
+    assert str(err.value) == (
+        f"metrics/pretrain/mhsa.json: {sentence}; re-run `dvc repro pretrain@mhsa`"
+    )
+
+
+def test_an_import_without_its_history_names_the_file(inputs: tuple[Path, object]) -> None:
+    root, params = inputs
+    write_import(root, "summarymixing")
+    (root / "plots/pretrain/summarymixing.csv").unlink()
+    with pytest.raises(ReportError) as err:
+        gather(root, params)
+    assert str(err.value) == (
+        "plots/pretrain/summarymixing.csv is missing; run `dvc repro pretrain@summarymixing`"
+    )

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from report_helpers import write_inputs, write_params
+from report_helpers import write_import, write_inputs, write_params
 
 from smx.config import load
 from smx.report.build import write_report
@@ -131,6 +131,40 @@ def test_the_stage_against_a_real_server(
     assert (
         f"dvc.lock sha256: `{hashlib.sha256(lock).hexdigest()}`" in (out / "report.md").read_text()
     )
+
+
+def test_an_imported_variants_parent_gets_no_pretraining_numbers(
+    mlflow_server: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import math
+
+    from mlflow import MlflowClient
+
+    from smx.stages.common import run_stage
+
+    write_inputs(tmp_path)
+    write_import(tmp_path, "summarymixing")
+    params_file = write_params(tmp_path, mlflow_server, "smx-report-import")
+    args = ["--params", str(params_file), "--root", str(tmp_path), "--out", str(tmp_path / "o")]
+
+    assert run_stage("report", args) == 0
+
+    assert "report: the summarymixing encoder as an MLflow model: not logged" in (
+        capsys.readouterr().out
+    )
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("smx-report-import").experiment_id
+    parents = client.search_runs([experiment], "tags.`smx.role` = 'variant'")
+    metrics = {r.data.tags["variant"]: r.data.metrics for r in parents}
+    sm, mhsa = metrics["summarymixing"], metrics["mhsa"]
+    assert [name for name in sm if name.startswith("pretrain.")] == []
+    assert sorted(sm) == sorted(name for name in mhsa if not name.startswith("pretrain."))
+    assert not [name for name, value in sm.items() if math.isnan(value)]
+    assert mhsa["pretrain.step_time_s"] == pytest.approx(1.0)
+    assert sm["probe.speaker.xvector.pretrained.eer"] == pytest.approx(0.20)
+    assert sm["finetune.pretrained.test.wer"] == pytest.approx(0.55)
 
 
 def test_the_stage_exits_2_naming_the_missing_file(tmp_path: Path) -> None:
