@@ -44,6 +44,7 @@ from smx.tracking import (
     variant_run,
 )
 from smx.train.checkpoint import config_hash, read_state
+from smx.train.distributed import worker_env
 from smx.train.progress import ProgressBar
 
 #: environment variables forwarded to the workers (test hooks, MLflow settings)
@@ -592,7 +593,7 @@ def make_trainer(params: Params, job: Job, storage: str, config: dict[str, Any])
     resources = {"CPU": cluster.cpus_per_worker}
     if cluster.use_gpu:
         resources["GPU"] = cluster.gpus_per_worker
-    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
+    env = worker_env(os.environ, cluster.use_gpu, FORWARDED_ENV)  # + NCCL settings on GPUs
     return TorchTrainer(
         job.loop,
         train_loop_config=config,
