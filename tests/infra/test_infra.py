@@ -453,3 +453,43 @@ def test_rayignore_uploads_the_whole_package_and_leaves_out_the_outputs() -> Non
     assert [p for p in package if spec.match_file(p)] == []
     for output in ("data/synth/cuts.jsonl.gz", "models/sm/encoder.pt", "ray_results/x/y", "m.db"):
         assert spec.match_file(output), output
+
+
+# ------------------------------------------------------------------ authentication, GPU metrics
+
+
+def test_nothing_is_exposed_without_authentication() -> None:
+    """The Ray dashboard binds all addresses only with token auth; MLflow asks for a password."""
+    spec = rayjob()["spec"]["rayClusterSpec"]
+    assert spec["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "0.0.0.0"
+    assert spec["authOptions"] == {"mode": "token"}  # KubeRay sets RAY_AUTH_MODE and the token
+    assert Version(spec["rayVersion"]) >= Version("2.52")  # Ray's token authentication
+    head = " ; ".join(cluster()["head_start_ray_commands"])
+    assert "--dashboard-host=0.0.0.0" in head and "export RAY_AUTH_MODE=token;" in head
+    entrypoint = (MLFLOW / "entrypoint.sh").read_text()
+    assert "--app-name basic-auth" in entrypoint
+    assert "authorization_function = mlflow.server.auth:authenticate_request_basic_auth" in (
+        entrypoint
+    )
+    assert ': "${MLFLOW_AUTH_ADMIN_PASSWORD:?' in entrypoint  # no default admin password
+    services = read_yaml(MLFLOW / "docker-compose.yaml")["services"]
+    published = {name for name, body in services.items() if body.get("ports")}
+    assert published == {"mlflow"}  # PostgreSQL stays on the compose network
+
+
+def test_gpu_images_log_gpu_system_metrics_to_mlflow() -> None:
+    """MLflow's GPU monitor needs pynvml (nvidia-ml-py); the GPU nodes install one version."""
+    import importlib.util
+
+    import smx.tracking as tracking
+
+    monitor = importlib.util.find_spec("mlflow.system_metrics.metrics.gpu_monitor")
+    assert monitor and monitor.origin and "import pynvml" in Path(monitor.origin).read_text()
+    assert "log_system_metrics=system_metrics" in inspect.getsource(tracking.RunLogger)
+    (pin,) = pyproject()["project"]["optional-dependencies"]["gpu"]
+    assert pin.startswith("nvidia-ml-py==")
+    assert f'pip install --no-cache-dir "{pin}"' in SMX_IMAGE.read_text()
+    assert any(f'"{pin}"' in c for c in cluster()["setup_commands"])
+    carried = (ROOT / "scripts" / "gpu_wheels.txt").read_text().split()
+    assert pin in carried  # the NVML check of scripts/gpu_check.sh uses the same version
+    assert "psutil" in locked()  # the CPU and memory half of the system metrics
