@@ -7,8 +7,8 @@ block's output, the last one after the final LayerNorm (:class:`smx.nn.encoder.E
 The fbank baseline has one layer, the normalised log-mel features.
 
 Every upstream is frozen: parameters do not require gradients, the forward pass runs under
-``torch.no_grad()``, and the module stays in eval mode (no dropout, no layerdrop) even when
-``train()`` is called on it.
+``torch.inference_mode()`` (no autograd state), and the module stays in eval mode (no
+dropout, no layerdrop) even when ``train()`` is called on it.
 
 Sources (:func:`load_upstream`):
 
@@ -112,7 +112,7 @@ class EncoderUpstream(Upstream):
         self, audio: torch.Tensor, audio_lens: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden states ``[B, T, L, D]`` (zero on padded frames) and frames ``[B]``."""
-        with torch.no_grad():
+        with torch.inference_mode():
             feats, frames = self.fbank(audio, audio_lens)  # [B, T_f, F]
             latents, lengths = self.frontend(feats, frames)  # [B, T, C]
             out = self.encoder(latents, lengths)
@@ -144,7 +144,7 @@ class FbankUpstream(Upstream):
         self, audio: torch.Tensor, audio_lens: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mel features ``[B, T, 1, n_mels]`` and frames ``[B]``."""
-        with torch.no_grad():
+        with torch.inference_mode():
             feats, frames = self.fbank(audio, audio_lens)  # [B, T, F]
             return feats[:, :, None, :], frames
 
