@@ -1,7 +1,8 @@
 """A benchmark's block in ``docs/benchmarks.md``, rendered from its stored JSON.
 
 Each benchmark owns one block of the document (:mod:`smx.docblock`), named
-``bench-<name>`` (``bench-<name>-compiled`` for a run with ``--compile``). The block holds
+``bench-<name>`` (``bench-<name>-compiled`` for a run with ``--compile``,
+``bench-<name>-modes`` for one that measured eager and default side by side). The block holds
 how the run was measured, its table (:data:`smx.bench.tables.DOCS_TABLES`), its figure
 when the run drew one, and a link to the data. The command that measured writes it after
 its outputs; ``smx bench render`` rewrites it from a stored ``<name>.json`` alone.
@@ -22,15 +23,17 @@ from smx.docblock import replace_block
 BENCHMARKS = tuple(DOCS_TABLES)
 
 
-def block_name(benchmark: str, compiled: bool = False) -> str:
-    """The block of ``benchmark`` in the docs.
+def block_name(benchmark: str, compiled: bool = False, modes: bool = False) -> str:
+    """The block of ``benchmark`` in the docs (``modes``: eager and default side by side).
 
     Example
     -------
     >>> block_name("pretrain"), block_name("roofline", compiled=True)
     ('bench-pretrain', 'bench-roofline-compiled')
+    >>> block_name("pretrain", modes=True)
+    'bench-pretrain-modes'
     """
-    return f"bench-{benchmark}" + ("-compiled" if compiled else "")
+    return f"bench-{benchmark}" + ("-compiled" if compiled else "-modes" if modes else "")
 
 
 def benchmark_of(result: Path) -> str:
@@ -43,7 +46,7 @@ def benchmark_of(result: Path) -> str:
     >>> benchmark_of(Path("notes.json"))
     Traceback (most recent call last):
     ...
-    ValueError: notes.json: not a benchmark result (expected mixers.json, pretrain.json, stream.json or roofline.json)
+    ValueError: notes.json: not a benchmark result (expected mixers.json, pretrain.json, stream.json, roofline.json or profile.json)
     """
     if result.suffix == ".json" and result.stem in BENCHMARKS:
         return result.stem
@@ -162,6 +165,8 @@ def update_docs(docs: Path, result: Path) -> str:
     | mixer | summarymixing | 80 | oom |  |  |  |  |  |
     """
     data = read_result(result)
-    name = block_name(benchmark_of(result), bool(data["meta"]["bench"].get("compile")))
+    bench = data["meta"]["bench"]
+    modes = len(bench.get("modes", [])) > 1
+    name = block_name(benchmark_of(result), bool(bench.get("compile")), modes)
     replace_block(docs, name, render(result, data, docs))
     return name

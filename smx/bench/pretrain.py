@@ -7,7 +7,13 @@ gradient clipping and an AdamW update (``params.train``'s hyper-parameters). Eve
 so its peak memory is its own: the resident set above the level after the warm-up step, when
 the weights and the AdamW moments already exist. Inputs are random waveforms of the given
 length; the objective's masks come from its seeded generator, so every mixer sees the same
-masks. Ratios divide by MHSA at the same objective and length, measured in the same run.
+masks. Ratios divide by MHSA (``*_ratio``) and by the ``none`` floor (``floor_*_ratio``) at
+the same objective, mode and length, measured in the same run.
+
+Modes: ``default`` runs the step as training does by default (the SummaryMixing cell's
+``recompute: activations``; the encoder blocks compiled where ``train.compile`` asks for it,
+always with ``--compile``); ``eager`` runs it as before the fast path (no recomputation, no
+compilation). Each point runs every mode, the mixers side by side.
 
 A point is skipped (not run) when its step time, projected linearly from the same mixer's
 previous length, exceeds the step budget: the pure-PyTorch Mamba scan at 80 s on a CPU.
@@ -21,6 +27,7 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 from smx.bench.common import (
     check_seconds,
     check_threads,
-    compile_blocks,
     encoder_frames,
     shown_path,
     variant,
@@ -54,8 +60,18 @@ DEFAULT_KINDS = (*MIXER_KINDS, NO_MIXING)
 #: Variants never skipped for the budget: the baseline and the floor.
 NEVER_SKIPPED = (BASELINE, NO_MIXING)
 
+#: The mixer the ``floor_*`` ratios divide by.
+FLOOR = NO_MIXING
+
+#: How a point runs the step: the defaults of training, or eager as before the fast path.
+MODES = ("eager", "default")
+
+#: The ratios of a point: to MHSA, then to the floor.
+RATIOS = ("time_ratio", "cpu_ratio", "mem_ratio")
+FLOOR_RATIOS = tuple(f"floor_{r}" for r in RATIOS)
+
 #: The metrics of a point, as written to the CSV and to MLflow.
-METRICS = ("time_s", "cpu_s", "peak_mib", "time_ratio", "cpu_ratio", "mem_ratio")
+METRICS = ("time_s", "cpu_s", "peak_mib", *RATIOS, *FLOOR_RATIOS)
 
 
 @dataclass
@@ -82,8 +98,10 @@ class PretrainBench:
     threads : int or None
         Intra-op threads of every point's process; None = torch's default (one per core).
     compile : bool
-        ``torch.compile`` the encoder's blocks (:func:`smx.bench.common.compile_blocks`);
-        the compilation happens in the warm-up step, which is not timed.
+        In the ``default`` mode, ``torch.compile`` the encoder's blocks whatever the device
+        (``train.compile: true``); the compilation happens in the warm-up step, not timed.
+    modes : list of str
+        ``eager`` and/or ``default`` (see the module docstring).
     """
 
     configs: list[tuple[str, Path, Params]]
@@ -96,6 +114,7 @@ class PretrainBench:
     device: str = "cpu"
     threads: int | None = None
     compile: bool = False
+    modes: list[str] = field(default_factory=lambda: ["default"])
 
     def __post_init__(self) -> None:
         # kinds name variants of every config (mixer kinds in configs/bench_*; the pipeline's
@@ -109,6 +128,9 @@ class PretrainBench:
                 f"step_budget_s: must be a number of seconds above 0, got {self.step_budget_s}"
             )
         check_threads(self.threads)
+        self.modes = [m for m in MODES if m in self.modes] if set(self.modes) <= set(MODES) else []
+        if not self.modes:
+            raise ValueError(f"modes: choose one or both of {list(MODES)}")
         for name, value in (("batch", self.batch), ("repeats", self.repeats)):
             if value < 1:
                 raise ValueError(f"{name}: must be an integer >= 1, got {value}")
@@ -129,7 +151,32 @@ class PretrainBench:
             "device": self.device,
             "threads": self.threads,
             "compile": self.compile,
+            "modes": self.modes,
         }
+
+
+def mode_params(params: Params, mode: str, compile: bool = False) -> Params:
+    """``params`` as the ``mode`` runs it: ``eager`` turns recomputation and compilation off.
+
+    Example
+    -------
+    >>> eager = mode_params(Params(), "eager")
+    >>> eager.model.mixer.recompute, eager.train.compile
+    ('none', False)
+    >>> mode_params(Params(), "default", compile=True).train.compile
+    True
+    """
+    if mode == "default":
+        if not compile:
+            return params
+        return params.model_copy(
+            update={"train": params.train.model_copy(update={"compile": True})}
+        )
+    model, mixer = params.model, params.model.mixer
+    if mixer.kind == "summarymixing":
+        model = model.model_copy(update={"mixer": mixer.model_copy(update={"recompute": "none"})})
+    train = params.train.model_copy(update={"compile": False})
+    return params.model_copy(update={"model": model, "train": train})
 
 
 def over_budget(previous: dict[str, Any] | None, seconds: float, budget_s: float) -> str | None:
@@ -161,10 +208,11 @@ def over_budget(previous: dict[str, Any] | None, seconds: float, budget_s: float
     )
 
 
-def _measure_point(bench: PretrainBench, cfg: Params, seconds: float) -> dict[str, Any]:
+def _measure_point(bench: PretrainBench, cfg: Params, seconds: float, mode: str) -> dict[str, Any]:
     """One step of the variant ``cfg`` on ``seconds`` of audio, measured in a fresh process."""
     from smx.bench.measure import run_point
 
+    cfg = mode_params(cfg, mode, bench.compile)
     spec = {
         "params": cfg.model_dump(mode="json"),
         "seconds": seconds,
@@ -172,49 +220,123 @@ def _measure_point(bench: PretrainBench, cfg: Params, seconds: float) -> dict[st
         "repeats": bench.repeats,
         "warmup": bench.warmup,
         "device": bench.device,
-        "compile": bench.compile,
     }
     return run_point("smx.bench.pretrain", spec, threads=bench.threads)
 
 
 def run(bench: PretrainBench, progress: Progress | None = None) -> list[dict]:
-    """Measure every (objective, mixer, length) point; one record per point, MHSA ratios added.
+    """Measure every (objective, mode, mixer, length) point; one record per point, with ratios.
 
-    At each length the mixers run one after the other, MHSA first, so that the points a
-    ratio compares are measured close in time (the machine's load drifts). MHSA (every ratio
-    needs it) and the ``none`` floor are never skipped for the budget. ``progress`` is
-    told of each record as it is done. Returns one record per point (``objective``,
-    ``kind``, ``seconds``, ``frames`` and the measurement, ``skipped`` or ``error``),
-    sorted by objective, mixer and length.
+    At each length and mode the mixers run one after the other, MHSA first, so that the
+    points a ratio compares are measured close in time (the machine's load drifts). MHSA and
+    the ``none`` floor (the ratios' denominators) are never skipped for the budget.
+    ``progress`` is told of each record as it is done. Returns one record per point
+    (``objective``, ``mode``, ``kind``, ``seconds``, ``frames`` and the measurement,
+    ``skipped`` or ``error``), sorted by objective, mode, mixer and length.
     """
-    from smx.bench.mixers import ratios
-
     kinds = sorted(bench.kinds, key=lambda k: k != BASELINE)  # the baseline first
     records = []
     for objective, path, params in bench.configs:
         cfgs = {kind: variant(params, kind, path) for kind in kinds}
-        previous: dict[str, dict[str, Any]] = {}
+        previous: dict[tuple[str, str], dict[str, Any]] = {}
         for seconds in sorted(bench.lengths_s):
-            for kind in kinds:
-                cfg = cfgs[kind]
-                rec: dict[str, Any] = {
-                    "objective": objective,
-                    "kind": kind,
-                    "seconds": seconds,
-                    "frames": encoder_frames(cfg.model, seconds, cfg.data.sample_rate),
-                }
-                skip = over_budget(previous.get(kind), seconds, bench.step_budget_s)
-                if skip is not None and kind not in NEVER_SKIPPED:
-                    rec["skipped"] = skip
-                else:
-                    rec.update(_measure_point(bench, cfg, seconds))
-                records.append(rec)
-                previous[kind] = rec
-                if progress is not None:
-                    progress(rec)
+            for mode in bench.modes:
+                for kind in kinds:
+                    rec = _point(bench, objective, mode, kind, cfgs[kind], seconds, previous)
+                    records.append(rec)
+                    previous[(mode, kind)] = rec
+                    if progress is not None:
+                        progress(rec)
     order = {kind: i for i, kind in enumerate(bench.kinds)}
-    records.sort(key=lambda r: (r["objective"], order[r["kind"]], r["seconds"]))
-    return ratios(records, baseline=BASELINE, group="objective")
+    modes = {mode: i for i, mode in enumerate(bench.modes)}
+    records.sort(key=lambda r: (r["objective"], modes[r["mode"]], order[r["kind"]], r["seconds"]))
+    return add_ratios(records)
+
+
+def _point(
+    bench: PretrainBench,
+    objective: str,
+    mode: str,
+    kind: str,
+    cfg: Params,
+    seconds: float,
+    previous: dict[tuple[str, str], dict[str, Any]],
+) -> dict[str, Any]:
+    """The record of one point: measured, or skipped for the step budget."""
+    rec: dict[str, Any] = {
+        "objective": objective,
+        "mode": mode,
+        "kind": kind,
+        "seconds": seconds,
+        "frames": encoder_frames(cfg.model, seconds, cfg.data.sample_rate),
+    }
+    skip = over_budget(previous.get((mode, kind)), seconds, bench.step_budget_s)
+    if skip is not None and kind not in NEVER_SKIPPED:
+        rec["skipped"] = skip
+    else:
+        rec.update(_measure_point(bench, cfg, seconds, mode))
+    return rec
+
+
+def add_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each point's ratios to MHSA (``*_ratio``) and to the floor (``floor_*_ratio``).
+
+    Both divide by the point of the same objective, mode and length.
+
+    Example
+    -------
+    >>> recs = [{"objective": "w", "mode": "default", "kind": k, "seconds": 8.0,
+    ...          "median_s": t, "peak_mem_bytes": 10} for k, t in
+    ...         (("mhsa", 4.0), ("none", 1.0), ("summarymixing", 2.0))]
+    >>> sm = add_ratios(recs)[2]
+    >>> sm["time_ratio"], sm["floor_time_ratio"], sm["floor_mem_ratio"]
+    (0.5, 2.0, 1.0)
+    """
+    from smx.bench.mixers import ratios
+
+    cells = [dict(r, cell=f"{r['objective']}/{r.get('mode', 'default')}") for r in records]
+    to_floor = ratios(cells, baseline=FLOOR, group="cell")
+    out = ratios(cells, baseline=BASELINE, group="cell")
+    for row, floor in zip(out, to_floor, strict=True):
+        row.update({f"floor_{key}": floor[key] for key in RATIOS if key in floor})
+        del row["cell"]
+    return out
+
+
+def pretrain_step(
+    params: Params, seconds: float, batch: int, device: Any
+) -> tuple[Callable[[], dict[str, float]], Any]:
+    """One training step of ``params`` on random audio, as a function; and the objective.
+
+    The objective is built in training mode, its encoder blocks compiled where
+    ``params.train.compile`` asks for it on ``device`` (:func:`smx.nn.fast.apply_fast_path`);
+    the step is the loop's: forward, backward, clipping, AdamW. It returns the metrics.
+    """
+    import torch
+
+    from smx.nn.fast import apply_fast_path
+    from smx.ssl.objective import build_objective
+    from smx.train.schedule import make_optimizer
+
+    torch.manual_seed(params.seed)
+    objective = build_objective(params).to(device).train()
+    apply_fast_path(objective, params.train.compile, device)
+    optimizer = make_optimizer(objective.parameters(), params.train)
+    samples = round(seconds * params.data.sample_rate)
+    inputs = {
+        "audio": torch.randn(batch, samples, device=device),  # [B, S]
+        "audio_lens": torch.full((batch,), samples, device=device),  # [B]
+    }
+
+    def step() -> dict[str, float]:
+        out = objective(inputs)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(objective.parameters(), params.train.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return out.metrics
+
+    return step, objective
 
 
 def main_point() -> None:
@@ -222,33 +344,13 @@ def main_point() -> None:
     import torch
 
     from smx.bench.measure import measure, measurement_dict
-    from smx.ssl.objective import build_objective
-    from smx.train.schedule import make_optimizer
 
     spec = json.loads(sys.stdin.read())
     params = Params.model_validate(spec["params"])
-    torch.manual_seed(params.seed)
     device = torch.device(spec["device"])
-    objective = build_objective(params).to(device).train()
-    if spec["compile"]:
-        compile_blocks(objective.encoder)
-    optimizer = make_optimizer(objective.parameters(), params.train)
-    samples = round(spec["seconds"] * params.data.sample_rate)
-    batch = {
-        "audio": torch.randn(spec["batch"], samples, device=device),  # [B, S]
-        "audio_lens": torch.full((spec["batch"],), samples, device=device),  # [B]
-    }
+    step, objective = pretrain_step(params, spec["seconds"], spec["batch"], device)
     last: dict[str, float] = {}
-
-    def step() -> None:
-        out = objective(batch)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(objective.parameters(), params.train.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        last.update(out.metrics)
-
-    m = measure(step, device, repeats=spec["repeats"], warmup=spec["warmup"])
+    m = measure(lambda: last.update(step()), device, spec["repeats"], spec["warmup"])
     n_params = sum(p.numel() for p in objective.parameters())
     print(json.dumps({**measurement_dict(m), "params": n_params, "loss": last["loss"]}))
 
@@ -268,8 +370,21 @@ def point_metrics(record: dict[str, Any]) -> dict[str, float]:
     if record.get("median_cpu_s"):
         values["cpu_s"] = record["median_cpu_s"]
     values["peak_mib"] = record["peak_mem_bytes"] / 2**20
-    values.update({k: record[k] for k in ("time_ratio", "cpu_ratio", "mem_ratio") if k in record})
+    values.update({k: record[k] for k in (*RATIOS, *FLOOR_RATIOS) if k in record})
     return values
+
+
+def series(record: dict[str, Any]) -> str:
+    """The name of a point's series: ``<objective>_<mixer>``, ``_eager`` added in eager mode.
+
+    Example
+    -------
+    >>> series({"objective": "w", "kind": "mhsa"}), series({"objective": "w", "kind": "none",
+    ...                                                       "mode": "eager"})
+    ('w_mhsa', 'w_none_eager')
+    """
+    name = f"{record['objective']}_{record['kind']}"
+    return name + ("_eager" if record.get("mode") == "eager" else "")
 
 
 def plot_time(threads: int | None) -> dict[str, str]:
@@ -286,10 +401,11 @@ def plot_time(threads: int | None) -> dict[str, str]:
 
 
 def csv_table(records: list[dict[str, Any]]) -> str:
-    """One row per length, one column per (objective, mixer, metric): a DVC plots table.
+    """One row per length, one column per (series, metric): a DVC plots table.
 
-    Columns: ``seconds``, then ``<objective>_<mixer>_<metric>`` for every metric of
-    :data:`METRICS`; a point that was not measured has empty cells. For example
+    Columns: ``seconds``, then ``<series>_<metric>`` for every :func:`series` (objective and
+    mixer; ``_eager`` for the eager mode) and metric of :data:`METRICS`; a point that was not
+    measured has empty cells. For example
     ``dvc plots show pretrain.csv -x seconds -y wav2vec2_summarymixing_time_ratio``.
 
     Example
@@ -297,18 +413,20 @@ def csv_table(records: list[dict[str, Any]]) -> str:
     >>> recs = [{"objective": "w", "kind": "mhsa", "seconds": 20.0, "median_s": 2.0,
     ...          "median_cpu_s": 1.5, "peak_mem_bytes": 2**20, "time_ratio": 1.0,
     ...          "cpu_ratio": 1.0, "mem_ratio": 1.0}]
-    >>> print(csv_table(recs).strip())  # doctest: +NORMALIZE_WHITESPACE
-    seconds,w_mhsa_time_s,w_mhsa_cpu_s,w_mhsa_peak_mib,w_mhsa_time_ratio,w_mhsa_cpu_ratio,w_mhsa_mem_ratio
-    20,2,1.5,1,1,1,1
+    >>> table = csv_table(recs).splitlines()
+    >>> table[0].split(",")[:7]
+    ['seconds', 'w_mhsa_time_s', 'w_mhsa_cpu_s', 'w_mhsa_peak_mib', 'w_mhsa_time_ratio', 'w_mhsa_cpu_ratio', 'w_mhsa_mem_ratio']
+    >>> table[1]
+    '20,2,1.5,1,1,1,1,,,'
     """
-    series = sorted({(r["objective"], r["kind"]) for r in records})
-    columns = ["seconds", *(f"{o}_{k}_{m}" for o, k in series for m in METRICS)]
+    names = sorted({series(r) for r in records})
+    columns = ["seconds", *(f"{name}_{m}" for name in names for m in METRICS)]
     rows: dict[float, dict[str, str]] = {}
     for r in records:
         row = rows.setdefault(r["seconds"], {"seconds": f"{r['seconds']:g}"})
         if measured(r):
             for name, value in point_metrics(r).items():
-                row[f"{r['objective']}_{r['kind']}_{name}"] = f"{value:.6g}"
+                row[f"{series(r)}_{name}"] = f"{value:.6g}"
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
@@ -322,7 +440,8 @@ def log_mlflow(
 ) -> str:
     """Log the run to MLflow (params, one metric series per point, the output files).
 
-    Metrics are named ``<objective>.<mixer>.<metric>`` with the length in seconds as the
+    Metrics are named ``<objective>.<mixer>.<metric>`` (``<mixer>_eager`` in the eager
+    mode) with the length in seconds as the
     step, so MLflow draws each against the input length.
 
     Arguments
@@ -344,15 +463,15 @@ def log_mlflow(
     from smx.tracking import git_commit, log_series_run
 
     tags = {"smx.bench": "pretrain", "smx.role": "bench", "git_commit": git_commit()}
-    series = [
+    points = [
         (
             round(r["seconds"]),
-            {f"{r['objective']}.{r['kind']}.{k}": v for k, v in point_metrics(r).items()},
+            {f"{series(r).replace('_', '.', 1)}.{k}": v for k, v in point_metrics(r).items()},
         )
         for r in records
         if measured(r)
     ]
-    return log_series_run(uri, experiment, "bench-pretrain", tags, meta, series, files)
+    return log_series_run(uri, experiment, "bench-pretrain", tags, meta, points, files)
 
 
 if __name__ == "__main__":

@@ -124,16 +124,20 @@ def mixers_by_length(meta: dict[str, Any], records: Records) -> BenchTable:
 
 
 def pretrain_table(meta: dict[str, Any], records: Records) -> BenchTable:
-    """``smx bench pretrain``: one row per (objective, mixer, length), ratios against MHSA.
+    """``smx bench pretrain``: one row per (objective, mode, mixer, length), with ratios.
+
+    The ratios divide by MHSA and by the ``none`` floor of the same objective, mode and
+    length; a run from before the modes shows an empty mode.
 
     Example
     -------
-    >>> rec = {"objective": "bestrq", "kind": "mamba", "seconds": 80.0, "frames": 2000,
-    ...        "skipped": "over budget"}
-    >>> pretrain_table({"bench": {"batch": 1}}, [rec]).rows
-    [['bestrq', 'mamba', '80', '2000', 'over budget', '', '', '', '', '']]
+    >>> rec = {"objective": "bestrq", "mode": "default", "kind": "mamba", "seconds": 80.0,
+    ...        "frames": 2000, "skipped": "over budget"}
+    >>> pretrain_table({"bench": {"batch": 1}}, [rec]).rows[0][:6]
+    ['bestrq', 'default', 'mamba', '80', '2000', 'over budget']
     """
-    columns = ("objective", "mixer", "s", "frames", "wall s", "CPU s", "peak MiB")
+    columns = ("objective", "mode", "mixer", "s", "frames", "wall s", "CPU s", "peak MiB")
+    keys = ("time_ratio", "cpu_ratio", "mem_ratio", "floor_cpu_ratio", "floor_mem_ratio")
     rows = []
     for r in records:
         cells = (
@@ -141,14 +145,14 @@ def pretrain_table(meta: dict[str, Any], records: Records) -> BenchTable:
             if measured(r)
             else [r.get("skipped") or r.get("error", ""), "", ""]
         )
-        ratios = (_ratio(r, key) for key in ("time_ratio", "cpu_ratio", "mem_ratio"))
-        rows.append(
-            [r["objective"], r["kind"], f"{r['seconds']:g}", str(r["frames"]), *cells, *ratios]
-        )
+        point = [r["objective"], r.get("mode", ""), r["kind"], f"{r['seconds']:g}"]
+        rows.append([*point, str(r["frames"]), *cells, *(_ratio(r, key) for key in keys)])
     title = (
-        f"full pre-training step, batch {meta['bench']['batch']}; ratios divide by MHSA of this run"
+        f"full pre-training step, batch {meta['bench']['batch']}; ratios divide by MHSA and "
+        "by the none floor of this run"
     )
-    return BenchTable(title, (*columns, "wall ratio", "CPU ratio", "mem ratio"), rows)
+    ratios = ("wall / mhsa", "CPU / mhsa", "mem / mhsa", "CPU / floor", "mem / floor")
+    return BenchTable(title, (*columns, *ratios), rows)
 
 
 def stream_table(meta: dict[str, Any], records: Records) -> BenchTable:
@@ -210,6 +214,31 @@ def roofline_table(meta: dict[str, Any], records: Records) -> BenchTable:
     return BenchTable(title, (*columns, "efficiency", "CPU-time efficiency"), rows)
 
 
+def profile_table(meta: dict[str, Any], records: list[dict[str, Any]]) -> BenchTable:
+    """``smx bench profile``: one row per (mixer, operator): calls, self time, share of the step, total time.
+
+    Example
+    -------
+    >>> rec = {"kind": "none", "ranked_by": "self_cpu_ms", "ops": [{"name": "aten::mm",
+    ...        "calls": 4, "self_cpu_ms": 12.5, "cpu_ms": 12.5, "share": 0.5}]}
+    >>> profile_table({"bench": {"seconds": 20.0, "fast": True}}, [rec]).rows
+    [['none', 'aten::mm', '4', '12.5', '50.0 %', '12.5']]
+    """
+    bench = meta["bench"]
+    rows = []
+    for r in records:
+        if "ops" not in r:
+            rows.append([r["kind"], r.get("error", "")])
+            continue
+        for op in r["ops"]:
+            self_ms = op[r["ranked_by"]]
+            cells = [str(op["calls"]), f"{self_ms:.1f}", f"{op['share']:.1%}".replace("%", " %")]
+            rows.append([r["kind"], op["name"], *cells, f"{op['cpu_ms']:.1f}"])
+    what = "default fast path" if bench["fast"] else "eager"
+    title = f"top operators of one pre-training step at {bench['seconds']:g} s ({what})"
+    return BenchTable(title, ("mixer", "operator", "calls", "self ms", "share", "total ms"), rows)
+
+
 TableOf = Callable[[dict[str, Any], Records], BenchTable]
 
 #: The table each command prints, by benchmark name.
@@ -218,6 +247,7 @@ CONSOLE_TABLES: dict[str, TableOf] = {
     "pretrain": pretrain_table,
     "stream": stream_table,
     "roofline": roofline_table,
+    "profile": profile_table,
 }
 
 #: The table of each benchmark in the docs (the mixers' long table in short).

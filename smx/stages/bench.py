@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> None:
             repeats=cfg.repeats,
             warmup=cfg.warmup,
             threads=cfg.threads,
+            modes="default",  # what training runs; `smx bench pretrain` also measures eager
             tracking_uri=uri,
             out_dir=Path(args.out),
         )

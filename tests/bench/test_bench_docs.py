@@ -54,7 +54,8 @@ def stored_stream(folder: Path) -> Path:
 @pytest.mark.parametrize("result", STORED, ids=lambda p: str(p.relative_to(DOCS.parent)))
 def test_the_docs_show_the_stored_results(result: Path) -> None:
     data = read_result(result)
-    name = block_name(result.stem, bool(data["meta"]["bench"].get("compile")))
+    bench = data["meta"]["bench"]
+    name = block_name(result.stem, bool(bench.get("compile")), len(bench.get("modes", [])) > 1)
     assert read_block(DOCS, name) == render(result, data, DOCS), (
         f"{name} is stale: run smx bench render {result.relative_to(project_root())}"
     )

@@ -67,6 +67,42 @@ def test_the_floor_and_the_baseline_are_never_skipped(
     assert rows_of(csv_table(list(records.values())))[1]["wav2vec2_none_mem_ratio"] == "0.25"
 
 
+def test_each_mode_divides_by_the_mhsa_and_the_floor_of_its_own_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tiny_config(tmp_path, "wav2vec2")
+    path.write_text(
+        path.read_text().replace("variants:\n", "variants:\n  none: {mixer: {kind: none}}\n")
+    )
+    seen: list[tuple[str, str, bool]] = []
+
+    def fake_point(module: str, spec: dict, threads: int | None = None) -> dict:
+        model, train = spec["params"]["model"], spec["params"]["train"]
+        kind = model["mixer"]["kind"]
+        eager = train.get("compile") is False
+        seen.append((kind, model["mixer"].get("recompute", "activations"), eager))
+        cost = {"mhsa": 4.0, "summarymixing": 3.0 if eager else 2.0, "none": 1.0}[kind]
+        return {"median_s": cost, "median_cpu_s": cost, "peak_mem_bytes": round(cost * 2**20)}
+
+    monkeypatch.setattr("smx.bench.measure.run_point", fake_point)
+    bench = PretrainBench(
+        configs=[("wav2vec2", path, load_bench_config(path))],
+        kinds=["summarymixing", "mhsa", "none"],
+        lengths_s=[1.0],
+        modes=["default", "eager"],
+    )
+    records = {(r["mode"], r["kind"]): r for r in run(bench)}
+    assert [r["mode"] for r in run(bench)][:3] == ["eager"] * 3  # eager first, as MODES
+    assert ("summarymixing", "none", True) in seen  # eager: no recomputation, no compile
+    assert ("summarymixing", "activations", False) in seen  # default: training's defaults
+    sm, sm_eager = records[("default", "summarymixing")], records[("eager", "summarymixing")]
+    assert sm["time_ratio"] == 0.5 and sm["floor_time_ratio"] == 2.0
+    assert sm_eager["time_ratio"] == 0.75 and sm_eager["floor_mem_ratio"] == 3.0
+    row = rows_of(csv_table(list(records.values())))[0]
+    assert row["wav2vec2_summarymixing_floor_cpu_ratio"] == "2"
+    assert row["wav2vec2_summarymixing_eager_floor_cpu_ratio"] == "3"
+
+
 def rows_of(table: str) -> list[dict[str, str]]:
     return list(csv.DictReader(table.splitlines()))
 
@@ -117,7 +153,7 @@ def test_pretrain_cli_measures_both_objectives_against_mhsa_of_the_same_run(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     res = smx(
         "bench", "pretrain", "--configs", configs, "--kinds", "summarymixing,mhsa",
-        "--lengths", "1,2", "--repeats", "1", "--step-budget", "1e-6",
+        "--lengths", "1,2", "--repeats", "1", "--step-budget", "1e-6", "--modes", "default",
         "--tracking-uri", uri, "--out", str(tmp_path / "out"),
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
