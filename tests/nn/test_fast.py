@@ -73,6 +73,21 @@ def test_recomputed_activations_give_the_eager_outputs_and_gradients(mode: str) 
         assert_close(run(fast, chunked(fast), x, pad_mask), run(eager, chunked(eager), x, pad_mask))
 
 
+def test_recomputation_under_bf16_autocast_after_an_earlier_forward_in_the_region() -> None:
+    x, pad_mask = batch()
+    results = []
+    for recompute in ("none", "activations"):
+        module = cell("full", recompute)
+
+        def twice(h: torch.Tensor, p: torch.Tensor, m: SummaryMixing = module) -> torch.Tensor:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                m(h.detach(), p)  # casts (and caches) the weights first
+                return m(h, p).float()
+
+        results.append(run(module, twice, x, pad_mask))
+    assert_close(results[1], results[0])
+
+
 def saved_units(module: SummaryMixing, monkeypatch: pytest.MonkeyPatch) -> float:
     """Bytes autograd keeps for the backward pass, in ``[B, T, D]`` float tensors."""
     route = functools.partial(checkpoint, respect_saved_tensors_hooks=True)

@@ -167,6 +167,26 @@ def _add_per_group(frames: torch.Tensor, per_group: torch.Tensor, group: int) ->
     return out.reshape(batch, groups * group, features)[:, :time]  # [B, T, F]
 
 
+def _without_cast_cache(cell: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``cell`` run with autocast's weight-cast cache off (where autocast is on).
+
+    A selective checkpoint replays the forward's operators one for one. Autocast casts a
+    weight once per autocast region and reuses the copy; a weight already cast before the
+    cell (by an earlier forward in the same region) would be cast in the recomputation but
+    not in the forward. Without the cache both cast alike, to the same values.
+    """
+
+    def run(x: torch.Tensor, *rest: torch.Tensor | int | None) -> torch.Tensor:
+        device = x.device.type
+        if not torch.is_autocast_enabled(device):
+            return cell(x, *rest)
+        dtype = torch.get_autocast_dtype(device)
+        with torch.autocast(device, dtype=dtype, cache_enabled=False):
+            return cell(x, *rest)
+
+    return run
+
+
 # --------------------------------------------------------------------------- streaming state
 
 
@@ -468,6 +488,7 @@ class SummaryMixing(Mixer):
         if self.activation_checkpointing:
             return checkpoint(cell, *args, use_reentrant=False)
         if self.recompute == "activations":
+            cell = _without_cast_cache(cell)
             return checkpoint(cell, *args, use_reentrant=False, context_fn=keep_matmul_outputs)
         return cell(*args)
 
