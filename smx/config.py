@@ -638,7 +638,7 @@ class TrainCfg(Section):
     log_every: PositiveInt = 50
     max_nan_steps: PositiveInt = 10
     #: torch.compile the encoder blocks: true, false, or auto = on a CUDA device only (on the
-    #: project's CPU a block compiles in 25 to 130 s per utterance length for a 1.08x faster
+    #: project's CPU a block compiles in 14 to 130 s per utterance length for a 1.09x faster
     #: forward+backward; docs/benchmarks.md, "The default fast path")
     compile: bool | Literal["auto"] = "auto"
 
