@@ -132,12 +132,14 @@ def _tracking_uri(uri: str | None) -> str | None:
     return resolved
 
 
-def _check_docs(docs: Path | None, benchmark: str, compiled: bool = False) -> None:
+def _check_docs(
+    docs: Path | None, benchmark: str, compiled: bool = False, modes: bool = False
+) -> None:
     """Before measuring: the ``--docs`` file must hold the run's block."""
     from smx.bench.docs import block_name, check_block
 
     if docs is not None:
-        check_block(docs, block_name(benchmark, compiled))
+        check_block(docs, block_name(benchmark, compiled, modes))
 
 
 def _progress(describe: Callable[[dict], str], total: int | None = None) -> Callable[[dict], None]:
@@ -359,11 +361,13 @@ def _pretrain_files(out_dir: Path, data: dict[str, Any], threads: int | None) ->
     from smx.bench.pretrain import csv_table
 
     records = data["records"]
+    shown = data["meta"]["bench"]["modes"][-1]  # the figure: the last mode (default)
+    plotted = [r for r in records if r["mode"] == shown]
     return _save(
         out_dir,
         "pretrain",
         data,
-        png=lambda path: plot(records, path, group="objective", **plot_time(threads)),
+        png=lambda path: plot(plotted, path, group="objective", **plot_time(threads)),
         csv=lambda path: write_text(path, csv_table(records)),
     )
 
@@ -390,6 +394,13 @@ def pretrain(
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
     compile_: CompileOpt = False,
+    modes: Annotated[
+        str,
+        typer.Option(
+            help="eager (no recomputation, no compilation), default (training's defaults), "
+            "or both, comma-separated."
+        ),
+    ] = "eager,default",
     tracking_uri: TrackingOpt = None,
     out_dir: Annotated[Path, _out_opt("Folder for pretrain.json, .png and .csv.")] = Path(
         "reports/bench"
@@ -414,15 +425,51 @@ def pretrain(
             device=device,
             threads=threads,
             compile=compile_,
+            modes=_names(modes),
         )
         uri = _tracking_uri(tracking_uri)
-        _check_docs(docs, "pretrain", compile_)
-    total = len(bench.configs) * len(bench.kinds) * len(bench.lengths_s)
+        _check_docs(docs, "pretrain", compile_, len(bench.modes) > 1)
+    total = len(bench.configs) * len(bench.modes) * len(bench.kinds) * len(bench.lengths_s)
     data = _result(bench.meta(), run(bench, _progress(_pretrain_point, total)))
     files = _pretrain_files(out_dir, data, bench.threads)
     _finish("pretrain", files, data, docs)
     if uri is not None:
         _log_pretrain(uri, bench.configs[0][2].tracking.experiment, data, files)
+
+
+# --------------------------------------------------------------------------- profile
+
+
+@bench_app.command("profile")
+def profile(
+    config: ConfigOpt = None,
+    kinds: Annotated[str, typer.Option(help="Variants (mixers), comma-separated.")] = (
+        "summarymixing,mhsa,none"
+    ),
+    seconds: Annotated[float, typer.Option(help="Utterance length in seconds.")] = 20.0,
+    top: Annotated[int, typer.Option(help="Operators listed per mixer.")] = 15,
+    eager: Annotated[
+        bool, typer.Option("--eager", help="Profile the eager step instead of the defaults.")
+    ] = False,
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+    out_dir: Annotated[Path, _out_opt("Folder for profile.json.")] = Path("reports/bench"),
+    docs: DocsOpt = None,
+) -> None:
+    """The operators that take a pre-training step's time, per mixer (torch.profiler).
+
+    Example: smx bench profile --kinds summarymixing,none --seconds 20 --threads 1
+    """
+    from smx.bench.profile import ProfileBench, run
+
+    with _user_errors("profile"):
+        path, params = _config(config, "wav2vec2")
+        bench = ProfileBench(path, params, _names(kinds), seconds, top=top, fast=not eager,
+                             device=device, threads=threads)  # fmt: skip
+        _check_docs(docs, "profile")
+    done = _progress(lambda r: f"{r['kind']}: {r.get('error', 'profiled')}")
+    data = _result(bench.meta(), run(bench, done))
+    _finish("profile", _save(out_dir, "profile", data), data, docs)
 
 
 # --------------------------------------------------------------------------- stream
@@ -550,6 +597,24 @@ def roofline(
     data = _result(bench.meta(), run(bench, _progress(_roofline_point)))
     files = _save(out_dir, "roofline", data)
     _finish("roofline", files, data, docs)
+
+
+# --------------------------------------------------------------------------- gpu
+
+
+@bench_app.command(
+    "gpu",
+    add_help_option=False,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def gpu(ctx: typer.Context) -> None:
+    """Check and measure the GPU path (options: smx bench gpu --help; scripts/gpu_check.sh).
+
+    Example: smx bench gpu --device cpu --quick
+    """
+    from smx.bench.gpu import main
+
+    raise typer.Exit(main(ctx.args))
 
 
 # --------------------------------------------------------------------------- render

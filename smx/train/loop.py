@@ -52,6 +52,7 @@ from smx.train.checkpoint import (
     set_rng_state,
     write_checkpoint,
 )
+from smx.train.distributed import ddp_kwargs
 from smx.train.schedule import Schedule, make_optimizer, make_schedule
 
 #: the metrics of a step that are summed (not averaged) over ranks
@@ -426,7 +427,7 @@ class Trainer:
         model = ray.train.torch.prepare_model(
             self.objective,
             move_to_device=False,
-            parallel_strategy_kwargs={"find_unused_parameters": self.find_unused_parameters()},
+            parallel_strategy_kwargs=ddp_kwargs(self.find_unused_parameters()),
         )
         logger = None
         if self.rank == 0 and self.config.get("run_id"):

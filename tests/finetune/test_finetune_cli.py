@@ -91,7 +91,7 @@ def test_an_empty_test_split_is_refused(corpus_root: Path, tmp_path: Path) -> No
         ),
         (
             ["--encoder", "nowhere.pt"],
-            "encoder file nowhere.pt does not exist; run pre-training first",
+            "/nowhere.pt does not exist; run pre-training first",  # named absolute
         ),
     ],
 )
