@@ -131,7 +131,7 @@ class SynthCfg(Section):
 
     hours: PositiveFloat = 1.0
     seed: NonNegInt = 0  # the corpus' own seed: changing the training seed keeps the data
-    num_speakers: Annotated[int, Field(ge=4)] = 60
+    num_speakers: Annotated[int, Field(ge=4)] = 30
     heldout_speakers: Annotated[int, Field(ge=2)] = 8
     dev_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1
     test_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1

@@ -2,11 +2,13 @@
 
 Speakers are distinct combinations of an English accent voice (``en-us``, ``en-gb-x-rp``,
 ``en-gb-scotland``, ``en-029`` ...), a voice variant (``m3``, ``f2``, ``Alex`` ...), a base
-pitch and a speaking rate. Sentences come from SLURP-like intent templates with slot values
-or from a free-reading list (:mod:`smx.data.text`). Speaking styles, the stand-in for
-emotion, are offsets of espeak-ng's rate and pitch (or its whisper variant). Noise (white,
-pink, brown, or babble made of other synthesised speech) is added at several SNRs. Audio is
-resampled from espeak-ng's 22.05 kHz to the configured rate and stored as mono FLAC.
+pitch, a speaking rate and a vocal-tract scale that multiplies every frequency of the voice
+(formants and pitch alike, as a shorter or longer vocal tract would), which no style changes.
+Sentences come from SLURP-like intent templates with slot values or from a free-reading
+list (:mod:`smx.data.text`). Speaking styles, the stand-in for emotion, are offsets of
+espeak-ng's rate and pitch (or its whisper variant). Noise (white, pink, brown, or babble
+made of other synthesised speech) is added at several SNRs. Audio is resampled from
+espeak-ng's 22.05 kHz to the configured rate and stored as mono FLAC.
 
 Everything an utterance is made of follows from ``(data.synth.seed, index)``, so the corpus
 is the same for any number of workers and is reproduced exactly by the same espeak-ng
@@ -23,7 +25,7 @@ Example
 >>> speakers = make_speakers(60, seed=0)
 >>> len({(s.accent, s.variant, s.pitch, s.rate) for s in speakers})
 60
->>> speaker = Speaker("spk000", "en-gb-x-rp", "m3", "m", pitch=40, rate=160)
+>>> speaker = Speaker("spk000", "en-gb-x-rp", "m3", "m", pitch=40, rate=160, tract=1.1)
 >>> espeak_args(speaker, STYLES["fast"], "hello")
 ['espeak-ng', '-v', 'en-gb-x-rp+m3', '-p', '40', '-s', '224', '--stdout', 'hello']
 """
@@ -88,6 +90,9 @@ VARIANTS: dict[str, str] = {
 WHISPER = {"m": "whisper", "f": "whisperf"}
 PITCH_RANGE = (25, 75)  # espeak-ng -p, 0..99
 RATE_RANGE = (145, 195)  # espeak-ng -s, words per minute
+#: a speaker's vocal-tract scale: its voice's frequencies are multiplied by it (the audio is
+#: resampled as if espeak-ng had written it at 22.05 kHz x scale), its duration divided by it
+TRACT_RANGE = (0.84, 1.19)
 EST_SECONDS = 3.0  # first guess of the mean utterance duration (sizes the first round)
 
 #: split name -> (recordings, supervisions), as :func:`smx.data.manifests.write_corpus` takes
@@ -96,7 +101,7 @@ Splits = dict[str, tuple[list[Any], list[Any]]]
 
 @dataclass(frozen=True)
 class Speaker:
-    """One synthetic speaker: an accent voice, a variant, a base pitch and a rate.
+    """One synthetic speaker: an accent voice, a variant, a base pitch, a rate, a tract scale.
 
     Arguments
     ---------
@@ -112,10 +117,13 @@ class Speaker:
         Base pitch, espeak-ng ``-p`` (0..99).
     rate : int
         Base speaking rate, espeak-ng ``-s`` (words per minute).
+    tract : float
+        Vocal-tract scale (:data:`TRACT_RANGE`): every frequency of the voice is multiplied
+        by it, whatever the style.
 
     Example
     -------
-    >>> Speaker("spk000", "en-us", "f2", "f", pitch=50, rate=170).variant
+    >>> Speaker("spk000", "en-us", "f2", "f", pitch=50, rate=170, tract=0.9).variant
     'f2'
     """
 
@@ -125,6 +133,7 @@ class Speaker:
     gender: str
     pitch: int
     rate: int
+    tract: float = 1.0
 
 
 #: the built-in speaking styles (their settings live in :data:`smx.config.BUILTIN_STYLES`)
@@ -225,7 +234,8 @@ def available_variants() -> set[str]:
 
 
 def make_speakers(count: int, seed: int, variants: dict[str, str] | None = None) -> list[Speaker]:
-    """``count`` speakers, each a distinct (accent, variant) pair with its own pitch and rate.
+    """``count`` speakers, each a distinct (accent, variant) pair with its own pitch, rate and
+    vocal-tract scale.
 
     Arguments
     ---------
@@ -258,12 +268,12 @@ def make_speakers(count: int, seed: int, variants: dict[str, str] | None = None)
         k += 1
         pitch = int(rng.integers(PITCH_RANGE[0], PITCH_RANGE[1] + 1))
         rate = int(rng.integers(RATE_RANGE[0], RATE_RANGE[1] + 1))
+        tract = round(float(rng.uniform(*TRACT_RANGE)), 3)
         if (accent, variant, pitch, rate) in seen:
             continue
         seen.add((accent, variant, pitch, rate))
-        speakers.append(
-            Speaker(f"spk{len(speakers):03d}", accent, variant, variants[variant], pitch, rate)
-        )
+        spk_id = f"spk{len(speakers):03d}"
+        speakers.append(Speaker(spk_id, accent, variant, variants[variant], pitch, rate, tract))
     return speakers
 
 
@@ -289,7 +299,7 @@ def espeak_args(speaker: Speaker, style: Style, text: str) -> list[str]:
 
     Example
     -------
-    >>> espeak_args(Speaker("spk001", "en-us", "f2", "f", 50, 170), STYLES["whisper"], "hi")
+    >>> espeak_args(Speaker("spk001", "en-us", "f2", "f", 50, 170, 1.0), STYLES["whisper"], "hi")
     ['espeak-ng', '-v', 'en-us+whisperf', '-p', '50', '-s', '170', '--stdout', 'hi']
     """
     variant = WHISPER[speaker.gender] if style.whisper else speaker.variant
@@ -438,7 +448,8 @@ def make_plan(synth: Any, variants: dict[str, str] | None = None) -> CorpusPlan:
 
 
 def speak(speaker: Speaker, style: Style, text: str, sampling_rate: int) -> np.ndarray:
-    """Run espeak-ng and return ``[S]`` float32 audio at ``sampling_rate``.
+    """Run espeak-ng and return ``[S]`` float32 audio at ``sampling_rate``, the voice's
+    frequencies multiplied by the speaker's vocal-tract scale.
 
     Arguments
     ---------
@@ -470,7 +481,7 @@ def speak(speaker: Speaker, style: Style, text: str, sampling_rate: int) -> np.n
         message = res.stderr.decode(errors="replace").strip() or f"exit code {res.returncode}"
         raise RuntimeError(f"espeak-ng failed: {message}")
     wave, rate = parse_wav(res.stdout)
-    return resample_fft(wave, rate, sampling_rate)
+    return resample_fft(wave, round(rate * speaker.tract), sampling_rate)
 
 
 def render(utt: Utterance, sampling_rate: int, babble: np.ndarray) -> np.ndarray:
@@ -501,7 +512,7 @@ def render(utt: Utterance, sampling_rate: int, babble: np.ndarray) -> np.ndarray
     >>> plan = make_plan(SynthCfg(num_speakers=4, heldout_speakers=2, noise_prob=1.0))
     >>> utt = plan.utterance(0)
     >>> audio = render(utt, 16000, np.ones(100, dtype=np.float32))
-    >>> utt.noise != "none", float(np.abs(audio).max()) <= 0.99
+    >>> utt.noise != "none", round(float(np.abs(audio).max()), 5) <= 0.99
     (True, True)
     """
     speech = speak(utt.speaker, utt.voice, utt.text, sampling_rate)
@@ -777,7 +788,7 @@ def fingerprint(data_cfg: Any, version: str) -> dict[str, Any]:
     """
     return {
         "corpus": "synth",
-        "format": 1,
+        "format": 2,
         "espeak_ng": version,
         "sample_rate": data_cfg.sample_rate,
         "alphabet": data_cfg.alphabet,
@@ -802,7 +813,7 @@ def speaker_table(plan: CorpusPlan) -> list[dict[str, Any]]:
     -------
     >>> from smx.config import SynthCfg
     >>> sorted(speaker_table(make_plan(SynthCfg(num_speakers=4, heldout_speakers=2)))[0])
-    ['accent', 'gender', 'heldout', 'id', 'pitch', 'rate', 'variant']
+    ['accent', 'gender', 'heldout', 'id', 'pitch', 'rate', 'tract', 'variant']
     """
     return [{**asdict(s), "heldout": s.id in plan.heldout} for s in plan.speakers]
 
@@ -989,13 +1000,15 @@ def label_settings(plan: CorpusPlan) -> dict[str, Any]:
     >>> from smx.config import SynthCfg
     >>> labels = label_settings(make_plan(SynthCfg(styles=["neutral", "fast"])))
     >>> labels["speaker"]["settings"], labels["style"]["styles"]["fast"]
-    (['accent', 'variant', 'pitch', 'rate'], {'pitch_offset': 0, 'rate_scale': 1.4, 'whisper': False})
+    (['accent', 'variant', 'pitch', 'rate', 'tract'], {'pitch_offset': 0, 'rate_scale': 1.4, 'whisper': False})
     """
     return {
         "speaker": {
-            "settings": ["accent", "variant", "pitch", "rate"],
+            "settings": ["accent", "variant", "pitch", "rate", "tract"],
             "pitch_range": list(PITCH_RANGE),
             "rate_range": list(RATE_RANGE),
+            "tract_range": list(TRACT_RANGE),
+            "style_free": "tract and accent: no style changes them (whisper swaps the variant)",
             "where": "speakers.json",
         },
         "style": {

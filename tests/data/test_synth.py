@@ -7,9 +7,11 @@ import hashlib
 import json
 import shutil
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import soundfile as sf
 from data_helpers import tiny_data_cfg
@@ -23,6 +25,7 @@ from smx.data.problems import PrepareError
 from smx.data.synth import (
     ACCENTS,
     STYLES,
+    TRACT_RANGE,
     VARIANTS,
     WHISPER,
     available_variants,
@@ -31,6 +34,7 @@ from smx.data.synth import (
     make_plan,
     make_speakers,
     prepare_synth,
+    speak,
 )
 
 SPLITS = ("train", "dev", "test", "heldout")
@@ -44,10 +48,10 @@ def sha(path: Path) -> str:
 # plan (no audio)
 
 
-def test_default_config_has_60_distinct_speakers_and_at_least_4_styles() -> None:
+def test_default_config_has_30_distinct_speakers_and_at_least_4_styles() -> None:
     cfg = SynthCfg()
     speakers = make_speakers(cfg.num_speakers, cfg.seed)
-    assert len(speakers) >= 60
+    assert len(speakers) >= 30
     assert len({(s.accent, s.variant, s.pitch, s.rate) for s in speakers}) == len(speakers)
     assert len({(s.accent, s.variant) for s in speakers}) == len(speakers)
     assert len({s.accent for s in speakers}) >= 4
@@ -92,6 +96,31 @@ def test_style_offsets_change_espeak_rate_pitch_and_variant() -> None:
     assert args("low")[4] == str(max(0, spk.pitch - 22))
     assert args("whisper")[2] == f"{spk.accent}+{WHISPER[spk.gender]}"
     assert args("neutral")[-2:] == ["--stdout", "hi"]
+
+
+def spectral_centroid(wave: np.ndarray, below_hz: float) -> float:
+    """Power-weighted mean frequency of the components of ``wave`` (16 kHz) below ``below_hz``."""
+    power = np.abs(np.fft.rfft(wave)) ** 2
+    freqs = np.fft.rfftfreq(wave.size, 1 / 16000)
+    keep = freqs < below_hz
+    return float((power[keep] * freqs[keep]).sum() / power[keep].sum())
+
+
+@pytest.mark.parametrize("tract", [0.85, 1.2])
+def test_the_tract_scale_multiplies_every_frequency_whatever_the_style(tract: float) -> None:
+    speaker = make_speakers(1, seed=0)[0]
+    for style in ("neutral", "whisper"):
+        base = speak(replace(speaker, tract=1.0), STYLES[style], "the music is too loud", 16000)
+        scaled = speak(replace(speaker, tract=tract), STYLES[style], "the music is too loud", 16000)
+        assert base.size / scaled.size == pytest.approx(tract, rel=1e-3)  # spoken 1/tract as long
+        ratio = spectral_centroid(scaled, 5000 * tract) / spectral_centroid(base, 5000)
+        assert ratio == pytest.approx(tract, rel=1e-3)
+
+
+def test_speakers_draw_their_tract_scale_from_its_range() -> None:
+    tracts = [s.tract for s in make_speakers(30, seed=0)]
+    assert all(TRACT_RANGE[0] <= t <= TRACT_RANGE[1] for t in tracts)
+    assert max(tracts) - min(tracts) > 0.5 * (TRACT_RANGE[1] - TRACT_RANGE[0])
 
 
 def test_the_plan_is_a_pure_function_of_seed_and_index() -> None:
@@ -310,7 +339,8 @@ def test_too_many_skipped_utterances_fail_the_stage(tmp_path: Path) -> None:
 
 def test_the_summary_says_which_settings_carry_which_label(synth_corpus: Any) -> None:
     labels = synth_corpus.summary["labels"]
-    assert labels["speaker"]["settings"] == ["accent", "variant", "pitch", "rate"]
+    assert labels["speaker"]["settings"] == ["accent", "variant", "pitch", "rate", "tract"]
+    assert labels["speaker"]["tract_range"] == list(TRACT_RANGE)
     styles = synth_corpus.summary["splits"]["train"]["style"]  # counts per style label
     assert set(styles) <= set(labels["style"]["styles"])
     assert labels["style"]["styles"]["fast"] == {
