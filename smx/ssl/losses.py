@@ -14,6 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+#: smallest norm a vector is divided by in the cosine similarities (cosine_similarity's eps)
+COSINE_EPS = 1e-8
+
 
 def sample_negatives(
     masked: torch.Tensor, num_negatives: int, generator: torch.Generator
@@ -127,12 +130,15 @@ def contrastive_logits(
             f"with N={context.shape[0]}, got {list(negative_indices.shape)} and "
             f"{list(negative_valid.shape)}"
         )
-    context, targets = context.float(), targets.float()
-    negatives = targets[negative_indices]  # [N, K, D]
-    candidates = torch.cat([targets[:, None], negatives], dim=1)  # [N, 1 + K, D]
     with torch.autocast(context.device.type, enabled=False):
-        logits = F.cosine_similarity(context[:, None], candidates, dim=-1) / logit_temp  # [N,1+K]
-    same = (negatives == targets[:, None]).all(-1)  # [N, K]
+        # normalise the N targets once, then gather: no [N, 1 + K, D] tensor but the gathered
+        # candidates, and one batched dot product instead of a broadcast cosine similarity
+        unit_context = F.normalize(context.float(), dim=-1, eps=COSINE_EPS)  # [N, D]
+        unit_targets = F.normalize(targets.float(), dim=-1, eps=COSINE_EPS)  # [N, D]
+        rows = torch.arange(context.shape[0], device=context.device)[:, None]  # [N, 1]
+        candidates = unit_targets[torch.cat([rows, negative_indices], dim=1)]  # [N, 1 + K, D]
+        logits = (candidates @ unit_context[:, :, None]).squeeze(-1) / logit_temp  # [N, 1 + K]
+    same = (candidates[:, 1:] == candidates[:, :1]).all(-1)  # [N, K]
     blocked = torch.cat([torch.zeros_like(same[:, :1]), same | ~negative_valid], dim=1)
     return logits.masked_fill(blocked, float("-inf"))
 

@@ -143,6 +143,27 @@ def test_contrastive_gradient_reaches_context_and_targets() -> None:
     assert context.grad.abs().sum() > 0 and targets.grad.abs().sum() > 0
 
 
+def test_contrastive_logits_and_gradients_equal_the_broadcast_cosine_definition() -> None:
+    """The gathered unit vectors give cos(c_n, y_k) / kappa as F.cosine_similarity does on the
+    [N, 1 + K, D] broadcast, with the same gradients (masked frames of two utterances)."""
+    masked = torch.rand(2, 40, generator=gen(3)) < 0.5
+    n = int(masked.sum())
+    indices, valid = sample_negatives(masked, 10, gen(4))
+    context = (3 * torch.randn(n, 16, generator=gen(5))).requires_grad_()
+    targets = torch.randn(n, 16, generator=gen(6)).requires_grad_()
+    logits = contrastive_logits(context, targets, indices, valid, 0.1)
+    candidates = torch.cat([targets[:, None], targets[indices]], dim=1)  # [N, 1 + K, D]
+    expected = F.cosine_similarity(context[:, None], candidates, dim=-1) / 0.1
+    finite = torch.isfinite(logits)
+    assert finite[:, 0].all() and (finite[:, 1:] == valid).all()
+    torch.testing.assert_close(logits[finite], expected[finite], rtol=1e-5, atol=1e-5)
+    ours = torch.autograd.grad(contrastive_loss(logits), [context, targets])
+    reference = expected.masked_fill(~finite, float("-inf"))
+    theirs = torch.autograd.grad(contrastive_loss(reference), [context, targets])
+    for got, want in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_contrastive_accuracy_hand_cases() -> None:
     logits = torch.tensor(
         [[3.0, 1.0, 2.0], [1.0, 2.0, 0.0], [1.0, 1.0, 0.0], [0.0, -math.inf, -math.inf]]
