@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from smx.data.text import INTENTS
 from smx.yamlio import ConfigError, FieldProblem, load_yaml, validation_errors
 
 # ----------------------------------------------------------------------------------------
@@ -137,6 +138,9 @@ class SynthCfg(Section):
     test_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1
     free_reading_fraction: Probability = 0.3
     free_sentences: Annotated[int, Field(ge=10, le=20000)] = 2000  # the free-reading list
+    #: the intents whose templates the other sentences are drawn from (the intent task's
+    #: classes besides ``none``); ``[]``: all of :data:`smx.data.text.INTENTS`
+    intents: list[str] = Field(default_factory=list)
     snr_db: list[float] = Field(default_factory=lambda: [30.0, 20.0, 10.0, 5.0])
     noise_prob: Probability = 0.5
     noise_kinds: list[NoiseKind] = Field(
@@ -164,11 +168,24 @@ class SynthCfg(Section):
         if len(self.styles) < 2 or len(set(self.styles)) != len(self.styles):
             raise FieldProblem("styles", "must list at least 2 distinct speaking styles")
         _check_styles(self.style_settings())
+        _check_intents(self.intents)
         if not self.snr_db:
             raise FieldProblem("snr_db", "must list at least one signal-to-noise ratio")
         if not self.noise_kinds or len(set(self.noise_kinds)) != len(self.noise_kinds):
             raise FieldProblem("noise_kinds", "must list at least one noise kind, each once")
         return self
+
+    def intent_names(self) -> list[str]:
+        """The intents sentences are drawn from, sorted (``intents``, or all when empty).
+
+        Example
+        -------
+        >>> SynthCfg(intents=["lights_on", "alarm_set"]).intent_names()
+        ['alarm_set', 'lights_on']
+        >>> len(SynthCfg().intent_names()) > 10
+        True
+        """
+        return sorted(self.intents or INTENTS)
 
     def style_settings(self) -> dict[str, StyleCfg]:
         """Each style's settings, in the order of ``styles``.
@@ -183,6 +200,17 @@ class SynthCfg(Section):
         if isinstance(self.styles, dict):
             return dict(self.styles)
         return {name: BUILTIN_STYLES[name] for name in self.styles}
+
+
+def _check_intents(intents: list[str]) -> None:
+    """FieldProblem when ``intents`` repeats a name, names an unknown intent or just one."""
+    unknown = [name for name in intents if name not in INTENTS]
+    if unknown:
+        raise FieldProblem(
+            "intents", f"'{unknown[0]}' is not an intent (choose from {', '.join(sorted(INTENTS))})"
+        )
+    if len(set(intents)) != len(intents) or len(intents) == 1:
+        raise FieldProblem("intents", f"must list at least 2 distinct intents, got {intents}")
 
 
 def _check_styles(styles: dict[str, StyleCfg]) -> None:

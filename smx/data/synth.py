@@ -346,6 +346,7 @@ class CorpusPlan:
     snr_db: tuple[float, ...]
     noise_prob: float
     free_fraction: float
+    intents: tuple[str, ...]
     dev_fraction: float
     test_fraction: float
 
@@ -371,7 +372,7 @@ class CorpusPlan:
             text = self.sentences[int(rng.integers(len(self.sentences)))]
         else:
             subset = "intent"
-            intent, text = intent_sentence(rng)
+            intent, text = intent_sentence(rng, self.intents)
         noise, snr = "none", None
         if rng.random() < self.noise_prob:
             noise = self.noise_kinds[int(rng.integers(len(self.noise_kinds)))]
@@ -438,6 +439,7 @@ def make_plan(synth: Any, variants: dict[str, str] | None = None) -> CorpusPlan:
         snr_db=tuple(synth.snr_db),
         noise_prob=synth.noise_prob,
         free_fraction=synth.free_reading_fraction,
+        intents=tuple(synth.intent_names()),
         dev_fraction=synth.dev_fraction,
         test_fraction=synth.test_fraction,
     )
@@ -1019,5 +1021,8 @@ def label_settings(plan: CorpusPlan) -> dict[str, Any]:
                 for name, style in plan.styles.items()
             },
         },
-        "intent": {"settings": "the sentence's template (free reading: intent none)"},
+        "intent": {
+            "settings": "the sentence's template (free reading: intent none)",
+            "intents": list(plan.intents),
+        },
     }

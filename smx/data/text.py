@@ -24,7 +24,7 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -312,13 +312,17 @@ INTENTS: dict[str, tuple[str, ...]] = {
 _SLOT_RE = re.compile(r"\{(\w+)\}")
 
 
-def intent_sentence(rng: np.random.Generator) -> tuple[str, str]:
+def intent_sentence(
+    rng: np.random.Generator, intents: Sequence[str] | None = None
+) -> tuple[str, str]:
     """Draw an intent and a sentence from one of its templates with random slot values.
 
     Arguments
     ---------
     rng : np.random.Generator
         The random generator (draws are deterministic for a seeded generator).
+    intents : Sequence[str] | None
+        The intents to draw from, names of :data:`INTENTS` (None: all of them).
 
     Returns
     -------
@@ -329,8 +333,10 @@ def intent_sentence(rng: np.random.Generator) -> tuple[str, str]:
     -------
     >>> intent_sentence(np.random.default_rng(3))[0] in INTENTS
     True
+    >>> intent_sentence(np.random.default_rng(3), ["lights_on"])[0]
+    'lights_on'
     """
-    names = sorted(INTENTS)
+    names = sorted(INTENTS if intents is None else intents)
     intent = names[int(rng.integers(len(names)))]
     templates = INTENTS[intent]
     template = templates[int(rng.integers(len(templates)))]

@@ -142,6 +142,39 @@ def test_the_plan_is_a_pure_function_of_seed_and_index() -> None:
     assert {u.snr_db for u in utts} - {None} == set(cfg.snr_db)
 
 
+def test_a_corpus_of_chosen_intents_draws_its_sentences_from_their_templates() -> None:
+    from smx.data.text import INTENTS
+
+    chosen = ["lights_on", "taxi_order", "alarm_set"]
+    plan = make_plan(SynthCfg(num_speakers=4, heldout_speakers=2, intents=chosen))
+    utts = [plan.utterance(i) for i in range(300)]
+    assert {u.intent for u in utts if u.subset == "intent"} == set(chosen)
+    assert {u.intent for u in utts if u.subset == "free"} == {"none"}
+    every = make_plan(SynthCfg(num_speakers=4, heldout_speakers=2))
+    assert {every.utterance(i).intent for i in range(300)} == {*INTENTS, "none"}
+
+
+@pytest.mark.parametrize(
+    ("intents", "message"),
+    [
+        ("[lights_on, lights_on]", "data.synth.intents: must list at least 2 distinct intents"),
+        ("[lights_on]", "data.synth.intents: must list at least 2 distinct intents"),
+        ("[lights_on, order_pizza]", "data.synth.intents: 'order_pizza' is not an intent"),
+    ],
+)
+def test_intents_a_probe_could_not_learn_are_refused(
+    tmp_path: Path, intents: str, message: str
+) -> None:
+    from smx.config import load
+    from smx.yamlio import ConfigError
+
+    path = tmp_path / "params.yaml"
+    path.write_text(f"data:\n  synth:\n    intents: {intents}\n")
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert message in str(err.value)
+
+
 # ----------------------------------------------------------------------------------------
 # the corpus (synthesised once per session)
 
@@ -337,10 +370,13 @@ def test_too_many_skipped_utterances_fail_the_stage(tmp_path: Path) -> None:
         assert item["reason"].startswith("characters outside data.alphabet")
 
 
-def test_the_summary_says_which_settings_carry_which_label(synth_corpus: Any) -> None:
+def test_the_summary_says_which_settings_carry_which_label(
+    synth_corpus: Any, synth_cfg: DataCfg
+) -> None:
     labels = synth_corpus.summary["labels"]
     assert labels["speaker"]["settings"] == ["accent", "variant", "pitch", "rate", "tract"]
     assert labels["speaker"]["tract_range"] == list(TRACT_RANGE)
+    assert labels["intent"]["intents"] == synth_cfg.synth.intent_names()
     styles = synth_corpus.summary["splits"]["train"]["style"]  # counts per style label
     assert set(styles) <= set(labels["style"]["styles"])
     assert labels["style"]["styles"]["fast"] == {
