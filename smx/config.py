@@ -820,6 +820,10 @@ class DownstreamCfg(Section):
     #: more epochs to converge (unconverged, its accuracy swings with the seed)
     probe_epochs: dict[ProbeName, PositiveInt] = Field(default_factory=dict)
     lr: PositiveFloat = 2e-4
+    #: learning rate of the named probes (and of the speaker task's AAM head) instead of
+    #: ``lr``, e.g. ``{xvector: 1e-3}``: a probe that many epochs train can need a smaller
+    #: step than the pooled probes that a few epochs must converge
+    probe_lr: dict[ProbeName, PositiveFloat] = Field(default_factory=dict)
     lr_weights: PositiveFloat = 1e-2
     # probe width: BiLSTM units per direction, conv/TDNN channels, embedding size (MP3S: 1024);
     # a multiple of 8 (ECAPA splits its channels in 8 for attention and 4 for Res2 scales)
@@ -877,6 +881,17 @@ class DownstreamCfg(Section):
         (30, 4)
         """
         return self.probe_epochs.get(probe, self.epochs)  # type: ignore[call-overload]
+
+    def lr_of(self, probe: str) -> float:
+        """Peak learning rate of ``probe`` (its layer weights keep ``lr_weights``).
+
+        Example
+        -------
+        >>> cfg = DownstreamCfg(lr=1e-2, probe_lr={"xvector": 1e-3})
+        >>> cfg.lr_of("xvector"), cfg.lr_of("ecapa")
+        (0.001, 0.01)
+        """
+        return self.probe_lr.get(probe, self.lr)  # type: ignore[call-overload]
 
 
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "databricks")

@@ -134,6 +134,18 @@ MALFORMED = {
         "downstream.probe_epochs",
         "linear",
     ),
+    "probe_lr_of_an_unknown_probe": (
+        "downstream:\n  probe_lr:\n    x_vector: 1.0e-3\n",
+        3,
+        "downstream.probe_lr",
+        "xvector",
+    ),
+    "probe_lr_not_positive": (
+        "downstream:\n  probe_lr:\n    xvector: 0\n",
+        3,
+        "downstream.probe_lr.xvector",
+        "greater than 0",
+    ),
     "gpu_without_gpus": ("cluster:\n  use_gpu: true\n", 2, "cluster", "gpus_per_worker"),
     "file_tracking_store": ("tracking:\n  uri: ./mlruns\n", 2, "tracking.uri", "file store"),
     "warmup_longer_than_training": (

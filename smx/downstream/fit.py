@@ -1,6 +1,7 @@
 """Training one probe on cached hidden states: two Adam optimisers, NewBob, best dev epoch.
 
-The probe (and the AAM head of the speaker task) uses ``downstream.lr``, the layer weights
+The probe (and the AAM head of the speaker task) uses ``downstream.lr`` (or its
+``probe_lr``), the layer weights
 ``downstream.lr_weights`` (docs/algorithm.md, "MP3S protocol"). After every epoch the dev
 loss is computed; when it improved by less than ``newbob_threshold`` (relative) both
 learning rates are multiplied by ``newbob_factor``. The weights of the epoch with the lowest
@@ -147,6 +148,7 @@ def fit(
     cfg: DownstreamCfg,
     seed: int,
     epochs: int | None = None,
+    lr: float | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train`` for ``epochs`` epochs; keep its best dev epoch.
 
@@ -166,6 +168,9 @@ def fit(
         Seeds the batch order (the caller seeds the model's initialisation).
     epochs : int | None
         Training epochs (None: ``cfg.epochs``; the jobs pass ``cfg.epochs_of(probe)``).
+    lr : float | None
+        Peak learning rate of the probe and its head (None: ``cfg.lr``; the jobs pass
+        ``cfg.lr_of(probe)``).
 
     Returns
     -------
@@ -176,7 +181,7 @@ def fit(
     weights = [model.layers.logits]
     others = [p for n, p in model.named_parameters() if not n.startswith("layers.")]
     optimizers = [  # foreach: the same numbers, a few per cent faster on CPU (see make_optimizer)
-        torch.optim.Adam(others, lr=cfg.lr, foreach=True),
+        torch.optim.Adam(others, lr=cfg.lr if lr is None else lr, foreach=True),
         torch.optim.Adam(weights, lr=cfg.lr_weights, foreach=True),
     ]
     batches = duration_batches(train, cfg.max_batch_duration)

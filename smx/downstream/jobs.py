@@ -136,7 +136,8 @@ def train_job(job: Job, split: Split, cfg: DownstreamCfg) -> JobResult:
     model = build_probe_model(
         job.task, job.probe, job.num_layers, job.dim, job.outputs, cfg.probe_dim
     )
-    result = fit(job.task, model, split.train, split.dev, cfg, job.seed, cfg.epochs_of(job.probe))
+    epochs, lr = cfg.epochs_of(job.probe), cfg.lr_of(job.probe)
+    result = fit(job.task, model, split.train, split.dev, cfg, job.seed, epochs, lr)
     outputs = predict(model, split.test, cfg.max_batch_duration)
     weights = model.layers.weights().detach().tolist()
     return JobResult(job, outputs, weights, result.best_epoch, time.perf_counter() - start)

@@ -258,6 +258,8 @@ def limits(params: Params, study: Study) -> str:
     enc, down = params.model.encoder, params.downstream
     own = ", ".join(f"{probe}: {n}" for probe, n in sorted(down.probe_epochs.items()))
     epochs = f"{down.epochs} epochs" + (f" ({own})" if own else "")
+    rates = ", ".join(f"{probe}: {lr:g}" for probe, lr in sorted(down.probe_lr.items()))
+    epochs += f" at learning rate {down.lr:g}" + (f" ({rates})" if rates else "")
     return " ".join(
         [
             f"These runs use {corpus} ({seen(study)}), encoders of {enc.num_layers} layers",

@@ -204,4 +204,5 @@ def log_run(uri: str, params: Params, variant: str, result: dict, files: list[Pa
     ds = params.downstream
     settings = {"probe_dim": ds.probe_dim, "epochs": ds.epochs, "lr": ds.lr}
     settings.update({f"epochs.{probe}": n for probe, n in ds.probe_epochs.items()})
+    settings.update({f"lr.{probe}": lr for probe, lr in ds.probe_lr.items()})
     return log_probe_run(uri, parent, result, files, settings)

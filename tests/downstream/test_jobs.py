@@ -96,6 +96,23 @@ def test_probe_epochs_set_the_training_length_of_the_named_probe_only() -> None:
     assert all(r.best_epoch >= 1 for r in results if r.job.probe == "linear")
 
 
+def test_probe_lr_sets_the_learning_rate_of_the_named_probe_only() -> None:
+    split = toy_split(6, seed=0)
+    linear = Job("style", "linear", "short", 0, num_layers=2, dim=8, outputs=2)
+    ecapa = Job("style", "ecapa", "short", 0, num_layers=2, dim=8, outputs=2)
+    own = CFG.model_copy(update={"probe_lr": {"linear": 1e-3}})
+    slow = CFG.model_copy(update={"lr": 1e-3})
+
+    def outputs(job: Job, cfg: DownstreamCfg) -> torch.Tensor:
+        result = train_job(job, split, cfg)
+        return torch.stack([result.outputs[key] for key in sorted(result.outputs)])
+
+    # the linear probe trains as with lr 1e-3 everywhere, ECAPA as with the shared 1e-2
+    assert torch.equal(outputs(linear, own), outputs(linear, slow))
+    assert not torch.equal(outputs(linear, own), outputs(linear, CFG))
+    assert torch.equal(outputs(ecapa, own), outputs(ecapa, CFG))
+
+
 def test_the_linear_probe_trained_on_averages_gives_what_it_gives_on_every_frame(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

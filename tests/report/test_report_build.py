@@ -83,7 +83,9 @@ def test_header_and_tables_hold_the_numbers(built: tuple[Path, str]) -> None:
         in text
     )
     assert "| wav2vec2 | mamba | 80 | 2000 | projected 200 s per step exceeds" in text
-    assert "probes 32 wide trained for 5 epochs (linear: 9) over 2 seeds" in " ".join(text.split())
+    assert (
+        "probes 32 wide trained for 5 epochs (linear: 9) at learning rate 0.0002 over 2 seeds"
+    ) in " ".join(text.split())
 
 
 def test_generated_sentences_follow_the_numbers(built: tuple[Path, str]) -> None:
