@@ -154,27 +154,6 @@ def test_a_corpus_of_chosen_intents_draws_its_sentences_from_their_templates() -
     assert {every.utterance(i).intent for i in range(300)} == {*INTENTS, "none"}
 
 
-@pytest.mark.parametrize(
-    ("intents", "message"),
-    [
-        ("[lights_on, lights_on]", "data.synth.intents: must list at least 2 distinct intents"),
-        ("[lights_on]", "data.synth.intents: must list at least 2 distinct intents"),
-        ("[lights_on, order_pizza]", "data.synth.intents: 'order_pizza' is not an intent"),
-    ],
-)
-def test_intents_a_probe_could_not_learn_are_refused(
-    tmp_path: Path, intents: str, message: str
-) -> None:
-    from smx.config import load
-    from smx.yamlio import ConfigError
-
-    path = tmp_path / "params.yaml"
-    path.write_text(f"data:\n  synth:\n    intents: {intents}\n")
-    with pytest.raises(ConfigError) as err:
-        load(path)
-    assert message in str(err.value)
-
-
 # ----------------------------------------------------------------------------------------
 # the corpus (synthesised once per session)
 
@@ -406,26 +385,30 @@ def test_a_corpus_of_its_own_styles_labels_utterances_with_their_names(tmp_path:
 
 
 @pytest.mark.parametrize(
-    ("styles", "message"),
+    ("field", "value", "message"),
     [
         (
+            "styles",
             "{a: {rate_scale: 1.4}, b: {rate_scale: 1.4}}",
             "data.synth.styles.b: has the same settings as styles.a (rate_scale 1.4, "
             "pitch_offset 0, whisper false), so no probe can tell the two styles apart",
         ),
-        ("{calm: {}}", "data.synth.styles: must list at least 2 distinct speaking styles"),
-        ("{Calm: {}, b: {whisper: true}}", "data.synth.styles: style name 'Calm' must be"),
-        ("[neutral, shouting]", "data.synth.styles"),
+        ("styles", "{calm: {}}", "data.synth.styles: must list at least 2 distinct speaking"),
+        ("styles", "{Calm: {}, b: {whisper: true}}", "data.synth.styles: style name 'Calm' must"),
+        ("styles", "[neutral, shouting]", "data.synth.styles"),
+        ("intents", "[lights_on, lights_on]", "data.synth.intents: must list at least 2 distinct"),
+        ("intents", "[lights_on]", "data.synth.intents: must list at least 2 distinct intents"),
+        ("intents", "[lights_on, order_pizza]", "data.synth.intents: 'order_pizza' is not an"),
     ],
 )
-def test_styles_no_probe_could_tell_apart_are_refused(
-    tmp_path: Path, styles: str, message: str
+def test_labels_no_probe_could_tell_apart_are_refused(
+    tmp_path: Path, field: str, value: str, message: str
 ) -> None:
     from smx.config import load
     from smx.yamlio import ConfigError
 
     path = tmp_path / "params.yaml"
-    path.write_text(f"data:\n  synth:\n    styles: {styles}\n")
+    path.write_text(f"data:\n  synth:\n    {field}: {value}\n")
     with pytest.raises(ConfigError) as err:
         load(path)
     assert message in str(err.value)
