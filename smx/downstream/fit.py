@@ -1,11 +1,11 @@
 """Training one probe on cached hidden states: two Adam optimisers, NewBob, best dev epoch.
 
-The probe (and the AAM head of the speaker task) uses ``downstream.lr`` (or its
-``probe_lr``), the layer weights
-``downstream.lr_weights`` (docs/algorithm.md, "MP3S protocol"). After every epoch the dev
-loss is computed; when it improved by less than ``newbob_threshold`` (relative) both
-learning rates are multiplied by ``newbob_factor``. The weights of the epoch with the lowest
-dev loss are kept (the last epoch's when no dev utterance has a usable label).
+The probe (and the AAM head of the speaker task) uses ``downstream.lr`` (or the probe's
+``probe_lr``), the layer weights ``downstream.lr_weights`` (docs/algorithm.md, "MP3S
+protocol"). After every epoch the dev loss is computed; when it improved by less than
+``newbob_threshold`` (relative) both learning rates are multiplied by ``newbob_factor``. The
+weights of the epoch with the lowest dev loss are kept (the last epoch's when no dev
+utterance has a usable label).
 
 Losses: CTC on characters (blank 0) for ``asr``, AAM-softmax cross-entropy over the training
 speakers for ``speaker``, cross-entropy for the classification tasks.
