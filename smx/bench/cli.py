@@ -113,12 +113,17 @@ def _config(path: Path | None, objective: str) -> tuple[Path, Any]:
 
 
 def _tracking_uri(uri: str | None) -> str | None:
-    """The MLflow URI to log to (option, else $MLFLOW_TRACKING_URI, else None), checked."""
+    """The MLflow URI to log to (option, else $MLFLOW_TRACKING_URI, else None), checked.
+
+    ``none`` as the option logs nothing, even where $MLFLOW_TRACKING_URI is set.
+    """
     from pydantic import ValidationError
 
     from smx.config import TrackingCfg
     from smx.tracking import TrackingUnavailable, check_tracking_uri, resolve_tracking_uri
 
+    if uri is not None and uri.strip().lower() == "none":
+        return None
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or None
     if uri is None:
         return None
@@ -325,7 +330,8 @@ StepBudgetOpt = Annotated[
 TrackingOpt = Annotated[
     str | None,
     typer.Option(
-        help="Log an MLflow run here (default: $MLFLOW_TRACKING_URI; none: no MLflow run)."
+        help="Log an MLflow run here (default: $MLFLOW_TRACKING_URI, else no run; "
+        "'none': no MLflow run, even where that variable is set)."
     ),
 ]
 

@@ -212,3 +212,16 @@ def test_pretrain_cli_bad_input_is_one_sentence_and_exit_2(args: list[str], mess
     res = smx("bench", "pretrain", *args, timeout=120)
     assert res.returncode == 2, res.stdout
     assert message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_tracking_uri_none_logs_nothing_even_with_the_environment_variable_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from smx.bench.cli import _tracking_uri
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9/")  # nothing listens there
+    assert _tracking_uri("none") is None and _tracking_uri(" None ") is None
+    with pytest.raises(ValueError, match=r"127\.0\.0\.1:9"):  # without the option: the variable
+        _tracking_uri(None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    assert _tracking_uri(None) is None
