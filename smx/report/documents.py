@@ -85,7 +85,11 @@ def figure_link(figure: Path, document: Path) -> str:
 def readme_block(study: Study, link: str) -> str:
     """Block ``demo``: the best-probe figure at ``link``, the table, its caption, the models."""
     title = FIGURES[FIGURE][0]
-    models = "The encoders in the MLflow model registry:\n\n" + model_lines(study)
+    models = (
+        "The encoders in the MLflow model registry (the newest version of each; "
+        "`reports/report.md` names the version these numbers came from):\n\n"
+        + model_lines(study, newest=True)
+    )
     parts = [f"![{title}]({link})", best_probe_table(study), best_probe_caption(study), models]
     return "\n\n".join(parts)
 

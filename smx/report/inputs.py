@@ -177,6 +177,8 @@ class Pretrain:
     step_time_s: float | None  # median of the logged steps' times
     curve: list[tuple[int, float]]  # (step, loss)
     model_uri: str | None = None  # the MLflow model of the encoder (registry.json)
+    #: its registered name's newest version, ``models:/<name>@latest`` (None: not registered)
+    alias_uri: str | None = None
     #: the SpeechBrain checkpoint folder the encoder was imported from (None: pre-trained here)
     imported_from: str | None = None
 
@@ -281,6 +283,7 @@ def read_pretrain(root: Path, variant: str, mixer: str) -> Pretrain:
         step_time_s=statistics.median(times),
         curve=[(s, loss) for s, loss, _ in rows],
         model_uri=read_model_uri(root, variant),
+        alias_uri=read_alias_uri(root, variant),
     )
 
 
@@ -334,6 +337,15 @@ def read_model_uri(root: Path, variant: str) -> str | None:
         return None
     data = read_json(root, src)
     return str(need(data, "uri", src, str) if "uri" in data else need(data, "model_uri", src, str))
+
+
+def read_alias_uri(root: Path, variant: str) -> str | None:
+    """``models:/<name>@latest`` from ``models/<v>/registry.json`` (None if not registered)."""
+    src = Source(f"models/{variant}/registry.json", f"pretrain@{variant}")
+    if not (root / src.path).is_file():
+        return None
+    alias = read_json(root, src).get("alias_uri")
+    return alias if isinstance(alias, str) else None
 
 
 def read_curve(root: Path, src: Source) -> list[tuple[int, float, float]]:

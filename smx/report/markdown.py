@@ -118,21 +118,21 @@ def pretrain_table(study: Study) -> str:
     return table(header, rows)
 
 
-def model_lines(study: Study) -> str:
+def model_lines(study: Study, newest: bool = False) -> str:
     """Where each variant's encoder lives in MLflow, one Markdown list item per variant.
 
-    ``models:/<name>@latest`` names the newest version; the URI given is the version the
-    report's numbers belong to.
+    By default the URI given is the registered version the report's numbers belong to.
+    With ``newest``, ``models:/<name>@latest`` where the encoder was registered: the
+    committed documents name it, since version numbers depend on the MLflow store.
     """
     lines = []
     for v in study.variants:
         p = study.pretrain[v]
+        uri = (p.alias_uri if newest else None) or p.model_uri
         if p.imported:
             where = f"imported from {p.imported_from} (SpeechBrain), not an MLflow model"
         else:
-            where = (
-                f"`{p.model_uri}`" if p.model_uri else f"not logged (no models/{v}/registry.json)"
-            )
+            where = f"`{uri}`" if uri else f"not logged (no models/{v}/registry.json)"
         lines.append(f"- `{v}`: {where}")
     return "\n".join(lines)
 

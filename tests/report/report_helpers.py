@@ -223,6 +223,7 @@ def write_inputs(root: Path) -> None:
         write_json(root / f"metrics/pretrain/{variant}.json", metrics)
         registry = {"model_uri": f"runs:/r{variant}/encoder", "name": f"smx-{variant}"}
         registry.update(version="3", uri=f"models:/smx-{variant}/3")
+        registry["alias_uri"] = f"models:/smx-{variant}@latest"
         write_json(root / f"models/{variant}/registry.json", registry)
         for task in PRIMARY:
             write_json(root / f"metrics/probe/{variant}/{task}.json", probe_json(variant, task))

@@ -195,7 +195,9 @@ def test_the_documents_blocks_are_rewritten_and_the_rest_kept(
         assert text.endswith(" -->\n\nkept as written\n")
         assert "old numbers" not in text
         assert ASR_ROW in text and SPEAKER_ROW in text
-        assert "- `mhsa`: `models:/smx-mhsa/3`" in text  # where each encoder is registered
+        # where each encoder is registered: its newest version, whatever the local store's
+        # version numbers (reports/report.md names the exact version)
+        assert "- `mhsa`: `models:/smx-mhsa@latest`" in text and "smx-mhsa/3" not in text
     assert "](docs/figures/best_probes.png)" in readme
     assert "](figures/best_probes.png)" in results
     assert "- the pre-trained summarymixing encoder beat random init on 3/4 tasks" not in readme
@@ -426,11 +428,11 @@ def test_an_imported_variant_is_shown_as_imported(built: tuple[Path, str], tmp_p
         "here: `summarymixing`; no training numbers, left out of the loss and cost figures.\n"
         in text
     )
-    imported_model = (
-        f"- `summarymixing`: imported from {IMPORT_SOURCE} (SpeechBrain), not an MLflow model\n"
-        "- `mhsa`: `models:/smx-mhsa/3`"
+    imported = (
+        f"- `summarymixing`: imported from {IMPORT_SOURCE} (SpeechBrain), not an MLflow model"
     )
-    assert imported_model in text and imported_model in documents.readme.read_text()
+    assert f"{imported}\n- `mhsa`: `models:/smx-mhsa/3`" in text
+    assert f"{imported}\n- `mhsa`: `models:/smx-mhsa@latest`" in documents.readme.read_text()
     joined = " ".join(text.split())
     assert (
         "(each encoder pre-trained here saw up to 1.389 h of audio in 50 updates; imported: "
