@@ -269,6 +269,7 @@ def read_pretrain(root: Path, variant: str, mixer: str) -> Pretrain:
     rows = read_curve(root, curve_source(variant))
     times = [t for _, _, t in rows]
     accuracy = need(data, "accuracy", src) if "accuracy" in data else None
+    model_uri, alias_uri = read_model_uris(root, variant)
     return Pretrain(
         variant=variant,
         mixer=mixer,
@@ -282,8 +283,8 @@ def read_pretrain(root: Path, variant: str, mixer: str) -> Pretrain:
         peak_memory_mb=need(data, "peak_memory_mb", src),
         step_time_s=statistics.median(times),
         curve=[(s, loss) for s, loss, _ in rows],
-        model_uri=read_model_uri(root, variant),
-        alias_uri=read_alias_uri(root, variant),
+        model_uri=model_uri,
+        alias_uri=alias_uri,
     )
 
 
@@ -326,26 +327,20 @@ def read_import(root: Path, variant: str, mixer: str, data: dict[str, Any]) -> P
     )
 
 
-def read_model_uri(root: Path, variant: str) -> str | None:
-    """The MLflow URI of a variant's encoder in ``models/<v>/registry.json`` (None if absent).
+def read_model_uris(root: Path, variant: str) -> tuple[str | None, str | None]:
+    """The MLflow URIs of a variant's encoder in ``models/<v>/registry.json``: the model's
+    and its registered name's newest version (each None if absent).
 
-    The registered version (``models:/<name>/<version>``) when the encoder was registered,
-    else the run's model (``runs:/...``).
+    The first is the registered version (``models:/<name>/<version>``) when the encoder was
+    registered, else the run's model (``runs:/...``); the second ``models:/<name>@latest``.
     """
     src = Source(f"models/{variant}/registry.json", f"pretrain@{variant}")
     if not (root / src.path).is_file():
-        return None
+        return None, None
     data = read_json(root, src)
-    return str(need(data, "uri", src, str) if "uri" in data else need(data, "model_uri", src, str))
-
-
-def read_alias_uri(root: Path, variant: str) -> str | None:
-    """``models:/<name>@latest`` from ``models/<v>/registry.json`` (None if not registered)."""
-    src = Source(f"models/{variant}/registry.json", f"pretrain@{variant}")
-    if not (root / src.path).is_file():
-        return None
-    alias = read_json(root, src).get("alias_uri")
-    return alias if isinstance(alias, str) else None
+    uri = need(data, "uri", src, str) if "uri" in data else need(data, "model_uri", src, str)
+    alias = data.get("alias_uri")
+    return str(uri), alias if isinstance(alias, str) else None
 
 
 def read_curve(root: Path, src: Source) -> list[tuple[int, float, float]]:
