@@ -5,8 +5,8 @@ hidden states of every utterance are extracted once (fbank's rows can come from 
 :func:`probe_baseline` result instead: they do not depend on the encoder, so the pipeline
 probes fbank once per task for every variant); then every probe of the task is trained
 once per seed (``downstream.seeds`` seeds starting at ``params.seed``; ``downstream.workers``
-trainings at once, :mod:`smx.downstream.jobs`) and scored on the test split. The result is a
-JSON-ready dict::
+trainings at once, :mod:`smx.downstream.jobs`) and scored on the task's scored utterances
+(:func:`smx.downstream.tasks.scoring_splits`). The result is a JSON-ready dict::
 
     task, primary_metric, better ("lower" | "higher"), seeds, utterances, chance, beam_search,
     beam_size, probes: {probe: {upstream: {metrics: {name: {mean, std, values}},
@@ -331,7 +331,7 @@ def chance(data: TaskData, better: str) -> float:
 
     asr: the error rate of an empty transcript (1.0); speaker: the EER of random scores (0.5);
     a classification task: the accuracy of always answering the training split's commonest
-    class, on the test split.
+    class, on the scored utterances (:func:`smx.downstream.tasks.scoring_splits`).
 
     Example
     -------

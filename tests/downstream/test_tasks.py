@@ -33,6 +33,10 @@ def test_synthetic_corpus_tasks(corpus_root: Path) -> None:
 
     intent = load_task_data(corpus, "intent")
     assert intent.classes == sorted(counts["train"]["intent"])
+    # classification is scored on the test split and the held-out speakers' utterances
+    scored = counts["test"]["utterances"] + counts["heldout"]["utterances"]
+    assert len(intent.test) == len({i.id for i in intent.test}) == scored
+    assert {i.id for i in asr.test} < {i.id for i in intent.test}
     style = load_task_data(corpus, "style")
     assert style.classes == sorted(counts["train"]["style"])
     assert style.num_outputs == len(style.classes)
@@ -88,6 +92,31 @@ def test_missing_test_split(tmp_path: Path) -> None:
         ProbeError, match=r"task 'asr' needs a 'test' split: .* has no split 'test'"
     ):
         load_task_data(corpus, "asr")
+
+
+def test_heldout_speakers_join_the_classification_scoring(tmp_path: Path) -> None:
+    splits = ("train", "dev", "test", "heldout")
+    parts: dict[str, Any] = {}
+    for split in splits:
+        recs, sups = [], []
+        for i in range(4):
+            rid = f"{split}{i}"
+            recs.append(
+                Recording(rid, [AudioSource("file", [0], f"{rid}.flac")], 16000, 16000, 1.0)
+            )
+            # two styles; the held-out split's odd utterances carry no style label
+            unlabelled = split == "heldout" and i % 2 == 1
+            custom = None if unlabelled else {"style": ("fast", "slow")[i % 2]}
+            sups.append(SupervisionSegment(rid, rid, 0.0, 1.0, text="hi", custom=custom))
+        parts[split] = (recs, sups)
+    corpus = tmp_path / "c"
+    write_corpus(corpus, "folder", parts, PrepareReport(kept=16), 0.0)
+    style = load_task_data(corpus, "style")
+    assert [i.id for i in style.test] == [
+        "test0", "test1", "test2", "test3", "heldout0", "heldout2"
+    ]  # fmt: skip
+    assert [i.label for i in style.test[-2:]] == ["fast", "fast"]
+    assert [i.id for i in load_task_data(corpus, "asr").test] == [f"test{i}" for i in range(4)]
 
 
 def test_single_class_and_missing_trials(tmp_path: Path) -> None:
