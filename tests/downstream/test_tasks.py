@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,18 @@ def test_synthetic_corpus_tasks(corpus_root: Path) -> None:
     assert len(speaker.cuts()) == len({i.id for i in speaker.train + speaker.dev + speaker.test})
 
 
+Custom = dict[str, str] | None
+
+
 def tiny_corpus(
-    out: Path, custom: dict[str, str] | None, splits: tuple[str, ...] = ("train", "dev", "test")
+    out: Path,
+    custom: Custom | Callable[[str, int], Custom],
+    splits: tuple[str, ...] = ("train", "dev", "test"),
 ) -> Path:
-    """A corpus of 4 utterances per split (audio files need not exist to read labels)."""
+    """A corpus of 4 utterances per split (audio files need not exist to read labels).
+
+    ``custom``: every utterance's labels, or a function of (split, index) giving them.
+    """
     parts: dict[str, Any] = {}
     for split in splits:
         recs, sups = [], []
@@ -65,9 +74,10 @@ def tiny_corpus(
             recs.append(
                 Recording(rid, [AudioSource("file", [0], f"{rid}.flac")], 16000, 16000, 1.0)
             )
+            labels = custom(split, i) if callable(custom) else custom
             sups.append(
                 SupervisionSegment(
-                    rid, rid, 0.0, 1.0, text="hi", speaker=f"s{i % 2}", custom=custom
+                    rid, rid, 0.0, 1.0, text="hi", speaker=f"s{i % 2}", custom=labels
                 )
             )
         parts[split] = (recs, sups)
@@ -95,22 +105,12 @@ def test_missing_test_split(tmp_path: Path) -> None:
 
 
 def test_heldout_speakers_join_the_classification_scoring(tmp_path: Path) -> None:
+    def styles(split: str, i: int) -> Custom:
+        # two styles; the held-out split's odd utterances carry no style label
+        return None if split == "heldout" and i % 2 == 1 else {"style": ("fast", "slow")[i % 2]}
+
     splits = ("train", "dev", "test", "heldout")
-    parts: dict[str, Any] = {}
-    for split in splits:
-        recs, sups = [], []
-        for i in range(4):
-            rid = f"{split}{i}"
-            recs.append(
-                Recording(rid, [AudioSource("file", [0], f"{rid}.flac")], 16000, 16000, 1.0)
-            )
-            # two styles; the held-out split's odd utterances carry no style label
-            unlabelled = split == "heldout" and i % 2 == 1
-            custom = None if unlabelled else {"style": ("fast", "slow")[i % 2]}
-            sups.append(SupervisionSegment(rid, rid, 0.0, 1.0, text="hi", custom=custom))
-        parts[split] = (recs, sups)
-    corpus = tmp_path / "c"
-    write_corpus(corpus, "folder", parts, PrepareReport(kept=16), 0.0)
+    corpus = tiny_corpus(tmp_path / "c", styles, splits=splits)
     style = load_task_data(corpus, "style")
     assert [i.id for i in style.test] == [
         "test0", "test1", "test2", "test3", "heldout0", "heldout2"
