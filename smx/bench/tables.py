@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smx.bench.mixers import measured
+from smx.config import NO_MIXING
 
 Records = list[dict[str, Any]]
 
@@ -127,17 +128,25 @@ def pretrain_table(meta: dict[str, Any], records: Records) -> BenchTable:
     """``smx bench pretrain``: one row per (objective, mode, mixer, length), with ratios.
 
     The ratios divide by MHSA and by the ``none`` floor of the same objective, mode and
-    length; a run from before the modes shows an empty mode.
+    length; the floor's columns are left out of a run without ``none``. A run from before
+    the modes shows an empty mode.
 
     Example
     -------
     >>> rec = {"objective": "bestrq", "mode": "default", "kind": "mamba", "seconds": 80.0,
     ...        "frames": 2000, "skipped": "over budget"}
-    >>> pretrain_table({"bench": {"batch": 1}}, [rec]).rows[0][:6]
-    ['bestrq', 'default', 'mamba', '80', '2000', 'over budget']
+    >>> table = pretrain_table({"bench": {"batch": 1}}, [rec])
+    >>> table.rows[0][:6], table.columns[-1]
+    (['bestrq', 'default', 'mamba', '80', '2000', 'over budget'], 'mem / mhsa')
     """
     columns = ("objective", "mode", "mixer", "s", "frames", "wall s", "CPU s", "peak MiB")
-    keys = ("time_ratio", "cpu_ratio", "mem_ratio", "floor_cpu_ratio", "floor_mem_ratio")
+    ratios = ("wall / mhsa", "CPU / mhsa", "mem / mhsa")
+    keys = ("time_ratio", "cpu_ratio", "mem_ratio")
+    title = f"full pre-training step, batch {meta['bench']['batch']}; ratios divide by MHSA"
+    if any(r["kind"] == NO_MIXING for r in records):
+        ratios += ("CPU / floor", "mem / floor")
+        keys += ("floor_cpu_ratio", "floor_mem_ratio")
+        title += " and by the none floor of this run"
     rows = []
     for r in records:
         cells = (
@@ -147,11 +156,6 @@ def pretrain_table(meta: dict[str, Any], records: Records) -> BenchTable:
         )
         point = [r["objective"], r.get("mode", ""), r["kind"], f"{r['seconds']:g}"]
         rows.append([*point, str(r["frames"]), *cells, *(_ratio(r, key) for key in keys)])
-    title = (
-        f"full pre-training step, batch {meta['bench']['batch']}; ratios divide by MHSA and "
-        "by the none floor of this run"
-    )
-    ratios = ("wall / mhsa", "CPU / mhsa", "mem / mhsa", "CPU / floor", "mem / floor")
     return BenchTable(title, (*columns, *ratios), rows)
 
 

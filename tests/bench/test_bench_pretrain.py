@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,8 @@ def test_pretrain_cli_measures_both_objectives_against_mhsa_of_the_same_run(
     assert rows[0]["wav2vec2_mhsa_time_ratio"] == "1"
     assert (tmp_path / "out" / "pretrain.png").read_bytes()[:4] == b"\x89PNG"
     assert "MLflow run" in res.stdout and "'tiny-bench'" in res.stdout  # config's experiment
+    # stdout is no terminal here, as under DVC: the table is printed wide, no cell wrapped
+    assert re.search(r"│ summarymixing +│", res.stdout), res.stdout
 
     from mlflow.tracking import MlflowClient
 
