@@ -28,14 +28,11 @@ bench_app = typer.Typer(
     help="Speed and memory benchmarks, each point in a fresh process.\n\nExample: smx bench mixers --lengths 5,20,80",
     no_args_is_help=True,
 )
-#: the width of the tables where stdout is no terminal (a DVC stage, a CI log) and COLUMNS
-#: is unset: at rich's 80 columns every cell of a benchmark table wraps
+#: the width of the tables where stdout is no terminal (a DVC stage, a CI log): at 80
+#: columns (rich's default there, or a COLUMNS=80 some launchers set) every cell of a
+#: benchmark table wraps
 LOG_WIDTH = 160
-out = Console(
-    highlight=False,
-    soft_wrap=True,
-    width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else LOG_WIDTH,
-)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else LOG_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_USER = 2
