@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from smx.bench.mixers import measured
-from smx.config import NO_MIXING
 
 Records = list[dict[str, Any]]
 
@@ -128,8 +127,8 @@ def pretrain_table(meta: dict[str, Any], records: Records) -> BenchTable:
     """``smx bench pretrain``: one row per (objective, mode, mixer, length), with ratios.
 
     The ratios divide by MHSA and by the ``none`` floor of the same objective, mode and
-    length; the floor's columns are left out of a run without ``none``. A run from before
-    the modes shows an empty mode.
+    length; the floor's columns are left out where no point has a floor ratio (a run
+    without ``none``). A run from before the modes shows an empty mode.
 
     Example
     -------
@@ -143,9 +142,10 @@ def pretrain_table(meta: dict[str, Any], records: Records) -> BenchTable:
     ratios = ("wall / mhsa", "CPU / mhsa", "mem / mhsa")
     keys = ("time_ratio", "cpu_ratio", "mem_ratio")
     title = f"full pre-training step, batch {meta['bench']['batch']}; ratios divide by MHSA"
-    if any(r["kind"] == NO_MIXING for r in records):
+    floor_keys = ("floor_cpu_ratio", "floor_mem_ratio")
+    if any(key in r for r in records for key in floor_keys):
         ratios += ("CPU / floor", "mem / floor")
-        keys += ("floor_cpu_ratio", "floor_mem_ratio")
+        keys += floor_keys
         title += " and by the none floor of this run"
     rows = []
     for r in records:
