@@ -696,6 +696,9 @@ PROBES: dict[str, tuple[str, str]] = {
     "style": ("linear", "ecapa"),
     "emotion": ("linear", "ecapa"),
 }
+#: the size above which the hidden-state cache of the probes drops its least recently used
+#: entries (smx.downstream.state_cache); one entry of the demo's encoders is about 140 MB
+STATE_CACHE_BYTES = 8 << 30
 #: the utterance labels (a supervision's ``custom`` field) a classification task may read
 CLASS_LABELS = ("intent", "style", "emotion")
 #: the label fields each task may read; the first is its default

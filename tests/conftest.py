@@ -14,6 +14,8 @@ node of its own. Every other test goes to whichever worker is free.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,9 @@ LANES = {
     "tests/infra/test_ray_job.py": "ray",
     "tests/test_run_identity.py": "ray",
 }
+#: every test session (each xdist worker) caches the probes' hidden states in a folder of its
+#: own, never in the user's cache; subprocesses (stages, `dvc repro`) inherit it
+os.environ["SMX_CACHE_DIR"] = tempfile.mkdtemp(prefix="smx-test-cache-")
 #: fixtures whose tests get a marker
 MARKED_FIXTURES = {"ray_cluster": "ray", "mlflow_server": "server"}
 #: the key of the Ray Train start count, in the stash and in an xdist worker's output
@@ -150,7 +155,8 @@ def ray_train_starts(head: servers.RayHead) -> int:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """An xdist worker hands its Ray Train count to the controller."""
+    """Remove the session's state cache; an xdist worker hands its Ray Train count on."""
+    shutil.rmtree(os.environ["SMX_CACHE_DIR"], ignore_errors=True)
     starts = session.config.stash.get(_starts_key, None)
     if starts is not None and hasattr(session.config, "workeroutput"):
         session.config.workeroutput[RAY_TRAIN_STARTS] = starts

@@ -47,6 +47,7 @@ from smx.downstream.features import extract
 from smx.downstream.fit import Example
 from smx.downstream.jobs import Job, JobResult, Split, run_jobs
 from smx.downstream.plots import plot_layer_weights
+from smx.downstream.state_cache import cached_states, open_cache
 from smx.downstream.tasks import Item, TaskData, check_task, load_task_data, session_folds
 from smx.downstream.upstream import (
     Upstream,
@@ -279,7 +280,7 @@ def run_probing(
         When a probe is not one of the task's.
     """
     names = _checked_probes(data.task, probes)
-    states = _extract(data.task, upstreams, data.cuts(), params, progress)
+    states = _extract(data.task, upstreams, data.cuts(), params, progress, data.corpus)
     runs, splits = _train(data, states, upstreams, names, params, progress)
     return _result(data, names, list(upstreams), runs, splits, params)
 
@@ -308,7 +309,7 @@ def run_folds(
     first = folds[0][1]
     names = _checked_probes(first.task, probes)
     cuts = {cut.id: cut for _, data in folds for cut in data.cuts()}
-    states = _extract(first.task, upstreams, list(cuts.values()), params, progress)
+    states = _extract(first.task, upstreams, list(cuts.values()), params, progress, first.corpus)
     trained = [_train(data, states, upstreams, names, params, progress) for _, data in folds]
     result = _result(first, names, list(upstreams), trained[0][0], trained[0][1], params)
     cfg = params.downstream
@@ -363,11 +364,26 @@ def _extract(
     cuts: list[Any],
     params: Params,
     progress: Progress | None,
+    corpus: Path | None = None,
 ) -> dict[str, dict[str, torch.Tensor]]:
-    """The hidden states of every upstream for ``cuts``, told to ``progress`` first."""
+    """The hidden states of every upstream for ``cuts``, told to ``progress``.
+
+    With the ``corpus`` they come from and the state cache on (:mod:`.state_cache`), an
+    upstream's states are loaded when another task already extracted them, and extracted
+    for the whole corpus and stored when not.
+    """
+    batch = params.downstream.max_batch_duration
+    store = open_cache() if corpus is not None else None
+    if store is None or corpus is None:
+        if progress:
+            progress(f"{task}: hidden states of {', '.join(upstreams)}", 0)
+        return extract(upstreams, cuts, batch)
     if progress:
-        progress(f"{task}: hidden states of {', '.join(upstreams)}", 0)
-    return extract(upstreams, cuts, params.downstream.max_batch_duration)
+        progress(f"{task}: hidden states of {', '.join(upstreams)} (cache: {store.root})", 0)
+    states, hits = cached_states(upstreams, cuts, corpus, batch, extract, store)
+    if progress and hits:
+        progress(f"{task}: {', '.join(hits)} loaded from the cache", 0)
+    return states
 
 
 def _train(

@@ -196,6 +196,9 @@ class TaskData:
         The characters of the asr task; None for the others.
     trials : list[tuple[int, str, str]]
         The speaker task's ``(target, enrol id, test id)`` trials between test utterances.
+    corpus : Path | None
+        The prepared corpus the utterances come from (None: made by hand); the probes
+        cache hidden states per corpus (:mod:`smx.downstream.state_cache`).
     """
 
     task: str
@@ -205,6 +208,7 @@ class TaskData:
     classes: list[str] = field(default_factory=list)
     vocab: CharVocab | None = None
     trials: list[tuple[int, str, str]] = field(default_factory=list)
+    corpus: Path | None = None
 
     @property
     def num_outputs(self) -> int:
@@ -313,10 +317,10 @@ def load_task_data(corpus_dir: str | Path, task: str, label: str | None = None) 
     for split in extra:  # optional: a split without the label adds nothing
         test += _read_labelled(corpus, split, name)[1]
     if task == "asr":
-        return TaskData(task, train, dev, test, vocab=load_vocab(corpus))
+        return TaskData(task, train, dev, test, vocab=load_vocab(corpus), corpus=corpus)
     classes = _classes(task, name, train, corpus)
     if task != "speaker":
-        return TaskData(task, train, dev, test, classes=classes)
+        return TaskData(task, train, dev, test, classes=classes, corpus=corpus)
     known = set(classes)
     dev = [item for item in dev if item.label in known]
     if not dev:
@@ -330,7 +334,7 @@ def load_task_data(corpus_dir: str | Path, task: str, label: str | None = None) 
             f"task 'speaker' needs same- and different-speaker trials between utterances of "
             f"the 'heldout' split in {corpus / TRIALS_FILE}, found {len(trials)} usable trials"
         )
-    return TaskData(task, train, dev, test, classes=classes, trials=trials)
+    return TaskData(task, train, dev, test, classes, trials=trials, corpus=corpus)
 
 
 def _classes(task: str, name: str, train: list[Item], where: object) -> list[str]:
@@ -409,7 +413,8 @@ def session_folds(
         train = [item for s in rest if s != dev for item in by_session[s]]
         where = f"the fold holding out session {test} of {corpus}"
         classes = _classes(task, name, train, where)
-        folds.append((test, TaskData(task, train, by_session[dev], by_session[test], classes)))
+        data = TaskData(task, train, by_session[dev], by_session[test], classes, corpus=corpus)
+        folds.append((test, data))
     return folds
 
 

@@ -64,11 +64,16 @@ class Upstream(nn.Module):
         ``D``, the size of each hidden state.
     frame_shift : float
         Seconds between output frames.
+    spec : str
+        What, besides the weights, fixes the function (the config it was built from, as
+        JSON); set by the builders below, empty for a hand-made upstream. The hidden-state
+        cache keys on it (:mod:`smx.downstream.state_cache`) and skips an upstream without.
     """
 
     num_layers: int
     dim: int
     frame_shift: float
+    spec: str = ""
 
     def freeze(self) -> Upstream:
         """No gradients, eval mode; returns self."""
@@ -170,18 +175,29 @@ def build_parts(params: Params) -> tuple[nn.Module, nn.Module, nn.Module]:
     return fbank, frontend, encoder
 
 
+def encoder_spec(params: Params) -> str:
+    """The :attr:`Upstream.spec` of an encoder built from ``params``."""
+    model = params.model.model_dump(mode="json")
+    return json.dumps({"model": model, "sample_rate": params.data.sample_rate}, sort_keys=True)
+
+
 def random_upstream(params: Params, seed: int) -> EncoderUpstream:
     """The baseline: the architecture of ``params`` with random weights drawn with ``seed``."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         fbank, frontend, encoder = build_parts(params)
-    return EncoderUpstream(fbank, frontend, encoder, params.model.frontend.frame_seconds)
+    upstream = EncoderUpstream(fbank, frontend, encoder, params.model.frontend.frame_seconds)
+    upstream.spec = encoder_spec(params)
+    return upstream
 
 
 def fbank_upstream(params: Params) -> FbankUpstream:
     """The baseline of plain log-mel features (the front-end config's fbank)."""
     fe = params.model.frontend
-    return FbankUpstream(build_fbank(fe, params.data.sample_rate), fe.hop_ms / 1000)
+    upstream = FbankUpstream(build_fbank(fe, params.data.sample_rate), fe.hop_ms / 1000)
+    frontend = fe.model_dump(mode="json")
+    upstream.spec = json.dumps({"frontend": frontend, "sample_rate": params.data.sample_rate})
+    return upstream
 
 
 def _our_key(key: str) -> str:
@@ -317,6 +333,7 @@ def load_checkpoint_upstream(path: str | Path, params: Params | None = None) -> 
     state = {_our_key(k): v for k, v in ckpt["state_dict"].items()}
     check_weights(upstream.state_dict(), state, str(path), config)
     upstream.load_state_dict(state)
+    upstream.spec = encoder_spec(params)
     return upstream.freeze()
 
 
