@@ -370,8 +370,15 @@ class FbankFrontend(nn.Module):
         return (feats - mean) / self._deviation(var)
 
     def _log_mel(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Log-mel features ``[B, T, n_mels]`` of padded float32 ``waveforms [B, S]``."""
-        wav = self._fill_tails(waveforms, lengths)  # [B, S]
+        """Log-mel features ``[B, T, n_mels]`` of padded float32 ``waveforms [B, S]``.
+
+        The batch is first extended by half a window, so that the last frames of a row that
+        ends less than half a window before the batch's end see the row's own tail, not the
+        STFT's reflection of the batch's end; the extra frames are dropped.
+        """
+        frames = waveforms.shape[1] // self.hop_length + 1
+        wav = F.pad(waveforms, (0, self.n_fft // 2))  # [B, S + n_fft/2]
+        wav = self._fill_tails(wav, lengths)  # [B, S + n_fft/2]
         spec = torch.stft(
             wav,
             self.n_fft,
@@ -381,7 +388,7 @@ class FbankFrontend(nn.Module):
             center=True,
             pad_mode="reflect" if self.style == "smx" else "constant",
             return_complex=True,
-        )  # [B, n_fft/2 + 1, T]
+        )[..., :frames]  # [B, n_fft/2 + 1, T]
         power = spec.real.square() + spec.imag.square()  # [B, n_fft/2 + 1, T]
         mel = power.transpose(1, 2) @ self.filterbank.to(wav.device)  # [B, T, n_mels]
         if self.style == "smx":

@@ -71,6 +71,28 @@ def test_fbank_padded_row_equals_utterance_alone() -> None:
     torch.testing.assert_close(feats[0], alone_long[0], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("style", ["smx", "speechbrain"])
+@pytest.mark.parametrize("padding", [1, 43, 199, 200, 201])
+def test_fbank_row_ending_within_half_a_window_of_the_batch_end_equals_the_row_alone(
+    style: str, padding: int
+) -> None:
+    # the last frame of the short row reaches past the batch's end: it must see the row's own
+    # tail (its reflection or zeros), not what the STFT pads the batch with
+    torch.manual_seed(2)
+    fbank = FbankFrontend(style=style)  # type: ignore[arg-type]
+    long = torch.randn(8000 + padding)
+    short = torch.randn(8000)
+    lengths = torch.tensor([8000 + padding, 8000])
+    wav = torch.stack([long, torch.cat([short, torch.randn(padding)])])  # noise after the end
+    feats, frames = fbank(wav, lengths)
+    alone, alone_frames = fbank(short[None], torch.tensor([8000]))
+    assert frames[1] == alone_frames[0] == 51
+    torch.testing.assert_close(feats[1, :51], alone[0], atol=1e-4, rtol=1e-4)
+    alone_long, _ = fbank(long[None], lengths[:1])
+    torch.testing.assert_close(feats[0], alone_long[0], atol=1e-4, rtol=1e-4)
+    assert feats.shape[1] == (8000 + padding) // 160 + 1
+
+
 def test_fbank_no_grad_and_errors() -> None:
     fbank = FbankFrontend()
     wav = torch.randn(2, 1000, requires_grad=True)
