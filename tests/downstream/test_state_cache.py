@@ -161,27 +161,25 @@ def test_a_second_task_probes_on_the_states_the_first_stored(
     corpus = corpus_root / "synth"
     params = tiny_params(corpus_root, seeds=1, epochs=1)
     lines: list[str] = []
-    first = probe_encoder(
-        encoder_file,
-        "intent",
-        params,
-        corpus,
-        probes=["linear"],
-        progress=lambda m, _: lines.append(m),
-    )
+
+    def probe(task: str) -> dict[str, Any]:
+        """Probe ``task`` with the linear probe, its progress lines kept in ``lines``."""
+        return probe_encoder(
+            encoder_file,
+            task,
+            params,
+            corpus,
+            probes=["linear"],
+            progress=lambda m, _: lines.append(m),
+        )
+
+    first = probe("intent")
     assert not any("loaded from the cache" in line for line in lines)
     # encoder_file holds the seed-0 random weights: the pre-trained encoder and its random
     # init compute the same states and share one entry; fbank has the other
     assert len(list((tmp_path / "states").glob("*.pt"))) == 2
     lines.clear()
-    probe_encoder(
-        encoder_file,
-        "style",
-        params,
-        corpus,
-        probes=["linear"],
-        progress=lambda m, _: lines.append(m),
-    )
+    probe("style")
     assert "style: pretrained, random_init, fbank loaded from the cache" in lines
-    again = probe_encoder(encoder_file, "intent", params, corpus, probes=["linear"])
+    again = probe("intent")
     assert again == first  # the cached states give the numbers the extracted ones gave
